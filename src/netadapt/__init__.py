@@ -1,0 +1,31 @@
+"""netadapt: NetAdaptV2 (Yang, Liao, Sze, CVPR 2021) for PyTorch.
+
+Train a network once as a super-network with ordered dropout and channel-level bypass, search
+its sub-networks with the multi-layer coordinate descent optimizer against any resource (MACs,
+measured latency, a lookup table, your own script), then train and export the result.
+"""
+
+import logging
+
+from netadapt.arch import Architecture, SearchSpace
+from netadapt.errors import NetAdaptError
+from netadapt.model import CompactNet, SuperNet, build_supernet, extract, list_models
+from netadapt.resources import count_macs, count_params
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "Architecture",
+    "CompactNet",
+    "NetAdaptError",
+    "SearchSpace",
+    "SuperNet",
+    "__version__",
+    "build_supernet",
+    "count_macs",
+    "count_params",
+    "extract",
+    "list_models",
+]

@@ -1,0 +1,225 @@
+"""Blocks made of elastic layers: inverted residuals, depthwise-separable pairs, the FastDepth
+decoder stage and the classification head.
+
+Every block offers the same four operations, each a few lines over its layers:
+``forward(x)`` at its own size, ``forward_masked(x, width, choice)`` for per-image
+sub-networks, ``trace(width, arch, costs)`` for integer shapes and costs, and
+``extract(width, arch)`` returning the block built at the sub-network's size.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from netadapt.model.layers import ArchView, Choice, ElasticConv, LayerCost, SqueezeExcite
+from netadapt.model.slicing import pad_add, slice_conv_weight, slice_vector
+
+__all__ = ["ClassifierHead", "ConvBlock", "DecoderStage", "InvertedResidual", "Sequential"]
+
+
+def chosen(layer: ElasticConv, arch: ArchView) -> tuple[int, int]:
+    """(filters, kernel) of ``layer`` in ``arch``; a fixed layer keeps its own size."""
+    if layer.index is None:
+        return layer.filters, layer.kernel
+    return arch.filters[layer.index], arch.kernels[layer.index]
+
+
+def extract_layer(layer: ElasticConv, width: int, arch: ArchView) -> ElasticConv:
+    return layer.shrink(width, *chosen(layer, arch))
+
+
+class ConvBlock(nn.Module):
+    """A single elastic convolution used as a block (stem, last conv, FastDepth's final layer)."""
+
+    kind = "conv"
+
+    def __init__(self, conv: ElasticConv) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+    def forward_masked(self, x: Tensor, width: Tensor, choice: Choice) -> tuple[Tensor, Tensor]:
+        return self.conv.forward_masked(x, width, choice)
+
+    def trace(self, width: int, arch: ArchView, costs: list[LayerCost] | None) -> int:
+        return self.conv.trace(width, arch, costs)
+
+    def extract(self, width: int, arch: ArchView) -> ConvBlock:
+        return ConvBlock(extract_layer(self.conv, width, arch))
+
+
+class Sequential(nn.Module):
+    """Elastic layers in a chain: MobileNetV1's depthwise-separable pair."""
+
+    kind = "ds"
+
+    def __init__(self, *layers: ElasticConv) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def forward_masked(self, x: Tensor, width: Tensor, choice: Choice) -> tuple[Tensor, Tensor]:
+        for layer in self.layers:
+            x, width = layer.forward_masked(x, width, choice)
+        return x, width
+
+    def trace(self, width: int, arch: ArchView, costs: list[LayerCost] | None) -> int:
+        for layer in self.layers:
+            width = layer.trace(width, arch, costs)
+        return width
+
+    def extract(self, width: int, arch: ArchView) -> Sequential:
+        layers = []
+        for layer in self.layers:
+            layers.append(extract_layer(layer, width, arch))
+            width = layer.trace(width, arch, None)
+        return Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2/V3 block: expansion → depthwise → squeeze-excitation → projection.
+
+    With a residual connection the block output is the zero-padded sum of the projection and
+    the block input, so the output width is the larger of the two.  When every layer keeps 0
+    filters the block computes only bypasses and the addition: no convolution remains and the
+    block has vanished (paper Table 8 block 12, Table 9 blocks 7, 8, 12, 15).
+    """
+
+    kind = "mnv3"
+
+    def __init__(
+        self,
+        expand: ElasticConv | None,
+        depthwise: ElasticConv,
+        se: SqueezeExcite | None,
+        project: ElasticConv,
+        *,
+        residual: bool,
+    ) -> None:
+        super().__init__()
+        self.expand = expand
+        self.depthwise = depthwise
+        self.se = se
+        self.project = project
+        self.residual = residual
+
+    def _layers(self) -> list[nn.Module]:
+        return [m for m in (self.expand, self.depthwise, self.se, self.project) if m is not None]
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x
+        for layer in self._layers():
+            y = layer(y)
+        return pad_add(y, x) if self.residual else y
+
+    def forward_masked(self, x: Tensor, width: Tensor, choice: Choice) -> tuple[Tensor, Tensor]:
+        y, w = x, width
+        for layer in self._layers():
+            y, w = layer.forward_masked(y, w, choice)
+        if self.residual:  # same full width; the narrower sub-network is zero beyond its width
+            return y + x, w.maximum(width)
+        return y, w
+
+    def trace(self, width: int, arch: ArchView, costs: list[LayerCost] | None) -> int:
+        w = width
+        for layer in self._layers():
+            w = layer.trace(w, arch, costs)
+        return max(w, width) if self.residual else w
+
+    def extract(self, width: int, arch: ArchView) -> InvertedResidual:
+        w = width
+        expand = se = None
+        if self.expand is not None:
+            expand = extract_layer(self.expand, w, arch)
+            w = self.expand.trace(w, arch, None)
+        depthwise = extract_layer(self.depthwise, w, arch)
+        w = self.depthwise.trace(w, arch, None)
+        if self.se is not None:
+            se = self.se.shrink(w, chosen_se(self.se, arch))
+        project = extract_layer(self.project, w, arch)
+        return InvertedResidual(expand, depthwise, se, project, residual=self.residual)
+
+
+def chosen_se(se: SqueezeExcite, arch: ArchView) -> int:
+    return se.hidden if se.index is None else arch.filters[se.index]
+
+
+class DecoderStage(nn.Module):
+    """FastDepth NNConv5 stage: 5x5 depthwise → pointwise → nearest-neighbour upsampling ×2."""
+
+    kind = "decoder"
+
+    def __init__(self, depthwise: ElasticConv, pointwise: ElasticConv, scale: int = 2) -> None:
+        super().__init__()
+        self.depthwise = depthwise
+        self.pointwise = pointwise
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.interpolate(self.pointwise(self.depthwise(x)), scale_factor=self.scale, mode="nearest")
+
+    def forward_masked(self, x: Tensor, width: Tensor, choice: Choice) -> tuple[Tensor, Tensor]:
+        x, width = self.depthwise.forward_masked(x, width, choice)
+        x, width = self.pointwise.forward_masked(x, width, choice)
+        return F.interpolate(x, scale_factor=self.scale, mode="nearest"), width
+
+    def trace(self, width: int, arch: ArchView, costs: list[LayerCost] | None) -> int:
+        return self.pointwise.trace(self.depthwise.trace(width, arch, costs), arch, costs)
+
+    def extract(self, width: int, arch: ArchView) -> DecoderStage:
+        depthwise = extract_layer(self.depthwise, width, arch)
+        pointwise = extract_layer(self.pointwise, self.depthwise.trace(width, arch, None), arch)
+        return DecoderStage(depthwise, pointwise, self.scale)
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool → optional elastic 1x1 hidden layer → dropout → linear classifier."""
+
+    kind = "head"
+
+    def __init__(self, hidden: ElasticConv | None, classifier: nn.Linear, dropout: float) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = classifier
+
+    def _classify(self, x: Tensor) -> Tensor:
+        return self.classifier(self.dropout(x.flatten(1)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.adaptive_avg_pool2d(x, 1)
+        if self.hidden is not None:
+            x = self.hidden(x)
+        return self._classify(x)
+
+    def forward_masked(self, x: Tensor, width: Tensor, choice: Choice) -> tuple[Tensor, Tensor]:
+        x = F.adaptive_avg_pool2d(x, 1)
+        if self.hidden is not None:
+            x, width = self.hidden.forward_masked(x, width, choice)
+        return self._classify(x), width
+
+    def trace(self, width: int, arch: ArchView, costs: list[LayerCost] | None) -> int:
+        if self.hidden is not None:
+            width = self.hidden.trace(width, arch, costs)
+        n = self.classifier.out_features
+        if costs is not None:
+            costs.append(LayerCost("head.classifier", "linear", width, n, 1, 1, 1, n, width * n, width * n + n))
+        return n
+
+    def extract(self, width: int, arch: ArchView) -> ClassifierHead:
+        hidden = None
+        if self.hidden is not None:
+            hidden = extract_layer(self.hidden, width, arch)
+            width = self.hidden.trace(width, arch, None)
+        classifier = nn.Linear(width, self.classifier.out_features)
+        weight = slice_conv_weight(self.classifier.weight[:, :, None, None], self.classifier.out_features, width, 1)
+        classifier.weight.data.copy_(weight[:, :, 0, 0])
+        classifier.bias.data.copy_(slice_vector(self.classifier.bias, self.classifier.out_features))
+        return ClassifierHead(hidden, classifier, self.dropout.p)

@@ -1,0 +1,180 @@
+"""One builder: decode a :class:`NetworkDef` into a super-network and its search space."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import partial
+
+from torch import nn
+
+from netadapt.arch.space import LayerSpec, SearchSpace, kernel_choices, width_choices
+from netadapt.errors import NetAdaptError
+from netadapt.model.blocks import ClassifierHead, ConvBlock, DecoderStage, InvertedResidual, Sequential
+from netadapt.model.definitions import Conv, Decoder, DepthwiseSeparable, MBConv, NetworkDef
+from netadapt.model.layers import ElasticConv, SqueezeExcite
+
+__all__ = ["BuildOptions", "build_from_definition", "ACTIVATIONS"]
+
+ACTIVATIONS = {
+    "relu": partial(nn.ReLU),
+    "relu6": partial(nn.ReLU6),
+    "hswish": partial(nn.Hardswish),
+    "none": None,
+}
+BYPASS_MODES = ("resolution", "none", "unlimited")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Search-space options of a super-network.
+
+    ``bypass``: ``"resolution"`` (the paper's per-resolution ``T``, appendix B), ``"none"`` (no
+    channel-level bypass: the "without CBC" ablation; depthwise layers are tied to the layer
+    feeding them and no layer may reach 0 filters) or ``"unlimited"`` (``T = ∞`` everywhere).
+    """
+
+    num_widths: int | None = None  # None: the definition's (9, or 11 for netadaptv2_macs)
+    width_divisor: int = 1
+    bypass: str = "resolution"
+    bypass_base: int | None = None  # None: the definition's
+    tie_depthwise: bool | None = None  # None: tied exactly when bypass is "none"
+    superkernel: bool = True  # search kernel sizes (odd sizes from 3 to full)
+
+
+class _Registry:
+    """Collects the searchable layers in build order; their order is the architecture's order."""
+
+    def __init__(self, model: str, options: BuildOptions, num_widths: int) -> None:
+        self.model = model
+        self.options = options
+        self.num_widths = num_widths
+        self.layers: list[LayerSpec] = []
+        self._next_tie = 0
+
+    def new_tie(self) -> int:
+        self._next_tie += 1
+        return self._next_tie - 1
+
+    def add(self, name: str, kind: str, filters: int, kernel: int, bypass: int | None, tie: int | None = None) -> int:
+        allow_zero = kind == "se" or bypass != 0
+        widths = width_choices(filters, self.num_widths, self.options.width_divisor, allow_zero=allow_zero)
+        kernels = kernel_choices(kernel) if self.options.superkernel else (kernel,)
+        self.layers.append(LayerSpec(name, kind, filters, kernel, widths, kernels, bypass, tie))
+        return len(self.layers) - 1
+
+
+def build_from_definition(
+    definition: NetworkDef,
+    *,
+    input_size: int,
+    in_channels: int = 3,
+    options: BuildOptions = BuildOptions(),
+) -> tuple[list[nn.Module], tuple[int | None, ...], SearchSpace]:
+    """Decode ``definition`` into (blocks, skips, search space).
+
+    ``skips[i]`` is the index of an earlier block whose output is added (zero-padded) to block
+    ``i``'s output, or ``None``.
+    """
+    if options.bypass not in BYPASS_MODES:
+        raise NetAdaptError(f"unknown bypass mode {options.bypass!r}; choose one of {', '.join(BYPASS_MODES)}")
+    norm = partial(nn.BatchNorm2d, eps=definition.bn_eps, momentum=definition.bn_momentum)
+    base = options.bypass_base or definition.bypass_base
+    tie_dw = options.tie_depthwise if options.tie_depthwise is not None else options.bypass == "none"
+    reg = _Registry(definition.name, options, options.num_widths or definition.num_widths)
+
+    def limit(filters: int, out_size: int, depthwise: bool = False) -> int | None:
+        """The bypass limit T of a layer (appendix B: one T per resolution, ∞ for depthwise)."""
+        if options.bypass == "none":
+            return 0
+        if depthwise or options.bypass == "unlimited":
+            return None
+        d = max(0, round(math.log2(input_size / out_size)))
+        # A T above the layer's own filter count would make its output wider than in the initial
+        # network; clamp it so the full sub-network is the initial network.
+        return min(filters, max(1, base * 2**d // 2))
+
+    def conv(name, c_in, filters, kernel, stride, size, act, *, depthwise=False, searchable=True, tie=None, bypass="auto"):
+        out_size = math.ceil(size / stride)
+        t = limit(filters, out_size, depthwise) if bypass == "auto" else bypass
+        index = reg.add(name, "depthwise" if depthwise else "conv", filters, kernel, t, tie) if searchable else None
+        return ElasticConv(
+            name, c_in, filters, kernel, in_size=size, stride=stride, depthwise=depthwise, bypass=t,
+            norm_layer=norm, act_layer=ACTIVATIONS[act], index=index,
+        )  # fmt: skip
+
+    blocks: list[nn.Module] = []
+    skips: list[int | None] = []
+    sizes: list[int] = []  # output resolution of every block, for skips
+    c, size = in_channels, input_size
+    for i, row in enumerate(definition.blocks):
+        name = f"b{i}"
+        skip = None
+        if isinstance(row, Conv):
+            if not row.searchable:
+                blk = ConvBlock(conv(name, c, row.filters, row.kernel, row.stride, size, row.act, searchable=False, bypass=0))
+            else:
+                blk = ConvBlock(conv(name, c, row.filters, row.kernel, row.stride, size, row.act))
+            c, size = row.filters, math.ceil(size / row.stride)
+        elif isinstance(row, DepthwiseSeparable):
+            tie = reg.new_tie() if tie_dw else None
+            # Without bypass the depthwise layer must match the layer feeding it: tie both.
+            if tie is not None and reg.layers:
+                reg.layers[-1] = _with_tie(reg.layers[-1], tie)
+            dw = conv(f"{name}.dw", c, c, row.kernel, row.stride, size, row.act, depthwise=True, tie=tie)
+            size = math.ceil(size / row.stride)
+            pw = conv(f"{name}.pw", c, row.filters, 1, 1, size, row.act)
+            blk, c = Sequential(dw, pw), row.filters
+        elif isinstance(row, MBConv):
+            expand = None
+            exp_c = c
+            tie = reg.new_tie() if tie_dw else None
+            if row.expand != c or row.force_expand:
+                expand = conv(f"{name}.expand", c, row.expand, 1, 1, size, row.act, tie=tie)
+                exp_c = row.expand
+            elif tie is not None and reg.layers:
+                reg.layers[-1] = _with_tie(reg.layers[-1], tie)
+            dw = conv(f"{name}.dw", exp_c, exp_c, row.kernel, row.stride, size, row.act, depthwise=True, tie=tie)
+            size = math.ceil(size / row.stride)
+            se = None
+            if row.se:
+                index = reg.add(f"{name}.se", "se", row.se, 1, None)
+                se = SqueezeExcite(f"{name}.se", exp_c, row.se, index=index)
+            pw = conv(f"{name}.project", exp_c, row.filters, 1, 1, size, "none")
+            blk = InvertedResidual(expand, dw, se, pw, residual=row.stride == 1 and c == row.filters)
+            c = row.filters
+        elif isinstance(row, Decoder):
+            tie = reg.new_tie() if tie_dw else None
+            if tie is not None:
+                reg.layers[-1] = _with_tie(reg.layers[-1], tie)
+            dw = conv(f"{name}.dw", c, c, row.kernel, 1, size, "relu", depthwise=True, tie=tie)
+            pw = conv(f"{name}.pw", c, row.filters, 1, 1, size, "relu")
+            blk = DecoderStage(dw, pw)
+            c, size = row.filters, size * 2
+            if row.skip is not None:
+                if sizes[row.skip] != size:
+                    raise ValueError(f"{definition.name}: skip from block {row.skip} has resolution {sizes[row.skip]}, not {size}")
+                skip = row.skip
+        else:  # pragma: no cover - definitions are typed
+            raise TypeError(f"unknown block row {row!r}")
+        blocks.append(blk)
+        skips.append(skip)
+        sizes.append(size)
+
+    if definition.head is not None:
+        head = definition.head
+        hidden = None
+        if head.hidden:
+            hidden = ElasticConv(
+                "head.hidden", c, head.hidden, 1, in_size=1, bypass=None if options.bypass != "none" else 0,
+                norm_layer=None, act_layer=ACTIVATIONS[head.act], bias=True,
+                index=reg.add("head.hidden", "conv", head.hidden, 1, None if options.bypass != "none" else 0),
+            )  # fmt: skip
+            c = head.hidden
+        blocks.append(ClassifierHead(hidden, nn.Linear(c, definition.num_classes), head.dropout))
+        skips.append(None)
+    return blocks, tuple(skips), SearchSpace(definition.name, tuple(reg.layers))
+
+
+def _with_tie(spec: LayerSpec, tie: int) -> LayerSpec:
+    return replace(spec, tie=tie)

@@ -1,0 +1,99 @@
+"""Pure slicing functions shared by the elastic forward pass and extraction.
+
+Parameters are allocated at the super-network's full size; a sub-network uses the *first*
+filters and input channels of every layer (ordered dropout always removes the last filters,
+paper §2.3) and the centre of every superkernel.  The same functions compute the masks of the
+elastic forward pass and slice the weights copied into an extracted network, so the two cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "bypass_mix",
+    "bypass_slice",
+    "crop_kernel",
+    "fit_channels",
+    "pad_add",
+    "prefix_mask",
+    "slice_conv_weight",
+    "slice_vector",
+]
+
+
+def prefix_mask(widths: Tensor, channels: int) -> Tensor:
+    """Per-image masks keeping the first ``widths[b]`` of ``channels`` channels.
+
+    ``widths``: (B,) integer tensor.  Returns a (B, channels, 1, 1) bool tensor.
+    """
+    index = torch.arange(channels, device=widths.device)  # (C,)
+    return (index[None, :] < widths[:, None])[:, :, None, None]  # (B, C, 1, 1)
+
+
+def crop_kernel(weight: Tensor, kernel: int) -> Tensor:
+    """Centre ``kernel``×``kernel`` crop of a (O, I, K, K) weight: the nested superkernel."""
+    full = weight.shape[-1]
+    if kernel > full or (full - kernel) % 2:
+        raise ValueError(f"cannot crop a {full}x{full} kernel to {kernel}x{kernel}")
+    start = (full - kernel) // 2
+    return weight[:, :, start : start + kernel, start : start + kernel]
+
+
+def slice_conv_weight(weight: Tensor, out_channels: int, in_channels: int | None, kernel: int) -> Tensor:
+    """First ``out_channels`` filters over the first ``in_channels`` inputs, kernel centre-cropped.
+
+    ``in_channels=None`` keeps the weight's input dimension (depthwise weights have one input
+    channel per filter).
+    """
+    w = weight[:out_channels] if in_channels is None else weight[:out_channels, :in_channels]
+    return crop_kernel(w, kernel)
+
+
+def slice_vector(vector: Tensor | None, size: int) -> Tensor | None:
+    """First ``size`` entries of a per-channel vector (bias, BatchNorm parameters and statistics)."""
+    return None if vector is None else vector[:size]
+
+
+def fit_channels(x: Tensor, channels: int) -> Tensor:
+    """Zero-pad or truncate the channel dimension of (B, C, H, W) ``x`` to ``channels``."""
+    c = x.shape[1]
+    if c == channels:
+        return x
+    if c > channels:
+        return x[:, :channels]
+    return F.pad(x, (0, 0, 0, 0, 0, channels - c))
+
+
+def pad_add(a: Tensor, b: Tensor) -> Tensor:
+    """Residual addition of two maps of different widths: the narrower is zero-padded."""
+    channels = max(a.shape[1], b.shape[1])
+    return fit_channels(a, channels) + fit_channels(b, channels)
+
+
+def bypass_slice(x: Tensor, start: int, stop: int, stride: int) -> Tensor:
+    """Input channels ``start..stop`` passed through a layer of the given stride.
+
+    A strided layer's bypass takes every ``stride``-th pixel: the centre of each window of a
+    ``k//2``-padded convolution, so the bypassed map has the layer's output resolution.
+    """
+    return x[:, start:stop, ::stride, ::stride]
+
+
+def bypass_mix(conv_out: Tensor, x: Tensor, filters: Tensor, limit: int, stride: int) -> Tensor:
+    """Channel-level bypass under ordered dropout (paper §2.2, Fig. 5).
+
+    Output channel ``j`` of image ``b`` is the convolution path's channel when
+    ``j < filters[b]``, the (strided) input channel ``j`` when ``filters[b] <= j < limit``, and
+    zero otherwise.  Input channels beyond the image's own width are already zero, so this is
+    ``Z = max(min(C, T), M)`` per image.  ``conv_out``: (B, F, H', W'); ``x``: (B, C, H, W).
+    """
+    channels = conv_out.shape[1]
+    bypass = fit_channels(bypass_slice(x, 0, x.shape[1], stride), channels)  # (B, F, H', W')
+    index = torch.arange(channels, device=x.device)[None, :, None, None]  # (1, F, 1, 1)
+    keep = index < filters[:, None, None, None]  # conv path, (B, F, 1, 1)
+    passed = index < limit  # bypass path, its complement inside the limit
+    return torch.where(keep, conv_out, torch.where(passed, bypass, torch.zeros_like(bypass)))

@@ -1,0 +1,240 @@
+"""The super-network (paper §2.1) and the compact networks extracted from it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import torch
+from torch import Tensor, nn
+
+from netadapt.arch.space import Architecture, SearchSpace
+from netadapt.errors import NetAdaptError
+from netadapt.model.builder import BuildOptions, build_from_definition
+from netadapt.model.definitions import NetworkDef
+from netadapt.model.layers import ArchView, Choice, LayerCost
+from netadapt.model.slicing import pad_add
+from netadapt.model.zoo import get_definition
+
+__all__ = ["CompactNet", "SuperNet", "build_supernet", "extract"]
+
+
+def _run_plain(blocks: nn.ModuleList, skips: Sequence[int | None], x: Tensor) -> Tensor:
+    kept = {s for s in skips if s is not None}
+    saved: dict[int, Tensor] = {}
+    for i, (block, skip) in enumerate(zip(blocks, skips, strict=True)):
+        x = block(x)
+        if skip is not None:
+            x = pad_add(x, saved[skip])
+        if i in kept:
+            saved[i] = x
+    return x
+
+
+class CompactNet(nn.Module):
+    """An extracted sub-network: real convolutions with fewer channels, bypass as slice +
+    concatenation, removed layers gone.  Loadable without the super-network
+    (see :mod:`netadapt.export`)."""
+
+    def __init__(self, blocks: list[nn.Module], skips: Sequence[int | None], *, in_channels: int, input_size: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.skips = tuple(skips)
+        self.in_channels = in_channels
+        self.input_size = input_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _run_plain(self.blocks, self.skips, x)
+
+
+class SuperNet(nn.Module):
+    """A network allocated at its initial (largest) size whose sub-networks share its weights.
+
+    Call it with one architecture, ``supernet(x, arch)``, or with per-image choices for ordered
+    dropout, ``supernet(x, widths=W, kernels=K)`` where ``W`` and ``K`` are (B, L) integer
+    tensors (column ``i`` = search-space layer ``i``; ``K`` defaults to full kernels).  With
+    neither it runs the initial network.
+    """
+
+    def __init__(
+        self,
+        definition: NetworkDef,
+        *,
+        num_classes: int | None = None,
+        input_size: int | None = None,
+        in_channels: int = 3,
+        options: BuildOptions = BuildOptions(),
+    ) -> None:
+        super().__init__()
+        if num_classes is not None and definition.task == "classification":
+            definition = _with_classes(definition, num_classes)
+        self.definition = definition
+        self.options = options
+        self.input_size = int(input_size or definition.input_size)
+        self.in_channels = in_channels
+        if self.input_size < 8:
+            raise NetAdaptError(f"input size {self.input_size} is too small (at least 8 pixels)")
+        blocks, skips, space = build_from_definition(definition, input_size=self.input_size, in_channels=in_channels, options=options)
+        self.blocks = nn.ModuleList(blocks)
+        self.skips = skips
+        self.space: SearchSpace = space
+        init_weights_(self)
+        self.register_buffer("_max_filters", torch.tensor([s.max_filters for s in space.layers], dtype=torch.long), persistent=False)
+        self.register_buffer("_full_kernels", torch.tensor([s.max_kernel for s in space.layers], dtype=torch.long), persistent=False)
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def num_classes(self) -> int:
+        return self.definition.num_classes
+
+    @property
+    def task(self) -> str:
+        return self.definition.task
+
+    def build_config(self) -> dict:
+        """Everything needed to rebuild this super-network (stored in checkpoints)."""
+        return {
+            "model": self.definition.name,
+            "num_classes": self.definition.num_classes,
+            "input_size": self.input_size,
+            "in_channels": self.in_channels,
+            "options": asdict(self.options),
+        }
+
+    # -- forward passes ----------------------------------------------------------------------
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise NetAdaptError(f"{self.name} expects input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            raise NetAdaptError(
+                f"{self.name} was built for {self.input_size}x{self.input_size} inputs, got "
+                f"{x.shape[-2]}x{x.shape[-1]}; rebuild it with input_size={x.shape[-1]}"
+            )
+
+    def choice(self, arch: Architecture, batch: int) -> Choice:
+        """Per-image choices with every image running ``arch``."""
+        self.space.validate(arch)
+        device = self._max_filters.device
+        filters = torch.tensor(arch.filters, dtype=torch.long, device=device).expand(batch, -1)
+        kernels = torch.tensor(arch.kernels, dtype=torch.long, device=device).expand(batch, -1)
+        return Choice(filters, kernels)
+
+    def _choice_from_tensors(self, widths: Tensor, kernels: Tensor | None, batch: int) -> Choice:
+        n = len(self.space)
+        if widths.shape != (batch, n):
+            raise NetAdaptError(f"widths must have shape (batch, layers) = ({batch}, {n}), got {tuple(widths.shape)}")
+        widths = widths.to(self._max_filters.device, torch.long)
+        if bool((widths < 0).any()) or bool((widths > self._max_filters).any()):
+            raise NetAdaptError("widths must lie between 0 and each layer's full width")
+        if kernels is None:
+            kernels = self._full_kernels.expand(batch, -1)
+        elif kernels.shape != (batch, n):
+            raise NetAdaptError(f"kernels must have shape ({batch}, {n}), got {tuple(kernels.shape)}")
+        return Choice(widths, kernels.to(widths.device, torch.long))
+
+    def forward(self, x: Tensor, arch: Architecture | None = None, *, widths: Tensor | None = None, kernels: Tensor | None = None) -> Tensor:
+        self._check_input(x)
+        if arch is not None and widths is not None:
+            raise NetAdaptError("pass either an architecture or per-image widths, not both")
+        if arch is None and widths is None:
+            return _run_plain(self.blocks, self.skips, x)
+        batch = x.shape[0]
+        choice = self.choice(arch, batch) if arch is not None else self._choice_from_tensors(widths, kernels, batch)
+        width = torch.full((batch,), self.in_channels, dtype=torch.long, device=x.device)
+        kept = {s for s in self.skips if s is not None}
+        saved: dict[int, tuple[Tensor, Tensor]] = {}
+        for i, (block, skip) in enumerate(zip(self.blocks, self.skips, strict=True)):
+            x, width = block.forward_masked(x, width, choice)
+            if skip is not None:  # same full width; zero beyond each image's own width
+                sx, sw = saved[skip]
+                x, width = x + sx, width.maximum(sw)
+            if i in kept:
+                saved[i] = (x, width)
+        return x
+
+    # -- shapes, costs, extraction ------------------------------------------------------------
+    def costs(self, arch: Architecture | None = None, *, validate: bool = True) -> list[LayerCost]:
+        """Per-layer shapes, MACs and parameters of ``arch`` (default: the full network)."""
+        arch = self.space.full() if arch is None else (self.space.validate(arch) if validate else arch)
+        view = ArchView(arch.filters, arch.kernels)
+        costs: list[LayerCost] = []
+        width = self.in_channels
+        widths: list[int] = []
+        for block, skip in zip(self.blocks, self.skips, strict=True):
+            width = block.trace(width, view, costs)
+            if skip is not None:
+                width = max(width, widths[skip])
+            widths.append(width)
+        return costs
+
+    def extract(self, arch: Architecture) -> CompactNet:
+        """The compact network of ``arch`` with weights copied from this super-network."""
+        self.space.validate(arch)
+        view = ArchView(arch.filters, arch.kernels)
+        blocks, widths = [], []
+        width = self.in_channels
+        for block, skip in zip(self.blocks, self.skips, strict=True):
+            blocks.append(block.extract(width, view))
+            width = block.trace(width, view, None)
+            if skip is not None:
+                width = max(width, widths[skip])
+            widths.append(width)
+        net = CompactNet(blocks, self.skips, in_channels=self.in_channels, input_size=self.input_size)
+        net.train(self.training)
+        return net.to(self._max_filters.device)
+
+
+def init_weights_(module: nn.Module) -> None:
+    """torchvision's MobileNet initialisation (kaiming-normal fan-out convs, unit BN, small linear)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def _with_classes(definition: NetworkDef, num_classes: int) -> NetworkDef:
+    from dataclasses import replace
+
+    if num_classes < 1:
+        raise NetAdaptError(f"num_classes must be positive, got {num_classes}")
+    return replace(definition, num_classes=num_classes)
+
+
+def build_supernet(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+    in_channels: int = 3,
+    width_mult: float | None = None,
+    **options: object,
+) -> SuperNet:
+    """Build zoo model ``name`` as a super-network.
+
+    ``options`` are :class:`~netadapt.model.builder.BuildOptions` fields: ``num_widths``,
+    ``width_divisor``, ``bypass`` ("resolution", "none", "unlimited"), ``bypass_base``,
+    ``tie_depthwise``, ``superkernel``.
+    """
+    fields = set(BuildOptions.__dataclass_fields__)
+    unknown = set(options) - fields
+    if unknown:
+        raise NetAdaptError(f"unknown super-network option(s) {sorted(unknown)}; known: {sorted(fields)}")
+    definition = get_definition(name, **({"width_mult": width_mult} if width_mult is not None else {}))
+    return SuperNet(
+        definition, num_classes=num_classes, input_size=input_size, in_channels=in_channels, options=BuildOptions(**options)
+    )
+
+
+def extract(supernet: SuperNet, arch: Architecture) -> CompactNet:
+    """The compact ``nn.Module`` of ``arch``, weights sliced from ``supernet`` (see :meth:`SuperNet.extract`)."""
+    return supernet.extract(arch)
