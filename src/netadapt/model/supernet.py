@@ -64,8 +64,10 @@ class SuperNet(nn.Module):
         input_size: int | None = None,
         in_channels: int = 3,
         options: BuildOptions = BuildOptions(),
+        width_mult: float | None = None,
     ) -> None:
         super().__init__()
+        self.width_mult = width_mult  # recorded so that checkpoints can rebuild the network
         if num_classes is not None and definition.task == "classification":
             definition = _with_classes(definition, num_classes)
         self.definition = definition
@@ -101,6 +103,7 @@ class SuperNet(nn.Module):
             "num_classes": self.definition.num_classes,
             "input_size": self.input_size,
             "in_channels": self.in_channels,
+            "width_mult": self.width_mult,
             "options": asdict(self.options),
         }
 
@@ -231,7 +234,12 @@ def build_supernet(
         raise NetAdaptError(f"unknown super-network option(s) {sorted(unknown)}; known: {sorted(fields)}")
     definition = get_definition(name, **({"width_mult": width_mult} if width_mult is not None else {}))
     return SuperNet(
-        definition, num_classes=num_classes, input_size=input_size, in_channels=in_channels, options=BuildOptions(**options)
+        definition,
+        num_classes=num_classes,
+        input_size=input_size,
+        in_channels=in_channels,
+        options=BuildOptions(**options),
+        width_mult=width_mult,
     )
 
 

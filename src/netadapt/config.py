@@ -1,0 +1,162 @@
+"""Typed configuration: dataclasses, then a YAML file, then ``key=value`` overrides.
+
+Unknown keys and values of the wrong type are errors that name the key.  Nested dataclasses
+are nested mappings in YAML and dotted keys on the command line (``--set train.epochs=3``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from netadapt.errors import NetAdaptError
+
+__all__ = ["config_from_dict", "config_to_dict", "load_config", "parse_overrides"]
+
+T = TypeVar("T")
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to type ``tp`` or raise a one-line error naming ``key``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg, key)
+            except NetAdaptError as exc:
+                errors.append(str(exc))
+        raise NetAdaptError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise NetAdaptError(f"{key}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise NetAdaptError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return config_from_dict(tp, value, prefix=f"{key}.")
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise NetAdaptError(f"{key}: expected a list, got {type(value).__name__}")
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        items = [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise NetAdaptError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise NetAdaptError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise NetAdaptError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise NetAdaptError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise NetAdaptError(f"{key}: expected a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise NetAdaptError(f"{key}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def config_from_dict(cls: type[T], data: dict, *, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise NetAdaptError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise NetAdaptError(f"unknown config key {prefix}{unknown[0]}; known keys: {', '.join(prefix + k for k in fields)}")
+    kwargs = {name: _check(value, hints[name], prefix + name) for name, value in data.items()}
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:
+        raise NetAdaptError(f"{prefix or 'config'}: {exc}") from None
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj
+
+
+def config_to_dict(config: Any) -> dict:
+    """A plain mapping (YAML/JSON-ready) of a config dataclass."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(config))
+
+
+def parse_overrides(pairs: list[str] | None) -> dict:
+    """``["a.b=3", "c=x"]`` → ``{"a": {"b": 3}, "c": "x"}``; values are parsed as YAML scalars."""
+    result: dict = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise NetAdaptError(f"override {pair!r} must look like key=value")
+        key, text = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise NetAdaptError(f"override {pair!r} conflicts with another override")
+        node[parts[-1]] = value
+    return result
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Defaults of ``cls``, updated by the YAML file at ``path``, updated by ``overrides``."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise NetAdaptError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0]
+            raise NetAdaptError(f"config file {path} is not valid YAML: {first}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise NetAdaptError(f"config file {path} must hold a mapping at the top level")
+        data = loaded
+    data = _merge(data, parse_overrides(overrides))
+    return config_from_dict(cls, data)
