@@ -10,6 +10,7 @@ import logging
 from netadapt.arch import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
 from netadapt.model import CompactNet, SuperNet, build_supernet, extract, list_models
+from netadapt.model.pretrained import load_torchvision_weights
 from netadapt.resources import count_macs, count_params
 
 __version__ = "0.1.0"
@@ -28,4 +29,5 @@ __all__ = [
     "count_params",
     "extract",
     "list_models",
+    "load_torchvision_weights",
 ]

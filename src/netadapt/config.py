@@ -103,6 +103,7 @@ def config_from_dict(cls: type[T], data: dict, *, prefix: str = "") -> T:
 
 def config_to_dict(config: Any) -> dict:
     """A plain mapping (YAML/JSON-ready) of a config dataclass."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, tuple | list):
             return [plain(x) for x in v]

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["append_jsonl", "atomic_write", "read_jsonl", "save_json", "save_torch", "load_json"]
+__all__ = ["append_jsonl", "atomic_write", "load_json", "read_jsonl", "save_json", "save_torch"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:

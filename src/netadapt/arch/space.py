@@ -58,7 +58,7 @@ def width_choices(full: int, count: int = 9, divisor: int = 1, *, allow_zero: bo
         raise ValueError(f"divisor must be positive, got {divisor}")
     values = {full}
     for i in range(count - 1):
-        w = int(round(full * i / (count - 1) / divisor)) * divisor
+        w = round(full * i / (count - 1) / divisor) * divisor
         values.add(min(w, full))
     if not allow_zero:
         values.discard(0)
@@ -134,9 +134,7 @@ class Architecture:
 
     def __post_init__(self) -> None:
         if len(self.filters) != len(self.kernels):
-            raise NetAdaptError(
-                f"architecture has {len(self.filters)} filter counts but {len(self.kernels)} kernel sizes"
-            )
+            raise NetAdaptError(f"architecture has {len(self.filters)} filter counts but {len(self.kernels)} kernel sizes")
 
     def replace(self, *, filters: Sequence[int] | None = None, kernels: Sequence[int] | None = None) -> Architecture:
         """A copy with new filters and/or kernels (the value itself is frozen)."""
@@ -169,7 +167,7 @@ class Architecture:
     @classmethod
     def from_dict(cls, d: object) -> Architecture:
         if not isinstance(d, dict) or d.get("format") != ARCH_FORMAT:
-            raise NetAdaptError(f"not a netadapt architecture (expected \"format\": \"{ARCH_FORMAT}\")")
+            raise NetAdaptError(f'not a netadapt architecture (expected "format": "{ARCH_FORMAT}")')
         version = d.get("version")
         if version != ARCH_VERSION:
             raise NetAdaptError(f"architecture format version {version!r} is not supported (expected {ARCH_VERSION})")

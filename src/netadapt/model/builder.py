@@ -14,7 +14,7 @@ from netadapt.model.blocks import ClassifierHead, ConvBlock, DecoderStage, Inver
 from netadapt.model.definitions import Conv, Decoder, DepthwiseSeparable, MBConv, NetworkDef
 from netadapt.model.layers import ElasticConv, SqueezeExcite
 
-__all__ = ["BuildOptions", "build_from_definition", "ACTIVATIONS"]
+__all__ = ["ACTIVATIONS", "BuildOptions", "build_from_definition"]
 
 ACTIVATIONS = {
     "relu": partial(nn.ReLU),
@@ -153,7 +153,9 @@ def build_from_definition(
             c, size = row.filters, size * 2
             if row.skip is not None:
                 if sizes[row.skip] != size:
-                    raise ValueError(f"{definition.name}: skip from block {row.skip} has resolution {sizes[row.skip]}, not {size}")
+                    raise ValueError(
+                        f"{definition.name}: skip from block {row.skip} has resolution {sizes[row.skip]}, not {size}"
+                    )
                 skip = row.skip
         else:  # pragma: no cover - definitions are typed
             raise TypeError(f"unknown block row {row!r}")

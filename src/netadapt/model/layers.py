@@ -35,7 +35,7 @@ from netadapt.model.slicing import (
     slice_vector,
 )
 
-__all__ = ["Choice", "ElasticConv", "LayerCost", "SqueezeExcite", "ArchView"]
+__all__ = ["ArchView", "Choice", "ElasticConv", "LayerCost", "SqueezeExcite"]
 
 ModuleFactory = Callable[..., nn.Module]
 
@@ -125,9 +125,7 @@ class ElasticConv(nn.Module):
         self._trace_cache: dict[tuple[int, int, int], LayerCost] = {}
         if filters > 0:
             conv_in = filters if depthwise else in_channels
-            self.conv = nn.Conv2d(
-                conv_in, filters, kernel, stride, kernel // 2, groups=filters if depthwise else 1, bias=bias
-            )
+            self.conv = nn.Conv2d(conv_in, filters, kernel, stride, kernel // 2, groups=filters if depthwise else 1, bias=bias)
             self.bn = norm_layer(filters) if norm_layer is not None else None
             self.act = act_layer() if act_layer is not None else None
         else:  # every filter removed: the layer is only its bypass
@@ -234,7 +232,7 @@ class ElasticConv(nn.Module):
                     small.conv.bias.copy_(slice_vector(self.conv.bias, filters))
             if small.bn is not None:
                 copy_norm_(small.bn, self.bn, filters)
-        return small
+        return small.train(self.training)
 
     def extra_repr(self) -> str:
         t = "inf" if self.bypass is None else self.bypass
@@ -313,4 +311,4 @@ class SqueezeExcite(nn.Module):
             small.fc1.bias.copy_(slice_vector(self.fc1.bias, hidden))
             small.fc2.weight.copy_(slice_conv_weight(self.fc2.weight, channels, hidden, 1))
             small.fc2.bias.copy_(slice_vector(self.fc2.bias, channels))
-        return small
+        return small.train(self.training)

@@ -92,8 +92,8 @@ def bypass_mix(conv_out: Tensor, x: Tensor, filters: Tensor, limit: int, stride:
     ``Z = max(min(C, T), M)`` per image.  ``conv_out``: (B, F, H', W'); ``x``: (B, C, H, W).
     """
     channels = conv_out.shape[1]
-    bypass = fit_channels(bypass_slice(x, 0, x.shape[1], stride), channels)  # (B, F, H', W')
-    index = torch.arange(channels, device=x.device)[None, :, None, None]  # (1, F, 1, 1)
-    keep = index < filters[:, None, None, None]  # conv path, (B, F, 1, 1)
-    passed = index < limit  # bypass path, its complement inside the limit
-    return torch.where(keep, conv_out, torch.where(passed, bypass, torch.zeros_like(bypass)))
+    # Input channels at or beyond the limit are never passed: cut them before padding, so one
+    # select does the whole mix (this runs after every layer of every training step).
+    bypass = fit_channels(bypass_slice(x, 0, min(limit, x.shape[1]), stride), channels)  # (B, F, H', W')
+    keep = prefix_mask(filters, channels)  # conv path, (B, F, 1, 1)
+    return torch.where(keep, conv_out, bypass)

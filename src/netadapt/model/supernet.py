@@ -76,13 +76,19 @@ class SuperNet(nn.Module):
         self.in_channels = in_channels
         if self.input_size < 8:
             raise NetAdaptError(f"input size {self.input_size} is too small (at least 8 pixels)")
-        blocks, skips, space = build_from_definition(definition, input_size=self.input_size, in_channels=in_channels, options=options)
+        blocks, skips, space = build_from_definition(
+            definition, input_size=self.input_size, in_channels=in_channels, options=options
+        )
         self.blocks = nn.ModuleList(blocks)
         self.skips = skips
         self.space: SearchSpace = space
         init_weights_(self)
-        self.register_buffer("_max_filters", torch.tensor([s.max_filters for s in space.layers], dtype=torch.long), persistent=False)
-        self.register_buffer("_full_kernels", torch.tensor([s.max_kernel for s in space.layers], dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "_max_filters", torch.tensor([s.max_filters for s in space.layers], dtype=torch.long), persistent=False
+        )
+        self.register_buffer(
+            "_full_kernels", torch.tensor([s.max_kernel for s in space.layers], dtype=torch.long), persistent=False
+        )
 
     @property
     def name(self) -> str:
@@ -138,7 +144,9 @@ class SuperNet(nn.Module):
             raise NetAdaptError(f"kernels must have shape ({batch}, {n}), got {tuple(kernels.shape)}")
         return Choice(widths, kernels.to(widths.device, torch.long))
 
-    def forward(self, x: Tensor, arch: Architecture | None = None, *, widths: Tensor | None = None, kernels: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, arch: Architecture | None = None, *, widths: Tensor | None = None, kernels: Tensor | None = None
+    ) -> Tensor:
         self._check_input(x)
         if arch is not None and widths is not None:
             raise NetAdaptError("pass either an architecture or per-image widths, not both")

@@ -1,0 +1,93 @@
+"""``netadapt zoo``, ``netadapt describe`` and ``netadapt check-zoo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from netadapt.arch.space import Architecture
+from netadapt.errors import NetAdaptError
+from netadapt.model.checks import check_zoo
+from netadapt.model.describe import describe, format_table
+from netadapt.model.supernet import build_supernet
+from netadapt.model.zoo import MODELS, list_models
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("zoo", help="list the models of the zoo")
+    p.set_defaults(func=_cmd_zoo)
+
+    p = sub.add_parser("describe", help="MACs, parameters and a per-layer table of a model or architecture")
+    p.add_argument("model", help="zoo model name (see `netadapt zoo`)")
+    p.add_argument("--arch", type=Path, help="architecture JSON file (default: the full network)")
+    p.add_argument("--input-size", type=int, help="input resolution (default: the model's)")
+    p.add_argument("--num-classes", type=int, help="number of classes (default: the model's)")
+    p.add_argument("--width-mult", type=float, help="width multiplier (MobileNet models)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_describe)
+
+    p = sub.add_parser(
+        "check-zoo",
+        help="build every zoo super-network, extract random sub-networks and check they agree",
+    )
+    p.add_argument("--samples", type=int, default=3, help="random architectures per model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--models", nargs="*", help="models to check (default: all)")
+    p.set_defaults(func=_cmd_check_zoo)
+
+
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    width = max(len(n) for n in MODELS)
+    for name in list_models():
+        print(f"{name.ljust(width)}  {MODELS[name][1]}")
+    return 0
+
+
+def read_architecture(path: Path) -> Architecture:
+    if not path.is_file():
+        raise NetAdaptError(f"architecture file {path} does not exist")
+    return Architecture.from_json(path.read_text(encoding="utf-8"))
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    net = build_supernet(args.model, num_classes=args.num_classes, input_size=args.input_size, width_mult=args.width_mult)
+    arch = read_architecture(args.arch) if args.arch else None
+    info = describe(net, arch)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"{info['model']}  input {info['input_size']}x{info['input_size']}  classes {info['num_classes']}")
+    print(f"MACs {info['macs']:,}  parameters {info['params']:,}  searchable layers {info['searchable_layers']}")
+    print(format_table(info["layers"]))
+    return 0
+
+
+def _cmd_check_zoo(args: argparse.Namespace) -> int:
+    unknown = [m for m in args.models or [] if m not in MODELS]
+    if unknown:
+        raise NetAdaptError(f"unknown model {unknown[0]!r}; choose from: {', '.join(list_models())}")
+    results = check_zoo(args.models, args.samples, args.seed)
+    ok = all(r["max_rel_diff"] < 1e-4 for r in results)
+    rows = [
+        {
+            "model": r["model"],
+            "input": r["input_size"],
+            "MACs": f"{r['macs'] / 1e6:.2f}M",
+            "params": f"{r['params']:,}",
+            "layers": r["layers"],
+            "archs checked": f"{r['archs']} @ {r['checked_at']}px",
+            "supernet vs extracted": f"{r['max_rel_diff']:.1e}",
+            "ok": "yes" if r["max_rel_diff"] < 1e-4 else "NO",
+        }
+        for r in results
+    ]
+    cols = tuple(rows[0])
+    print(format_table(rows, cols))
+    print("all sub-networks agree with their extracted networks" if ok else "MISMATCH: see the table above")
+    return 0 if ok else 1

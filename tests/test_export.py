@@ -1,0 +1,81 @@
+"""Extracted networks export to TorchScript and ONNX; torchvision weights load exactly."""
+
+import random
+
+import pytest
+import torch
+
+import netadapt
+from netadapt import NetAdaptError
+from netadapt.export import export_onnx, export_torchscript
+from netadapt.model.checks import randomize_norm_
+
+
+def _random_compact(name: str, size: int, seed: int = 1):
+    net = netadapt.build_supernet(name, input_size=size)
+    randomize_norm_(net, torch.Generator().manual_seed(seed))
+    net.eval()
+    arch = net.space.sample(random.Random(seed))
+    return net, arch, net.extract(arch)
+
+
+@pytest.mark.parametrize("name, size", [("mobilenet_v3_small_cifar", 32), ("fastdepth", 64)])
+def test_onnx_runtime_reproduces_the_extracted_network(tmp_path, name, size):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    net, arch, compact = _random_compact(name, size)
+    path = export_onnx(compact, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 3, size, size)  # another batch size than the export's example
+    (out,) = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        ref = net(x, arch)
+    assert torch.allclose(torch.from_numpy(out), ref, rtol=1e-4, atol=1e-5)
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_torchscript_reproduces_the_extracted_network(tmp_path):
+    net, arch, compact = _random_compact("mobilenet_v2_cifar", 32)
+    path = export_torchscript(compact, tmp_path / "model.ts")
+    loaded = torch.jit.load(str(path))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), net(x, arch), rtol=1e-4, atol=1e-5)
+
+
+def test_onnx_export_rejects_old_opset(tmp_path):
+    _, _, compact = _random_compact("mobilenet_v1_cifar", 32)
+    with pytest.raises(NetAdaptError, match="opset 11 is too old"):
+        export_onnx(compact, tmp_path / "m.onnx", opset=11)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"])
+def test_torchvision_weights_reproduce_torchvision_outputs(name):
+    torchvision = pytest.importorskip("torchvision")
+    reference = getattr(torchvision.models, name)(weights=None)
+    randomize_norm_(reference, torch.Generator().manual_seed(0))
+    reference.eval()
+    net = netadapt.load_torchvision_weights(netadapt.build_supernet(name), reference).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = reference(x)
+        assert torch.allclose(net(x), expected, rtol=1e-4, atol=1e-6)
+        assert torch.allclose(net.extract(net.space.full())(x), expected, rtol=1e-4, atol=1e-6)
+    # a state_dict works the same way
+    again = netadapt.load_torchvision_weights(netadapt.build_supernet(name), reference.state_dict()).eval()
+    with torch.no_grad():
+        assert torch.allclose(again(x), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_torchvision_weights_bad_input():
+    torchvision = pytest.importorskip("torchvision")
+    with pytest.raises(NetAdaptError, match="no torchvision counterpart"):
+        netadapt.load_torchvision_weights(netadapt.build_supernet("mobilenet_v1"), {})
+    wrong = torchvision.models.mobilenet_v3_small(weights=None)
+    with pytest.raises(NetAdaptError, match="entries"):
+        netadapt.load_torchvision_weights(netadapt.build_supernet("mobilenet_v3_large"), wrong)
+    ten = torchvision.models.mobilenet_v2(weights=None, num_classes=10)
+    with pytest.raises(NetAdaptError, match="different number of classes"):
+        netadapt.load_torchvision_weights(netadapt.build_supernet("mobilenet_v2"), ten)

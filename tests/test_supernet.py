@@ -1,0 +1,164 @@
+"""The headline invariants: super-network at an architecture == extracted network; an
+ordered-dropout batch == per-image runs; bypass widths follow Z = max(min(C, T), M)."""
+
+import random
+
+import pytest
+import torch
+
+import netadapt
+from netadapt import NetAdaptError
+from netadapt.model.checks import randomize_norm_
+from netadapt.model.layers import Choice, ElasticConv
+from netadapt.model.zoo import list_models
+
+SMALL_INPUT = {"fastdepth": 64}
+
+
+def small(name: str, **kw) -> netadapt.SuperNet:
+    """Every zoo model at a small input (ImageNet models at 64 px) for fast CPU tests."""
+    size = SMALL_INPUT.get(name, 32 if name.endswith("_cifar") else 64)
+    return randomized(netadapt.build_supernet(name, input_size=size, **kw))
+
+
+def randomized(net):
+    randomize_norm_(net, torch.Generator().manual_seed(0))
+    return net.eval()
+
+
+def extremes(net: netadapt.SuperNet) -> list[netadapt.Architecture]:
+    space = net.space
+    smallest = space.make([s.widths[0] for s in space.layers], [s.kernels[0] for s in space.layers])
+    return [space.full(), smallest]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_supernet_at_architecture_equals_extracted_network(name):
+    net = small(name)
+    x = torch.randn(2, 3, net.input_size, net.input_size)
+    archs = extremes(net) + [net.space.sample(random.Random(i)) for i in range(3)]
+    assert any(0 in a.filters for a in archs[1:]), "some layer must be bypassed"
+    with torch.no_grad():
+        for arch in archs:
+            ref = net(x, arch)
+            out = net.extract(arch)(x)
+            assert out.shape == ref.shape
+            assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5 * ref.abs().max()), f"{name}: {arch.filters}"
+        # the full super-network run plainly is the initial network
+        assert torch.allclose(net(x), net(x, net.space.full()), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_large_cifar", "netadaptv2_latency"])
+def test_every_kernel_choice(name):
+    net = small(name)
+    x = torch.randn(2, 3, net.input_size, net.input_size)
+    kmax = max(s.max_kernel for s in net.space.layers)
+    with torch.no_grad():
+        for k in range(3, kmax + 1, 2):
+            kernels = [max(c for c in s.kernels if c <= k) if min(s.kernels) <= k else s.kernels[0] for s in net.space.layers]
+            arch = net.space.make(net.space.uniform(0.5).filters, kernels)
+            assert torch.allclose(net.extract(arch)(x), net(x, arch), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2_cifar", "mobilenet_v3_small_cifar", "fastdepth", "netadaptv2_macs"])
+def test_ordered_dropout_batch_equals_per_image_runs(name):
+    net = small(name)
+    b = 6
+    archs = extremes(net) + [net.space.sample(random.Random(i)) for i in range(b - 2)]
+    widths = torch.tensor([a.filters for a in archs])
+    kernels = torch.tensor([a.kernels for a in archs])
+    x = torch.randn(b, 3, net.input_size, net.input_size)
+    with torch.no_grad():
+        batch = net(x, widths=widths, kernels=kernels)
+        single = torch.cat([net(x[i : i + 1], archs[i]) for i in range(b)])
+    assert torch.allclose(batch, single, rtol=1e-4, atol=1e-6)
+
+
+def test_ordered_dropout_trains_every_parameter():
+    net = netadapt.build_supernet("mobilenet_v3_small_cifar").train()
+    b = 8
+    gen = random.Random(0)
+    archs = [net.space.full()] + [net.space.sample(gen) for _ in range(b - 1)]
+    widths = torch.tensor([a.filters for a in archs])
+    out = net(torch.randn(b, 3, 32, 32), widths=widths)
+    out.logsumexp(1).sum().backward()
+    assert torch.isfinite(out).all()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+
+
+# -- channel-level bypass: the four cases of Fig. 3 ----------------------------------------------
+@pytest.mark.parametrize(
+    "c, filters, t, expected",  # expected Z for M = filters, filters-1, ..., 0
+    [
+        (4, 4, 4, [4, 4, 4, 4, 4]),  # case 1: C = T
+        (2, 4, None, [4, 3, 2, 2, 2]),  # case 2: C < T, bypass starts once M < C
+        (4, 2, 2, [2, 2, 2]),  # case 3: C > T, the extra input channels are not bypassed
+        (4, 4, 2, [4, 3, 2, 2, 2]),  # case 4: T as a hyper-parameter forms a bottleneck
+    ],
+)
+def test_bypass_width_follows_the_rule(c, filters, t, expected):
+    layer = randomized(ElasticConv("l", c, filters, 3, in_size=8, bypass=t, act_layer=torch.nn.ReLU, index=0))
+    x = torch.randn(len(expected), c, 8, 8)
+    ms = torch.arange(filters, -1, -1)
+    masked, z = layer.forward_masked(x, torch.full((len(ms),), c), Choice(ms[:, None], torch.full((len(ms), 1), 3)))
+    assert z.tolist() == expected
+    for i, m in enumerate(ms.tolist()):
+        small = layer.shrink(c, m, 3)
+        out = small(x[i : i + 1])
+        assert out.shape[1] == expected[i] == max(min(c, t if t is not None else c), m)
+        # bypassed channels are the input channels themselves
+        assert torch.equal(out[0, m:], x[i, m : expected[i]])
+        assert torch.allclose(masked[i, : expected[i]], out[0], atol=1e-6)
+        assert not masked[i, expected[i] :].any()
+        if m == 0:
+            assert small.conv is None  # every filter removed: the layer is gone
+
+
+def test_strided_bypass_takes_window_centres():
+    layer = ElasticConv("l", 4, 4, 3, in_size=8, stride=2, bypass=None, index=0).eval()
+    x = torch.randn(1, 4, 8, 8)
+    out = layer.shrink(4, 1, 3)(x)
+    assert out.shape == (1, 4, 4, 4)
+    assert torch.equal(out[:, 1:], x[:, 1:, ::2, ::2])
+
+
+def test_squeeze_excitation_width_zero_removes_it():
+    net = small("mobilenet_v3_small_cifar")
+    se = [i for i, s in enumerate(net.space.layers) if s.kind == "se"]
+    full = net.space.full()
+    no_se = full.replace(filters=[0 if i in se else f for i, f in enumerate(full.filters)])
+    compact = net.extract(no_se)
+    assert not any(type(m).__name__ == "SqueezeExcite" for m in compact.modules())
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(compact(x), net(x, no_se), rtol=1e-4, atol=1e-6)
+    assert netadapt.count_macs(net, no_se) < netadapt.count_macs(net)
+
+
+def test_a_whole_block_can_vanish():
+    net = small("mobilenet_v3_large_cifar")
+    names = [s.name for s in net.space.layers]
+    block = [i for i, n in enumerate(names) if n.startswith("b5.")]
+    full = net.space.full()
+    arch = full.replace(filters=[0 if i in block else f for i, f in enumerate(full.filters)])
+    compact = net.extract(arch)
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in compact.blocks[5].modules())
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(compact(x), net(x, arch), rtol=1e-4, atol=1e-6)
+
+
+# -- bad input ------------------------------------------------------------------------------------
+def test_bad_inputs_give_one_line_errors():
+    net = netadapt.build_supernet("mobilenet_v1_cifar", width_mult=0.25)
+    cases = [
+        (lambda: net(torch.zeros(1, 3, 64, 64)), "built for 32x32"),
+        (lambda: net(torch.zeros(1, 1, 32, 32)), "expects input of shape"),
+        (lambda: net(torch.zeros(2, 3, 32, 32), widths=torch.zeros(2, 3, dtype=torch.long)), "widths must have shape"),
+        (lambda: netadapt.build_supernet("resnet50"), "unknown model 'resnet50'"),
+        (lambda: netadapt.build_supernet("mobilenet_v2", depth=3), "unknown super-network option"),
+        (lambda: netadapt.build_supernet("mobilenet_v2", bypass="sometimes"), "unknown bypass mode"),
+    ]
+    for fn, message in cases:
+        with pytest.raises(NetAdaptError, match=message) as info:
+            fn()
+        assert "\n" not in str(info.value)
