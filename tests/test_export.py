@@ -79,3 +79,18 @@ def test_torchvision_weights_bad_input():
     ten = torchvision.models.mobilenet_v2(weights=None, num_classes=10)
     with pytest.raises(NetAdaptError, match="different number of classes"):
         netadapt.load_torchvision_weights(netadapt.build_supernet("mobilenet_v2"), ten)
+
+
+def test_compact_file_loads_in_one_call_without_the_supernet(tmp_path):
+    from netadapt.export import load_compact, save_compact
+
+    net, arch, compact = _random_compact("mobilenet_v3_small_cifar", 32)
+    path = save_compact(tmp_path / "model.pt", compact, arch, net.build_config(), {"top1": 0.5})
+    loaded = load_compact(path)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), compact.eval()(x))
+    assert loaded.architecture == arch and loaded.netadapt_extra == {"top1": 0.5}
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    with pytest.raises(NetAdaptError, match="not a readable model file"):
+        load_compact(tmp_path / "bad.pt")

@@ -1,0 +1,75 @@
+"""The discovered network as a file of its own: weights + architecture + how to build it.
+
+``save_compact`` writes a torch file loadable in one call by :func:`load_compact`, without the
+super-network file::
+
+    {"format": "netadapt.compact", "version": 1, "build": SuperNet.build_config(),
+     "architecture": Architecture.to_dict(space), "state_dict": ..., "extra": {...}}
+
+Loading rebuilds the super-network's *structure* (randomly initialised, never trained), extracts
+the architecture to get the compact module's shape, and loads the saved weights into it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from netadapt.arch.space import Architecture
+from netadapt.errors import NetAdaptError
+from netadapt.io import save_torch
+from netadapt.model.checkpoint import supernet_from_build
+from netadapt.model.supernet import CompactNet
+
+__all__ = ["COMPACT_FORMAT", "load_compact", "save_compact"]
+
+COMPACT_FORMAT = "netadapt.compact"
+COMPACT_VERSION = 1
+
+
+def save_compact(
+    path: str | os.PathLike, model: CompactNet, arch: Architecture, build: dict, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write the compact network ``model`` of ``arch`` (``build``: ``SuperNet.build_config()``)."""
+    space = supernet_from_build(build).space
+    space.validate(arch)
+    return save_torch(
+        path,
+        {
+            "format": COMPACT_FORMAT,
+            "version": COMPACT_VERSION,
+            "build": build,
+            "architecture": arch.to_dict(space),
+            "state_dict": model.state_dict(),
+            "extra": dict(extra or {}),
+        },
+    )
+
+
+def load_compact(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CompactNet:
+    """Load a network written by :func:`save_compact` (eval mode); its ``extra`` metadata is
+    attached as ``model.netadapt_extra`` and its architecture as ``model.architecture``."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetAdaptError(f"model file {path} does not exist")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise NetAdaptError(f"{path} is not a readable model file ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != COMPACT_FORMAT:
+        raise NetAdaptError(f"{path} is not a netadapt compact-model file")
+    if data.get("version") != COMPACT_VERSION:
+        raise NetAdaptError(f"{path}: model file version {data.get('version')!r} is not supported")
+    supernet = supernet_from_build(data["build"])
+    arch = Architecture.from_dict(data["architecture"])
+    model = supernet.extract(arch)
+    try:
+        model.load_state_dict(data["state_dict"])
+    except RuntimeError as exc:
+        raise NetAdaptError(f"{path}: weights do not match the architecture: {str(exc).splitlines()[0]}") from None
+    model.architecture = arch
+    model.netadapt_extra = data.get("extra", {})
+    return model.eval()
