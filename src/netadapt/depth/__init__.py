@@ -1,0 +1,72 @@
+"""Depth estimation (paper §4.2): loss and metrics, NYU Depth V2, synthetic scenes, encoder init.
+
+The pieces the training and search stages plug in (see ``docs/depth.md``):
+
+* :func:`masked_l1_loss` — FastDepth's loss; :class:`DepthMetrics` — RMSE, REL, δ1–δ3 over
+  batches; :data:`HIGHER_IS_BETTER` and :func:`search_metric` — selecting samples by any metric;
+* :func:`build_depth_datasets` / :func:`collate_depth` / :func:`depth_loader` — (RGB, depth)
+  batches from NYU Depth V2 (:class:`NYUSource`) or the synthetic scenes (:class:`SyntheticDepth`),
+  with the held-out split of :mod:`netadapt.data.split`;
+* :func:`load_encoder_` — the FastDepth encoder from an ImageNet MobileNetV1 checkpoint.
+
+Nothing here imports h5py until an NYU file is read.
+"""
+
+from netadapt.depth.datasets import (
+    DEPTH_DATASETS,
+    DepthBatch,
+    DepthDataConfig,
+    DepthDataSets,
+    DepthSamples,
+    build_depth_datasets,
+    collate_depth,
+    depth_loader,
+    open_depth_sources,
+)
+from netadapt.depth.metrics import (
+    HIGHER_IS_BETTER,
+    METRICS,
+    DepthMetrics,
+    higher_is_better,
+    masked_l1_loss,
+    per_image_errors,
+    search_metric,
+    valid_mask,
+)
+from netadapt.depth.nyu import NYUSource, ScanReport, check_h5, read_h5, scan_h5
+from netadapt.depth.pretrained import encoder_keys, load_encoder_, read_encoder_state
+from netadapt.depth.synthetic import SYNTHETIC_NAME, SyntheticDepth, render_scene, synthetic_splits
+from netadapt.depth.transforms import DepthTransform
+
+__all__ = [
+    "DEPTH_DATASETS",
+    "HIGHER_IS_BETTER",
+    "METRICS",
+    "SYNTHETIC_NAME",
+    "DepthBatch",
+    "DepthDataConfig",
+    "DepthDataSets",
+    "DepthMetrics",
+    "DepthSamples",
+    "DepthTransform",
+    "NYUSource",
+    "ScanReport",
+    "SyntheticDepth",
+    "build_depth_datasets",
+    "check_h5",
+    "collate_depth",
+    "depth_loader",
+    "encoder_keys",
+    "higher_is_better",
+    "load_encoder_",
+    "masked_l1_loss",
+    "open_depth_sources",
+    "per_image_errors",
+    "read_encoder_state",
+    "read_h5",
+    "render_scene",
+    "scan_h5",
+    "search_metric",
+    "synthetic_splits",
+    "valid_mask",
+]

@@ -1,0 +1,196 @@
+"""Depth-estimation loss and metrics (paper §4.2, Table 7; FastDepth's conventions).
+
+Ground truth depth is in metres; a pixel is *valid* when its depth is finite and positive (NYU
+Depth V2 marks missing measurements with 0).  Loss and metrics only look at valid pixels.
+
+* Loss: FastDepth's ``MaskedL1Loss``, the mean absolute error over the batch's valid pixels.
+* Metrics: RMSE (m), REL (mean |pred − gt| / gt), δk (share of pixels with
+  ``max(pred/gt, gt/pred) < 1.25**k``, k = 1, 2, 3) and MAE (m).
+
+FastDepth (and sparse-to-dense, whose evaluation code it reuses) computes the metrics on each
+validation image and averages them over images; that is ``reduction="image"``, the default here.
+``reduction="pixel"`` pools all valid pixels of the data set instead (RMSE = √(Σ err² / Σ n)).
+
+For the search, :data:`HIGHER_IS_BETTER` says which way each metric points (RMSE, REL and MAE
+are errors, the δs accuracies) and :func:`search_metric` adapts a metric to the
+``metric_fn(outputs, targets) -> (sum, count)`` / ``finalize`` pair of
+:class:`netadapt.search.evaluate.SampleEvaluator`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from netadapt.errors import NetAdaptError
+
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "METRICS",
+    "DepthMetrics",
+    "higher_is_better",
+    "masked_l1_loss",
+    "per_image_errors",
+    "search_metric",
+    "valid_mask",
+]
+
+#: Metric names, in the order reports show them.
+METRICS = ("rmse", "rel", "delta1", "delta2", "delta3", "mae")
+#: Direction of every metric: errors (lower is better) and threshold accuracies (higher is better).
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "rmse": False,
+    "rel": False,
+    "mae": False,
+    "delta1": True,
+    "delta2": True,
+    "delta3": True,
+}
+Reduction = Literal["image", "pixel"]
+_DELTA_BASE = 1.25  # Eigen et al. 2014 thresholds 1.25, 1.25², 1.25³ (FastDepth, Table 7's "delta-1")
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of metric ``name`` is better."""
+    if name not in HIGHER_IS_BETTER:
+        raise NetAdaptError(f"unknown depth metric {name!r}; choose one of: {', '.join(METRICS)}")
+    return HIGHER_IS_BETTER[name]
+
+
+def valid_mask(target: Tensor) -> Tensor:
+    """Pixels with a measured depth: finite and positive."""
+    return torch.isfinite(target) & (target > 0)
+
+
+def _check_shapes(pred: Tensor, target: Tensor) -> None:
+    if pred.shape != target.shape:
+        raise NetAdaptError(f"depth prediction has shape {tuple(pred.shape)} but the ground truth {tuple(target.shape)}")
+    if pred.dim() < 2:
+        raise NetAdaptError(f"depth maps need a batch dimension, got shape {tuple(pred.shape)}")
+
+
+def masked_l1_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """FastDepth's training loss: mean |pred − target| over the valid pixels of the batch.
+
+    A batch without any valid pixel gives a zero loss that still has a gradient path (so every
+    process of a distributed step runs the same backward pass).
+    """
+    _check_shapes(pred, target)
+    mask = valid_mask(target)
+    diff = (pred - torch.where(mask, target, torch.zeros_like(target))).abs() * mask
+    return diff.sum() / mask.sum().clamp(min=1)
+
+
+def per_image_errors(pred: Tensor, target: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    """Per-image sums over valid pixels and the valid-pixel counts.
+
+    Returns ``(sums, count)`` where ``count`` is (B,) and ``sums`` maps ``"sq"`` (Σ err²),
+    ``"abs"`` (Σ |err|), ``"rel"`` (Σ |err| / gt) and ``"delta1..3"`` (pixels within the
+    threshold) to (B,) float64 tensors.
+    """
+    _check_shapes(pred, target)
+    pred = pred.detach().reshape(pred.shape[0], -1).double()  # (B, P)
+    target = target.detach().reshape(target.shape[0], -1).double()  # (B, P)
+    mask = valid_mask(target)
+    gt = torch.where(mask, target, torch.ones_like(target))  # placeholder 1 where invalid, masked below
+    err = (pred - gt).abs()
+    # A non-positive prediction has no finite ratio to the ground truth: it never counts as
+    # within a threshold (FastDepth's ReLU output makes this rare but possible: exactly 0).
+    ratio = torch.where(pred > 0, torch.maximum(pred / gt, gt / pred.clamp(min=1e-30)), torch.full_like(pred, math.inf))
+    m = mask.double()
+    sums = {
+        "sq": (err.square() * m).sum(1),
+        "abs": (err * m).sum(1),
+        "rel": (err / gt * m).sum(1),
+    }
+    for k in (1, 2, 3):
+        sums[f"delta{k}"] = ((ratio < _DELTA_BASE**k).double() * m).sum(1)
+    return sums, m.sum(1)
+
+
+class DepthMetrics:
+    """Accumulates depth metrics over batches: ``update(pred, target)`` then ``compute()``.
+
+    ``reduction="image"`` (FastDepth's): each image's metrics over its valid pixels, averaged
+    over images that have any valid pixel.  ``reduction="pixel"``: pooled over all valid pixels.
+    The running sums are one float64 tensor (:attr:`sums`), so processes can add them with one
+    ``all_reduce`` before :meth:`compute`.
+    """
+
+    # Order of the entries of ``sums``.
+    _FIELDS = ("count", "sq", "abs", "rel", "delta1", "delta2", "delta3")
+
+    def __init__(self, reduction: Reduction = "image") -> None:
+        if reduction not in ("image", "pixel"):
+            raise NetAdaptError(f"depth metric reduction must be 'image' or 'pixel', got {reduction!r}")
+        self.reduction = reduction
+        self.sums = torch.zeros(len(self._FIELDS), dtype=torch.float64)
+
+    def reset(self) -> None:
+        self.sums.zero_()
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add a batch of predictions and ground truths (same shape, e.g. (B, 1, H, W))."""
+        sums, count = per_image_errors(pred, target)
+        if self.reduction == "pixel":
+            values = [count.sum(), sums["sq"].sum(), sums["abs"].sum(), sums["rel"].sum()]
+            values += [sums[f"delta{k}"].sum() for k in (1, 2, 3)]
+        else:
+            seen = count > 0
+            n = count.clamp(min=1)
+            values = [
+                seen.double().sum(),
+                (sums["sq"] / n).sqrt()[seen].sum(),  # per-image RMSE
+                (sums["abs"] / n)[seen].sum(),
+                (sums["rel"] / n)[seen].sum(),
+            ]
+            values += [(sums[f"delta{k}"] / n)[seen].sum() for k in (1, 2, 3)]
+        self.sums += torch.stack(values).cpu()
+
+    @property
+    def count(self) -> int:
+        """Images (``"image"``) or pixels (``"pixel"``) accumulated so far."""
+        return int(self.sums[0])
+
+    def compute(self) -> dict[str, float]:
+        """The metrics of everything seen (see :data:`METRICS`)."""
+        if self.count == 0:
+            raise NetAdaptError("no valid depth pixels to compute metrics on (every ground-truth depth is missing)")
+        total = dict(zip(self._FIELDS, self.sums.tolist(), strict=True))
+        n = total["count"]
+        rmse = math.sqrt(total["sq"] / n) if self.reduction == "pixel" else total["sq"] / n
+        out = {"rmse": rmse, "rel": total["rel"] / n}
+        for k in (1, 2, 3):
+            out[f"delta{k}"] = total[f"delta{k}"] / n
+        out["mae"] = total["abs"] / n
+        return out
+
+
+MetricFn = Callable[[Tensor, Tensor], tuple[float, int]]
+
+
+def search_metric(name: str, reduction: Reduction = "image") -> tuple[MetricFn, Callable[[float], float] | None, bool]:
+    """``(metric_fn, finalize, higher_is_better)`` of depth metric ``name`` for the search's
+    :class:`~netadapt.search.evaluate.SampleEvaluator`, which scores a sample as
+    ``finalize(Σ sum / Σ count)`` over the held-out batches."""
+    better = higher_is_better(name)
+    if reduction not in ("image", "pixel"):
+        raise NetAdaptError(f"depth metric reduction must be 'image' or 'pixel', got {reduction!r}")
+    key = {"rmse": "sq", "mae": "abs"}.get(name, name)
+
+    def metric_fn(outputs: Tensor, targets: Tensor) -> tuple[float, int]:
+        sums, count = per_image_errors(outputs, targets)
+        if reduction == "pixel":
+            return float(sums[key].sum()), int(count.sum())
+        seen = count > 0
+        per_image = sums[key] / count.clamp(min=1)
+        if name == "rmse":
+            per_image = per_image.sqrt()
+        return float(per_image[seen].sum()), int(seen.sum())
+
+    finalize = math.sqrt if (name == "rmse" and reduction == "pixel") else None
+    return metric_fn, finalize, better
