@@ -19,7 +19,12 @@ from netadapt.errors import NetAdaptError
 __all__ = ["main"]
 
 # Stage modules that contribute subcommands, in the order of the pipeline.
-_STAGES = ("netadapt.model.cli",)
+_STAGES = (
+    "netadapt.model.cli",
+    "netadapt.train.cli",
+    "netadapt.depth.cli",
+    "netadapt.report.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,87 @@
+"""The typed configuration of a data set and its loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from netadapt.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from netadapt.errors import NetAdaptError
+
+__all__ = ["DATASETS", "DataConfig"]
+
+DATASETS = ("digits", "folder", "cifar10_torchvision", "cifar100_torchvision")
+
+# Per-data-set defaults: (preset, image size, mean, std).
+_CIFAR_MEAN, _CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+_DEFAULTS = {
+    # Digits: 16×16 is the demo's size (the 8×8 originals upscaled twice); no augmentation,
+    # because flips and shifts change what a hand-written digit is at this scale.
+    "digits": ("none", 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "folder": ("imagenet", None, IMAGENET_MEAN, IMAGENET_STD),
+    "cifar10_torchvision": ("cifar", 32, _CIFAR_MEAN, _CIFAR_STD),
+    "cifar100_torchvision": ("cifar", 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+_PRESET_SIZE = {"imagenet": 224, "cifar": 32, "none": 32}
+
+
+@dataclass
+class DataConfig:
+    """Which images, how they are augmented and how they are batched.
+
+    ``batch_size`` is the *global* training batch: images per optimizer step over all
+    processes and accumulation steps (the paper's 1024), so the training does not change with
+    the number of GPUs.  ``heldout`` training images are reserved, stratified by class, for the
+    search to compare samples on (paper §4.1.1: 10K of ImageNet; §4.2.1: 2K of NYU).
+    """
+
+    dataset: Literal["digits", "folder", "cifar10_torchvision", "cifar100_torchvision"] = "digits"
+    root: str | None = None  # folder: holds train/ and val/ (or test/); torchvision: its root
+    train_dir: str = "train"
+    val_dir: str | None = None  # None: "val" if present, else "test"; "" for no validation set
+    preset: Literal["imagenet", "cifar", "none"] | None = None  # None: the data set's standard
+    image_size: int | None = None  # None: the preset's (imagenet 224, cifar 32, digits 16)
+    mean: tuple[float, float, float] | None = None  # None: the data set's
+    std: tuple[float, float, float] | None = None
+    flip: bool = True  # horizontal flips in the augmenting presets
+    batch_size: int = 128  # global training batch (all processes, all accumulation steps)
+    eval_batch_size: int | None = None  # per process; None: the training batch size
+    workers: int = 0  # loader worker processes per training process
+    pin_memory: bool | None = None  # None: on when training on a GPU
+    persistent_workers: bool = True  # keep workers between epochs (only with workers > 0)
+    heldout: int = 300  # training images reserved for the search (never trained on)
+    seed: int = 0  # seeds the held-out split and the digits train/test split
+    download: bool = False  # torchvision data sets only: download when missing
+    digits_test_fraction: float = 0.2
+    subset: int | None = None  # use at most this many training and validation images (quick trials, tests)
+
+    def validate(self) -> None:
+        if self.dataset in ("folder", "cifar10_torchvision", "cifar100_torchvision") and not self.root:
+            raise NetAdaptError(f"data.root is required for data set {self.dataset!r}")
+        if self.image_size is not None and self.image_size < 8:
+            raise NetAdaptError(f"data.image_size must be at least 8, got {self.image_size}")
+        if self.batch_size < 1:
+            raise NetAdaptError(f"data.batch_size must be positive, got {self.batch_size}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise NetAdaptError(f"data.eval_batch_size must be positive, got {self.eval_batch_size}")
+        if self.workers < 0:
+            raise NetAdaptError(f"data.workers must be 0 or more, got {self.workers}")
+        if self.heldout < 0:
+            raise NetAdaptError(f"data.heldout must be 0 or more, got {self.heldout}")
+        if self.subset is not None and self.subset < 1:
+            raise NetAdaptError(f"data.subset must be positive or null, got {self.subset}")
+        if not 0 < self.digits_test_fraction < 1:
+            raise NetAdaptError(f"data.digits_test_fraction must be in (0, 1), got {self.digits_test_fraction}")
+
+    # -- resolved values -----------------------------------------------------------------------
+    def resolved_preset(self) -> str:
+        return self.preset or _DEFAULTS[self.dataset][0]
+
+    def resolved_size(self) -> int:
+        if self.image_size is not None:
+            return self.image_size
+        return _DEFAULTS[self.dataset][1] or _PRESET_SIZE[self.resolved_preset()]
+
+    def resolved_mean_std(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        _, _, mean, std = _DEFAULTS[self.dataset]
+        return tuple(self.mean or mean), tuple(self.std or std)

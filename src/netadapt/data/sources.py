@@ -1,0 +1,259 @@
+"""Where images come from: a folder in the ImageFolder layout, or images held in memory.
+
+A source lists its images (``targets`` holds one class index per image, ``classes`` the class
+names) and loads one image at a time as a ``uint8`` (3, H, W) tensor.  An image that cannot be
+decoded raises :class:`UnreadableImage`; the data pipeline turns that into a skipped sample.
+
+Built-in sources needing no download: scikit-learn's bundled hand-written digits (1,797 8×8
+grayscale images, 10 classes), upscaled and repeated to 3 channels.  CIFAR-10/100 come through
+torchvision's classes (imported only when asked for; download only with ``download=True``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from netadapt.errors import NetAdaptError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "FolderSource",
+    "ImageSource",
+    "TensorSource",
+    "UnreadableImage",
+    "load_digits",
+    "load_torchvision_cifar",
+    "stratified_sample",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class UnreadableImage(Exception):
+    """An image file that could not be decoded (corrupt, truncated, not an image)."""
+
+
+class ImageSource(Protocol):
+    """Images with class labels (the protocol both sources implement)."""
+
+    name: str
+    classes: tuple[str, ...]
+    targets: list[int]  # class index of every image
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> Tensor:
+        """Image ``index`` as a uint8 (3, H, W) tensor; raises :class:`UnreadableImage`."""
+        ...
+
+    def describe(self, index: int) -> str:
+        """A human-readable name of image ``index`` (its path, or its position)."""
+        ...
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash identifying the images and labels."""
+        ...
+
+
+class FolderSource:
+    """Images in ``root/<class>/**/<file>`` (torchvision's ImageFolder layout).
+
+    Class names are the sorted sub-folder names (or ``classes`` when given, e.g. a validation
+    folder that must use the training folder's labels).  Files are listed once; decoding uses
+    Pillow.  The fingerprint hashes the sorted (relative path, label) list.
+    """
+
+    def __init__(self, root: str | os.PathLike, classes: Sequence[str] | None = None) -> None:
+        self.root = Path(root)
+        self.name = str(self.root)
+        if not self.root.is_dir():
+            raise NetAdaptError(f"data folder {self.root} does not exist")
+        found = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith("."))
+        if not found:
+            raise NetAdaptError(f"data folder {self.root} is empty: expected one sub-folder of images per class")
+        if classes is not None:
+            extra = sorted(set(found) - set(classes))
+            if extra:
+                raise NetAdaptError(f"data folder {self.root} has classes {extra[:3]} that the training data lacks")
+            found = list(classes)
+        self.classes = tuple(found)
+        self.paths: list[str] = []
+        self.targets = []
+        for label, name in enumerate(self.classes):
+            folder = self.root / name
+            files = sorted(_list_images(folder)) if folder.is_dir() else []
+            self.paths.extend(files)
+            self.targets.extend([label] * len(files))
+        if not self.paths:
+            raise NetAdaptError(f"data folder {self.root} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> Tensor:
+        from PIL import Image  # Pillow is a dependency; imported here to keep `import netadapt` light
+
+        path = self.root / self.paths[index]
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                array = np.asarray(im, dtype=np.uint8).copy()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise UnreadableImage(f"{path}: {type(exc).__name__}: {exc}") from None
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous()  # (3, H, W)
+
+    def describe(self, index: int) -> str:
+        return str(self.root / self.paths[index])
+
+    @property
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for path, label in zip(self.paths, self.targets, strict=True):
+            h.update(f"{path}\t{label}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def _list_images(folder: Path) -> list[str]:
+    """Image files below ``folder``, relative to its parent (``class/…/file``), hidden ones skipped."""
+    out = []
+    base = folder.parent
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for f in filenames:
+            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS):
+                out.append(os.path.relpath(os.path.join(dirpath, f), base))
+    return out
+
+
+class TensorSource:
+    """Images held in memory as one uint8 (N, 3, H, W) tensor."""
+
+    def __init__(self, name: str, images: Tensor, targets: Sequence[int], classes: Sequence[str]) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be a uint8 (N, 3, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
+        if len(targets) != images.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {len(targets)} labels")
+        self.name = name
+        self.images = images
+        self.targets = [int(t) for t in targets]
+        self.classes = tuple(classes)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def load(self, index: int) -> Tensor:
+        return self.images[index]
+
+    def describe(self, index: int) -> str:
+        return f"{self.name}[{index}]"
+
+    def subset(self, indices: Sequence[int], name: str) -> TensorSource:
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return TensorSource(name, self.images[idx], [self.targets[i] for i in indices], self.classes)
+
+    @property
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(self.images.numpy().tobytes())
+        h.update(np.asarray(self.targets, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+
+def stratified_sample(targets: Sequence[int], size: int, seed: int) -> list[int]:
+    """``size`` indices drawn without replacement, each class in proportion to its frequency.
+
+    Per-class quotas use the largest-remainder rule, so they sum to ``size`` exactly; the draw
+    is seeded (``random.Random(seed)``).  Returns sorted indices.
+    """
+    n = len(targets)
+    if not 0 <= size <= n:
+        raise NetAdaptError(f"cannot reserve {size} of {n} images")
+    by_class: dict[int, list[int]] = {}
+    for i, t in enumerate(targets):
+        by_class.setdefault(int(t), []).append(i)
+    labels = sorted(by_class)
+    exact = {c: size * len(by_class[c]) / n for c in labels}
+    quota = {c: int(exact[c]) for c in labels}
+    # Largest remainders first; ties broken by class label so the split is reproducible.
+    for c in sorted(labels, key=lambda c: (-(exact[c] - quota[c]), c))[: size - sum(quota.values())]:
+        quota[c] += 1
+    rng = random.Random(seed)
+    chosen: list[int] = []
+    for c in labels:
+        chosen.extend(rng.sample(by_class[c], quota[c]))
+    return sorted(chosen)
+
+
+def load_digits(size: int = 16, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[TensorSource, TensorSource]:
+    """scikit-learn's bundled digits as (train, test) sources of 3-channel ``size``×``size`` images.
+
+    The 8×8 images (values 0–16) are scaled to 0–255, upscaled bilinearly to ``size`` and
+    repeated to 3 channels so that the RGB networks of the zoo take them unchanged.  The test
+    split is stratified and seeded.  Nothing is downloaded: the data ship with scikit-learn.
+    """
+    if size < 8:
+        raise NetAdaptError(f"digits image size must be at least 8, got {size}")
+    if not 0 < test_fraction < 1:
+        raise NetAdaptError(f"digits test fraction must be in (0, 1), got {test_fraction}")
+    pixels, labels = _read_digits()
+    x = torch.as_tensor(pixels, dtype=torch.float32).reshape(-1, 1, 8, 8) * (255.0 / 16.0)  # (N, 1, 8, 8)
+    if size != 8:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    images = x.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()  # (N, 3, S, S)
+    targets = [int(t) for t in labels]
+    full = TensorSource("digits", images, targets, [str(c) for c in range(10)])
+    test = set(stratified_sample(targets, round(len(targets) * test_fraction), seed))
+    train_idx = [i for i in range(len(targets)) if i not in test]
+    return full.subset(train_idx, "digits/train"), full.subset(sorted(test), "digits/test")
+
+
+def _read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """(pixels (N, 64), labels (N,)) of scikit-learn's bundled digits.
+
+    The CSV file shipped inside scikit-learn is read directly: importing ``sklearn.datasets``
+    costs seconds (it imports most of scikit-learn), the file is the same.  The public API is
+    the fallback if the file ever moves.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise NetAdaptError("the digits data set needs scikit-learn (pip install scikit-learn)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    if path.is_file():
+        data = np.loadtxt(path, delimiter=",", dtype=np.float32)
+        return data[:, :-1], data[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    return bunch.data, bunch.target
+
+
+def load_torchvision_cifar(
+    root: str | os.PathLike, *, classes: int = 10, download: bool = False
+) -> tuple[TensorSource, TensorSource]:
+    """CIFAR-10 or CIFAR-100 through torchvision's dataset classes, as (train, test) sources."""
+    try:
+        from torchvision import datasets
+    except ImportError:
+        raise NetAdaptError("the cifar*_torchvision data sets need torchvision (pip install torchvision)") from None
+    cls = {10: datasets.CIFAR10, 100: datasets.CIFAR100}[classes]
+    out = []
+    for train in (True, False):
+        try:
+            ds = cls(str(root), train=train, download=download)
+        except RuntimeError as exc:
+            hint = "" if download else "; set data.download=true to download it"
+            raise NetAdaptError(f"CIFAR-{classes} not found in {root} ({str(exc).splitlines()[0]}){hint}") from None
+        images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
+        out.append(TensorSource(f"cifar{classes}/{'train' if train else 'test'}", images, ds.targets, ds.classes))
+    return out[0], out[1]

@@ -1,0 +1,146 @@
+"""Typed configuration of super-network training (defaults: paper §4.1.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from netadapt.data.config import DataConfig
+from netadapt.errors import NetAdaptError
+
+__all__ = [
+    "RESUMABLE_CHANGES",
+    "ModelConfig",
+    "OptimConfig",
+    "OrderedDropoutConfig",
+    "ScheduleConfig",
+    "SupernetTrainConfig",
+]
+
+
+@dataclass
+class ModelConfig:
+    """Which super-network to build (see :func:`netadapt.build_supernet`)."""
+
+    name: str = "mobilenet_v1_cifar"
+    width_mult: float | None = None  # None: the zoo's 1.0
+    input_size: int | None = None  # None: the data's image size
+    num_classes: int | None = None  # None: the data's number of classes
+    in_channels: int = 3
+    dropout: float | None = None  # None: the model's own (0.2 for MobileNetV2/V3, paper §4.1.1)
+    options: dict[str, Any] = field(default_factory=dict)  # BuildOptions: num_widths, bypass, superkernel, …
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer.  ``rmsprop`` is TensorFlow's RMSProp (the paper's EfficientNet-style recipe):
+    the mean square starts at 1, ``eps`` is added inside the square root and the learning rate
+    is applied inside the momentum, as in ``tf.train.RMSPropOptimizer``."""
+
+    name: Literal["rmsprop", "sgd"] = "rmsprop"
+    lr: float = 0.064  # paper: maximum learning rate 0.064 for a batch of 1024 …
+    lr_batch: int = 1024  # … scaled linearly with the global batch size [Goyal et al.]
+    momentum: float = 0.9
+    rmsprop_decay: float = 0.9  # TF's rho
+    eps: float = 0.001  # TF EfficientNet's RMSProp epsilon
+    nesterov: bool = True  # sgd only
+    weight_decay: float = 1e-5  # paper: l2 weight decay 1e-5
+    decay_norm_and_bias: bool = False  # TF recipes leave BatchNorm parameters and biases undecayed
+    grad_clip: float | None = None  # clip the global gradient norm; None: off
+
+    def validate(self) -> None:
+        if self.lr <= 0 or self.lr_batch < 1:
+            raise NetAdaptError(f"optim.lr must be positive and optim.lr_batch at least 1, got {self.lr}, {self.lr_batch}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise NetAdaptError(f"optim.grad_clip must be positive, got {self.grad_clip}")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule, a function of the optimizer step."""
+
+    name: Literal["step", "cosine", "constant"] = "step"
+    decay: float = 0.963  # paper: "decayed by 0.963 every 3 epochs"
+    decay_epochs: float = 3.0
+    warmup_epochs: float = 0.0  # linear warm-up (not in the paper; TF's EfficientNet recipe uses 5)
+    min_factor: float = 0.0  # cosine: final learning rate as a fraction of the maximum
+
+    def validate(self) -> None:
+        if self.decay_epochs <= 0 or self.warmup_epochs < 0:
+            raise NetAdaptError("schedule.decay_epochs must be positive and schedule.warmup_epochs not negative")
+
+
+@dataclass
+class OrderedDropoutConfig:
+    """Ordered dropout (paper §2.3) and two options that go beyond the paper."""
+
+    enabled: bool = True  # False: plain training of the initial network only
+    kernels: bool = True  # also draw per-image superkernel sizes
+    sandwich: bool = False  # beyond the paper: every batch holds the largest and smallest sub-network
+    distill: float = 0.0  # beyond the paper: weight of in-place distillation from the largest sub-network
+
+    def validate(self) -> None:
+        if not 0.0 <= self.distill <= 1.0:
+            raise NetAdaptError(f"ordered_dropout.distill must be in [0, 1], got {self.distill}")
+
+
+@dataclass
+class SupernetTrainConfig:
+    """Everything :func:`netadapt.train.train_supernet` needs; written as ``config.yaml`` in the run folder."""
+
+    run_dir: str = "runs/supernet"
+    seed: int = 0  # seeds data order, augmentation, ordered dropout and dropout (per rank)
+    epochs: int = 10
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    ordered_dropout: OrderedDropoutConfig = field(default_factory=OrderedDropoutConfig)
+    label_smoothing: float = 0.1  # not stated in the paper; TF's EfficientNet/MnasNet recipe value
+    ema_decay: float | None = 0.9998  # paper: exponential moving average 0.9998; None: off
+    accumulate: int = 1  # micro-batches per optimizer step (per process)
+    precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # autocast on GPU; CPU always trains in fp32
+    channels_last: bool = True  # GPU only
+    compile: bool = False  # torch.compile the training forward (opt-in)
+    deterministic: bool = False  # torch.use_deterministic_algorithms during training
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (torchrun: cuda:LOCAL_RANK)
+    checkpoint_every: int = 0  # optimizer steps between mid-epoch checkpoints; 0: every epoch only
+    eval_every: int = 1  # epochs between validation passes (the last epoch always evaluates)
+    log_every: int = 50  # steps between log lines when no progress bar is shown
+    progress: bool = True  # tqdm progress bar (only on a terminal, only on rank 0)
+    tensorboard: bool = True  # also write TensorBoard scalars when tensorboard is installed
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise NetAdaptError(f"epochs must be at least 1, got {self.epochs}")
+        if self.accumulate < 1:
+            raise NetAdaptError(f"accumulate must be at least 1, got {self.accumulate}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise NetAdaptError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise NetAdaptError(f"ema_decay must be in (0, 1) or null, got {self.ema_decay}")
+        if self.checkpoint_every < 0 or self.eval_every < 1 or self.log_every < 1:
+            raise NetAdaptError("checkpoint_every must be ≥ 0, eval_every and log_every ≥ 1")
+        if self.model.dropout is not None and not 0.0 <= self.model.dropout < 1.0:
+            raise NetAdaptError(f"model.dropout must be in [0, 1), got {self.model.dropout}")
+        for part in (self.data, self.optim, self.schedule, self.ordered_dropout):
+            part.validate()
+
+
+#: Keys that may change when a run resumes (they do not change what is computed).
+RESUMABLE_CHANGES = frozenset(
+    {
+        "run_dir",
+        "checkpoint_every",
+        "log_every",
+        "progress",
+        "tensorboard",
+        "compile",
+        "device",
+        "data.workers",
+        "data.pin_memory",
+        "data.persistent_workers",
+        "data.eval_batch_size",
+        "data.root",
+    }
+)

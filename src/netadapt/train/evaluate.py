@@ -1,0 +1,81 @@
+"""Top-1 accuracy and loss of a network, a super-network or one of its sub-networks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netadapt.arch.space import Architecture
+from netadapt.data.batches import Batch
+from netadapt.model.supernet import SuperNet
+from netadapt.train.distributed import DistContext
+
+__all__ = ["eval_mode", "evaluate"]
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in evaluation mode and restore its previous mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    arch: Architecture | None = None,
+    *,
+    device: torch.device | str | None = None,
+    context: DistContext | None = None,
+    max_batches: int | None = None,
+) -> dict[str, float]:
+    """Top-1 accuracy (fraction) and mean cross-entropy of ``model`` over ``loader``.
+
+    ``model`` is any classifier or a :class:`SuperNet`; with ``arch`` the super-network's
+    sub-network is extracted and evaluated as its compact network (running statistics as stored
+    — recalibrate them first where that matters).  ``loader`` yields
+    :class:`~netadapt.data.batches.Batch` or ``(images, labels)`` pairs.  With a distributed
+    ``context`` each process evaluates its shard and the sums are combined.  Returns
+    ``{"top1", "loss", "images", "skipped"}``.
+    """
+    if arch is not None:
+        if not isinstance(model, SuperNet):
+            raise TypeError("an architecture can only be evaluated on a SuperNet")
+        model = model.extract(arch)
+    if device is None:
+        device = next(model.parameters()).device
+    correct = loss = images = skipped = 0.0
+    with eval_mode(model):
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            if isinstance(batch, Batch):
+                x, y = batch.images, batch.labels
+                skipped += len(batch.skipped)
+            else:
+                x, y = batch[0], batch[1]
+            if len(y) == 0:
+                continue
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits = model(x).float()
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += float((logits.argmax(1) == y).sum())
+            images += len(y)
+    if context is not None:
+        correct, loss, images, skipped = context.sum([correct, loss, images, skipped])
+    if skipped:
+        log.warning("evaluation skipped %d unreadable images", int(skipped))
+    n = max(images, 1.0)
+    return {"top1": correct / n, "loss": loss / n, "images": int(images), "skipped": int(skipped)}

@@ -1,0 +1,80 @@
+"""Ordered-dropout choices: stratified per layer, shuffled independently, ties respected."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from netadapt import build_supernet
+from netadapt.train import OrderedDropoutSampler, stratified_column
+
+
+@pytest.mark.parametrize("batch,n", [(64, 9), (9, 9), (5, 9), (100, 3)])
+def test_stratified_column_counts(batch: int, n: int) -> None:
+    choices = list(range(10, 10 + n))
+    column = stratified_column(choices, batch, torch.Generator().manual_seed(0))
+    counts = Counter(column.tolist())
+    assert column.shape == (batch,) and set(counts) <= set(choices)
+    assert all(counts.get(c, 0) in (batch // n, batch // n + 1) for c in choices)  # almost equally often (§2.3)
+
+
+def test_leftover_choices_are_not_biased_to_small_widths() -> None:
+    gen = torch.Generator().manual_seed(1)
+    totals = Counter()
+    for _ in range(300):
+        totals.update(stratified_column(list(range(9)), 10, gen).tolist())  # one left-over image per draw
+    extra = [totals[c] - 300 for c in range(9)]
+    assert sum(extra) == 300 and min(extra) > 15  # every choice gets the left-over image sometimes
+
+
+def test_sampler_stratifies_every_layer_and_respects_ties() -> None:
+    net = build_supernet("mobilenet_v2_cifar", width_mult=0.35, input_size=16, num_classes=10, bypass="none")
+    space = net.space
+    ties = [g for g in space.tie_groups() if len(g) > 1]
+    assert ties  # without bypass, depthwise layers are tied to the layer feeding them
+    widths, kernels = OrderedDropoutSampler(space).sample(45, torch.Generator().manual_seed(2))
+    assert widths.shape == kernels.shape == (45, len(space))
+    for i, layer in enumerate(space.layers):
+        counts = Counter(widths[:, i].tolist())
+        assert set(counts) <= set(layer.widths)
+        assert max(counts.values()) - min(counts.get(w, 0) for w in layer.widths) <= 1
+        assert set(kernels[:, i].tolist()) <= set(layer.kernels)
+    for group in ties:
+        for i in group[1:]:
+            assert torch.equal(widths[:, group[0]], widths[:, i])
+    # Columns are shuffled independently: two untied layers with the same choices differ.
+    untied = [g[0] for g in space.tie_groups() if len(g) == 1]
+    same = [(a, b) for a in untied for b in untied if a < b and space.layers[a].widths == space.layers[b].widths]
+    assert same and any(not torch.equal(widths[:, a], widths[:, b]) for a, b in same)
+    for row in range(45):  # every row is an architecture of the space
+        space.make(widths[row].tolist(), kernels[row].tolist())
+
+
+def test_sampler_kernels_and_sandwich() -> None:
+    net = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, input_size=16, num_classes=10)
+    space = net.space
+    assert any(len(layer.kernels) > 1 for layer in space.layers)  # superkernel layers exist
+    sampler = OrderedDropoutSampler(space, sandwich=True)
+    widths, kernels = sampler.sample(20, torch.Generator().manual_seed(3))
+    assert widths[0].tolist() == [layer.max_filters for layer in space.layers]
+    assert kernels[0].tolist() == [layer.max_kernel for layer in space.layers]
+    assert widths[1].tolist() == [min(layer.widths) for layer in space.layers]
+    assert kernels[1].tolist() == [min(layer.kernels) for layer in space.layers]
+    for i, layer in enumerate(space.layers):
+        if len(layer.kernels) > 1:
+            counts = Counter(kernels[2:, i].tolist())
+            assert max(counts.values()) - min(counts.values()) <= 1 and len(counts) == len(layer.kernels)
+    _, none = OrderedDropoutSampler(space, kernels=False).sample(4, torch.Generator().manual_seed(3))
+    assert none is None
+
+
+def test_sampler_is_a_function_of_its_generator() -> None:
+    space = build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=16, num_classes=10).space
+    sampler = OrderedDropoutSampler(space)
+    a = sampler.sample(16, torch.Generator().manual_seed(7))
+    b = sampler.sample(16, torch.Generator().manual_seed(7))
+    c = sampler.sample(16, torch.Generator().manual_seed(8))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
