@@ -22,7 +22,9 @@ __all__ = ["main"]
 _STAGES = (
     "netadapt.model.cli",
     "netadapt.train.cli",
+    "netadapt.search.cli",
     "netadapt.depth.cli",
+    "netadapt.pipeline.cli",
     "netadapt.report.cli",
 )
 

@@ -1,0 +1,390 @@
+"""Coordinate descent over a search space: MCD (NetAdaptV2, paper §2.4) and SCD (NetAdaptV1).
+
+The optimizer is plain Python with two injected functions, so it runs with analytic MACs or a
+measured latency, with shared-weight accuracy or a toy function alike:
+
+* ``resource_fn(arch) -> float`` or a mapping of several named resources (all recorded, the one
+  named by ``SearchConfig.constrained`` — default the first — is reduced towards the target);
+* ``evaluate_fn(archs) -> list[float]``: the held-out accuracy (or task metric) of a batch of
+  architectures, so evaluation can be spread over processes or ranks.
+
+Each iteration starts from the previous best, makes samples that each shrink chosen layers until
+the sample's resource is at most ``previous - reduction``, evaluates the samples (each distinct
+architecture once, ever) and keeps the best.  It stops when the target is met.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from netadapt.arch.space import Architecture, SearchSpace
+from netadapt.errors import NetAdaptError
+from netadapt.search.config import SearchConfig
+from netadapt.search.distributed import broadcast_from_rank0, rank, world_size
+from netadapt.search.family import FamilyMember, TrajectoryPoint, build_family
+from netadapt.search.records import RunFolder, point_from_dict, point_to_dict
+from netadapt.search.shrink import Shrinker, describe
+from netadapt.search.timing import StepTime, record_step
+
+__all__ = ["EvaluateFn", "ResourceFn", "SearchResult", "check_search_inputs", "search"]
+
+log = logging.getLogger(__name__)
+
+ResourceFn = Callable[[Architecture], "float | Mapping[str, float]"]
+EvaluateFn = Callable[[list[Architecture]], Sequence[float]]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search found.  ``trajectory[-1]`` is the final point."""
+
+    final: Architecture
+    resources: dict[str, float]
+    resource: float
+    accuracy: float
+    target: float  # in the resource's unit
+    constrained: str  # the name of the constrained resource
+    reached_target: bool
+    status: str  # "done", "stalled" (no sample met an iteration's reduction) or "max_iterations"
+    trajectory: list[TrajectoryPoint]
+    family: list[FamilyMember]
+    evaluations: int  # distinct architectures evaluated
+    run_dir: Path | None
+
+
+class _Resources:
+    """``resource_fn`` with a cache and a name for every value."""
+
+    def __init__(self, fn: ResourceFn, constrained: str | None) -> None:
+        self.fn = fn
+        self.constrained = constrained
+        self.cache: dict[Architecture, dict[str, float]] = {}
+
+    def __call__(self, arch: Architecture) -> dict[str, float]:
+        values = self.cache.get(arch)
+        if values is None:
+            raw = self.fn(arch)
+            values = {k: float(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {"resource": float(raw)}
+            if self.constrained is None:
+                self.constrained = next(iter(values))
+            if self.constrained not in values:
+                raise NetAdaptError(f"the resource function returned {sorted(values)}, not the constrained {self.constrained!r}")
+            self.cache[arch] = values
+        return values
+
+    def value(self, arch: Architecture) -> float:
+        return self(arch)[self.constrained]
+
+
+class _Evaluations:
+    """``evaluate_fn`` called once per distinct architecture, results appended to the run folder."""
+
+    def __init__(self, fn: EvaluateFn, cache: dict[Architecture, tuple[float, float]], folder: RunFolder, chunk: int) -> None:
+        self.fn = fn
+        self.cache = cache
+        self.folder = folder
+        self.chunk = chunk
+
+    def __call__(self, archs: Sequence[Architecture]) -> None:
+        pending = list(dict.fromkeys(a for a in archs if a not in self.cache))
+        size = self.chunk or len(pending)
+        for start in range(0, len(pending), max(size, 1)):
+            part = pending[start : start + size]
+            began = time.perf_counter()
+            scores = list(self.fn(part))
+            seconds = (time.perf_counter() - began) / len(part)
+            if len(scores) != len(part):
+                raise NetAdaptError(f"evaluate_fn returned {len(scores)} values for {len(part)} architectures")
+            rows = [(arch, float(score), seconds) for arch, score in zip(part, scores, strict=True)]
+            for arch, score, s in rows:
+                self.cache[arch] = (score, s)
+            self.folder.append_evaluations(rows)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s for _, s in self.cache.values())
+
+
+def _badness(accuracy: float, higher_is_better: bool) -> float:
+    if not math.isfinite(accuracy):
+        return math.inf  # a diverged sample is never chosen over a finite one
+    return -accuracy if higher_is_better else accuracy
+
+
+def _select(candidates: list[tuple[int, Architecture, float, float]], prev: TrajectoryPoint, config: SearchConfig) -> int:
+    """Index (into ``candidates``) of the chosen sample.
+
+    Ties are broken by resource, then by the architecture itself, never by list position, so the
+    choice does not depend on the order in which samples were made (SCD == MCD with L = 1)."""
+
+    def key(c: tuple[int, Architecture, float, float]) -> tuple:
+        _, arch, resource, accuracy = c
+        bad = _badness(accuracy, config.higher_is_better)
+        order = (bad, resource, arch.filters, arch.kernels)
+        if config.selection == "accuracy":
+            return order
+        # NetAdaptV1: the smallest accuracy loss per unit of resource saved
+        loss = bad - _badness(prev.accuracy, config.higher_is_better)
+        return (loss / (prev.resource - resource), *order)
+
+    return min(range(len(candidates)), key=lambda i: key(candidates[i]))
+
+
+def _check_resource(res: _Resources, arch: Architecture, what: str) -> float:
+    try:
+        value = res.value(arch)
+    except NetAdaptError:
+        raise
+    except Exception as exc:  # a user's metric may fail in any way; say where
+        raise NetAdaptError(f"the resource metric failed on the {what}: {type(exc).__name__}: {exc}") from None
+    if not math.isfinite(value) or value < 0:
+        raise NetAdaptError(f"the resource metric gave {value} for the {what}; expected a finite non-negative number")
+    return value
+
+
+def _check_inputs(res: _Resources, shrinker: Shrinker, initial_arch: Architecture, config: SearchConfig) -> tuple[float, float]:
+    initial_resource = _check_resource(res, initial_arch, "initial network")
+    target = config.resolve(config.target, initial_resource)
+    if target > initial_resource:
+        raise NetAdaptError(f"target {target:g} is above the initial network's resource {initial_resource:g}")
+    smallest = _check_resource(res, shrinker.minimum(initial_arch), "smallest architecture of the space")
+    if smallest > target:
+        raise NetAdaptError(
+            f"target {target:g} is unreachable: the smallest architecture of the space has {smallest:g} "
+            f"({100 * smallest / initial_resource:.1f}% of the initial {initial_resource:g})"
+        )
+    return initial_resource, target
+
+
+def check_search_inputs(
+    space: SearchSpace, initial_arch: Architecture, resource_fn: ResourceFn, config: SearchConfig
+) -> tuple[float, float]:
+    """(initial resource, target in the resource's unit), or a one-line :class:`NetAdaptError`
+    when the metric fails on the initial network, the target is above it or the smallest
+    architecture of the space cannot reach it.  :func:`search` runs the same checks; call this
+    first to fail before loading data."""
+    config.validate()
+    space.validate(initial_arch)
+    shrinker = Shrinker(space, filters_only=config.shrink == "filters")
+    return _check_inputs(_Resources(resource_fn, config.constrained), shrinker, initial_arch, config)
+
+
+def search(
+    space: SearchSpace,
+    initial_arch: Architecture,
+    resource_fn: ResourceFn,
+    evaluate_fn: EvaluateFn,
+    config: SearchConfig | None = None,
+    *,
+    rng_seed: int,
+    run_dir: str | Path | None = None,
+    devices: int | None = None,
+    write: bool | None = None,
+    metadata: dict[str, Any] | None = None,
+    supernet_time: StepTime | None = None,
+) -> SearchResult:
+    """Shrink ``initial_arch`` until its resource meets ``config.target``.
+
+    ``rng_seed`` fixes every random choice: each iteration's samples are derived from
+    ``(rng_seed, iteration)``, so a rerun in the same ``run_dir`` after a crash continues where
+    the last finished iteration left off, takes already evaluated samples from
+    ``evaluated.jsonl`` and ends with the same result as an uninterrupted run.  ``metadata``
+    (e.g. the metric's name, the super-network file) is stored with the settings and must match
+    on resume.  ``devices`` (default: the torch.distributed world size, else 1) turns wall-clock
+    into device-hours; ``supernet_time`` is the training step's time, if known, for
+    ``timing.json``.  Under torch.distributed only rank 0 writes (``write`` overrides) and every
+    rank must call ``search`` with the same arguments.
+    """
+    began = time.perf_counter()
+    config = config or SearchConfig()
+    config.validate()
+    space.validate(initial_arch)
+    devices = devices or world_size()
+    folder = RunFolder(run_dir, write=(rank() == 0) if write is None else write)
+    shrinker = Shrinker(space, filters_only=config.shrink == "filters")
+    res = _Resources(resource_fn, config.constrained)
+
+    # -- bad input, before any long work --------------------------------------------------------
+    initial_resource, target = _check_inputs(res, shrinker, initial_arch, config)
+    settings = {
+        "config": asdict(config),
+        "rng_seed": rng_seed,
+        "space": space.fingerprint,
+        "initial_arch": initial_arch.to_dict(space),
+        "metadata": metadata or {},
+    }
+    resumed = folder.check_or_write_config(settings, space)
+    evaluations = _Evaluations(evaluate_fn, folder.load_evaluations(space) if resumed else {}, folder, config.eval_chunk)
+    state = folder.load_state() if resumed else None
+    previous_seconds = float(state["seconds"]) if state else 0.0
+
+    def save_timing() -> None:
+        if not folder.write:
+            return
+        if supernet_time is not None:
+            record_step(folder.path / "timing.json", "supernet_training", supernet_time)
+        wall = previous_seconds + time.perf_counter() - began
+        record_step(folder.path / "timing.json", "sample_evaluation", StepTime(wall, devices))
+
+    def finish_iteration(trajectory: list[TrajectoryPoint], status: str) -> None:
+        folder.save_state(
+            {
+                "iteration": trajectory[-1].iteration,
+                "status": status,
+                "best": point_to_dict(trajectory[-1], space),
+                "trajectory": [point_to_dict(p, space) for p in trajectory],
+                "seconds": previous_seconds + time.perf_counter() - began,
+                "evaluation_seconds": evaluations.seconds,
+            }
+        )
+        save_timing()
+
+    # -- iteration 0: the initial network --------------------------------------------------------
+    if state is not None:
+        trajectory = [point_from_dict(d) for d in state["trajectory"]]
+        folder.truncate_history(trajectory[-1].iteration)
+        log.info("resuming %s after iteration %d", folder.path, trajectory[-1].iteration)
+    else:
+        folder.truncate_history(-1)  # a crash before iteration 0 was saved: start the history again
+        evaluations([initial_arch])
+        accuracy, seconds = evaluations.cache[initial_arch]
+        start = TrajectoryPoint(0, initial_arch, res(initial_arch), initial_resource, accuracy, 0.0, initial_resource)
+        trajectory = [start]
+        folder.append_history(
+            [_record(space, 0, 0, start.arch, start.resources, start.resource, accuracy, seconds, [], False, True)]
+        )
+        finish_iteration(trajectory, "running")
+
+    # -- iterations ------------------------------------------------------------------------------
+    status = "done"
+    while trajectory[-1].resource > target:
+        best = trajectory[-1]
+        iteration = best.iteration + 1
+        if iteration > config.max_iterations:
+            status = "max_iterations"
+            break
+        step_began = time.perf_counter()
+        # Intermediate shrink steps rarely recur across iterations: keep the resource cache to
+        # one iteration so a long search does not hold millions of architectures.
+        res.cache = {best.arch: best.resources}
+        reduction = config.reduction(iteration, initial_resource)
+        required = best.resource - reduction
+        if config.clip_to_target:
+            required = max(required, target)
+        if config.optimizer == "scd":
+            proposals = shrinker.propose_scd(best.arch, rng_seed, iteration)
+        else:
+            proposals = shrinker.propose_mcd(best.arch, rng_seed, iteration, config.samples, config.layers)
+        # Every rank searches with rank 0's samples and resources: a measured latency may differ
+        # between processes, and the ranks must evaluate the same list.
+        made = resources = None
+        if rank() == 0:
+            made = [shrinker.shrink_until(best.arch, p, required, res.value) for p in proposals]
+            resources = [res(a) for a, _ in made]
+        made, resources = broadcast_from_rank0((made, resources))
+        for (arch, _), values in zip(made, resources, strict=True):
+            res.cache[arch] = values
+        evaluations([a for a, ok in made if ok])
+
+        candidates = [(j, a, res.value(a), evaluations.cache[a][0]) for j, (a, ok) in enumerate(made) if ok]
+        chosen = made_index = None
+        if candidates:
+            chosen = _select(candidates, best, config)
+            made_index = candidates[chosen][0]
+        records = [
+            _record(
+                space,
+                iteration,
+                j,
+                arch,
+                res(arch),
+                res.value(arch),
+                evaluations.cache[arch][0] if ok else None,
+                evaluations.cache[arch][1] if ok else None,
+                describe(shrinker, proposal),
+                not ok,
+                j == made_index,
+            )
+            for j, ((arch, ok), proposal) in enumerate(zip(made, proposals, strict=True))
+        ]
+        if chosen is None:
+            status = "stalled"
+            folder.append_history(records)  # dropped on resume; kept to show why it stalled
+            log.warning(
+                "iteration %d: none of %d samples reached %g (from %g); stopping short of the target %g",
+                iteration,
+                len(made),
+                required,
+                best.resource,
+                target,
+            )
+            break
+        _, arch, resource, accuracy = candidates[chosen]
+        point = TrajectoryPoint(iteration, arch, res(arch), resource, accuracy, reduction, required)
+        trajectory.append(point)
+        folder.append_history(records)
+        finish_iteration(trajectory, "running")
+        log.info(
+            "iteration %d: resource %.6g (asked <= %.6g), accuracy %.4f; %d samples, %d discarded, %.2fs",
+            iteration,
+            resource,
+            required,
+            accuracy,
+            len(made),
+            len(made) - len(candidates),
+            time.perf_counter() - step_began,
+        )
+
+    final = trajectory[-1]
+    budgets = [config.resolve(b, initial_resource) for b in config.budgets]
+    family = build_family(trajectory, budgets, higher_is_better=config.higher_is_better)
+    finish_iteration(trajectory, status)
+    folder.save_results(space, trajectory, family, final.arch)
+    return SearchResult(
+        final=final.arch,
+        resources=final.resources,
+        resource=final.resource,
+        accuracy=final.accuracy,
+        target=target,
+        constrained=res.constrained,
+        reached_target=final.resource <= target,
+        status=status,
+        trajectory=trajectory,
+        family=family,
+        evaluations=len(evaluations.cache),
+        run_dir=folder.path,
+    )
+
+
+def _record(
+    space: SearchSpace,
+    iteration: int,
+    sample: int,
+    arch: Architecture,
+    resources: dict[str, float],
+    resource: float,
+    accuracy: float | None,
+    seconds: float | None,
+    shrunk: list[dict],
+    discarded: bool,
+    selected: bool,
+) -> dict:
+    """One ``history.jsonl`` line."""
+    return {
+        "iteration": iteration,
+        "sample": sample,
+        "arch": arch.to_dict(space),
+        "resources": resources,
+        "resource": resource,
+        "accuracy": accuracy,
+        "eval_seconds": seconds,
+        "shrunk": shrunk,
+        "discarded": discarded,
+        "selected": selected,
+    }

@@ -1,0 +1,179 @@
+"""The search's run folder: what is written where, atomically or append-only.
+
+=====================  ========================================================================
+``search_config.json``  settings, seed, search space fingerprint, initial architecture; a rerun
+                        with different ones is refused instead of silently mixing two searches
+``space.json``          the search space (so later stages can read the architectures)
+``evaluated.jsonl``     one line per evaluated architecture (accuracy, seconds), appended after
+                        each ``evaluate_fn`` call: the evaluation cache a restart replays
+``history.jsonl``       one line per sample of every finished iteration (architecture, every
+                        recorded resource, accuracy, evaluation time, discarded, selected)
+``search_state.json``   the last finished iteration and its best sample (the resume point)
+``trajectory.json``     the best sample of every iteration (iteration 0 = initial network)
+``family.json``         the Pareto-monotone best architecture per budget met along the way
+``final_arch.json``     the discovered architecture (``Architecture.to_dict(space)``)
+``timing.json``         wall-clock and device-hours per step (see :mod:`netadapt.search.timing`)
+=====================  ========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from netadapt.arch.space import Architecture, SearchSpace
+from netadapt.errors import NetAdaptError
+from netadapt.io import append_jsonl, atomic_write, load_json, read_jsonl, save_json
+from netadapt.search.family import FamilyMember, TrajectoryPoint
+
+__all__ = ["RunFolder", "point_from_dict", "point_to_dict"]
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "netadapt.search_state"
+STATE_VERSION = 1
+
+
+def point_to_dict(point: TrajectoryPoint, space: SearchSpace) -> dict:
+    return {
+        "iteration": point.iteration,
+        "arch": point.arch.to_dict(space),
+        "resources": point.resources,
+        "resource": point.resource,
+        "accuracy": point.accuracy,
+        "reduction": point.reduction,
+        "required": point.required,
+    }
+
+
+def point_from_dict(d: dict) -> TrajectoryPoint:
+    return TrajectoryPoint(
+        iteration=int(d["iteration"]),
+        arch=Architecture.from_dict(d["arch"]),
+        resources={k: float(v) for k, v in d["resources"].items()},
+        resource=float(d["resource"]),
+        accuracy=float(d["accuracy"]),
+        reduction=float(d["reduction"]),
+        required=float(d["required"]),
+    )
+
+
+def arch_key(arch: Architecture) -> dict:
+    """The compact form of an architecture in ``evaluated.jsonl`` (the space is in the config)."""
+    return {"filters": list(arch.filters), "kernels": list(arch.kernels)}
+
+
+class RunFolder:
+    """Reads and writes the files of one search run (nothing is written when ``path`` is None
+    or ``write`` is False, e.g. on ranks other than 0)."""
+
+    def __init__(self, path: str | Path | None, *, write: bool = True) -> None:
+        self.path = None if path is None else Path(path)
+        self.write = write and self.path is not None
+
+    def _file(self, name: str) -> Path | None:
+        return None if self.path is None else self.path / name
+
+    # -- identity ------------------------------------------------------------------------------
+    def check_or_write_config(self, settings: dict[str, Any], space: SearchSpace) -> bool:
+        """Store ``settings`` for a new run, or check them against a run to resume.
+
+        Returns True when the folder already holds this search (a resume)."""
+        path = self._file("search_config.json")
+        if path is None:
+            return False
+        if path.exists():
+            stored = load_json(path)
+            # compare through JSON so tuples and lists, ints and floats compare alike
+            current = json.loads(json.dumps(settings))
+            for key in sorted(set(stored) | set(current)):
+                if stored.get(key) != current.get(key):
+                    raise NetAdaptError(
+                        f"run folder {self.path} holds a search with a different {key}; "
+                        "rerun with the same settings or use another run folder"
+                    )
+            return True
+        if self.write:
+            save_json(path, settings)
+            save_json(self.path / "space.json", space.to_dict())
+        return False
+
+    def _repair(self, path: Path) -> None:
+        """Cut a torn last line (a crash mid-append) so the next append starts a clean line."""
+        if self.write and path.exists():
+            raw = path.read_bytes()
+            if raw and not raw.endswith(b"\n"):
+                whole = raw[: raw.rfind(b"\n") + 1]
+                atomic_write(path, lambda f: f.write(whole))
+
+    # -- evaluation cache ----------------------------------------------------------------------
+    def load_evaluations(self, space: SearchSpace) -> dict[Architecture, tuple[float, float]]:
+        path = self._file("evaluated.jsonl")
+        cache: dict[Architecture, tuple[float, float]] = {}
+        if path is None:
+            return cache
+        self._repair(path)
+        for rec in read_jsonl(path):
+            arch = Architecture(space.model, space.fingerprint, tuple(rec["filters"]), tuple(rec["kernels"]))
+            cache[arch] = (float(rec["accuracy"]), float(rec["seconds"]))
+        return cache
+
+    def append_evaluations(self, rows: Iterable[tuple[Architecture, float, float]]) -> None:
+        if not self.write:
+            return
+        for arch, accuracy, seconds in rows:
+            append_jsonl(self.path / "evaluated.jsonl", {**arch_key(arch), "accuracy": accuracy, "seconds": seconds})
+
+    # -- iterations ----------------------------------------------------------------------------
+    def load_state(self) -> dict | None:
+        path = self._file("search_state.json")
+        if path is None or not path.exists():
+            return None
+        state = load_json(path)
+        if state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
+            raise NetAdaptError(f"{path} is not a search state this version can resume")
+        return state
+
+    def truncate_history(self, last_iteration: int) -> None:
+        """Drop history lines of iterations after the resume point (written just before a
+        crash, before the state that would have counted them)."""
+        path = self._file("history.jsonl")
+        if not self.write or not path.exists():
+            return
+        self._repair(path)
+        records = read_jsonl(path)
+        kept = [r for r in records if r["iteration"] <= last_iteration]
+        if len(kept) != len(records):
+            text = "".join(json.dumps(r) + "\n" for r in kept)
+            atomic_write(path, lambda f: f.write(text.encode()))
+            log.info("history.jsonl: dropped %d record(s) after iteration %d", len(records) - len(kept), last_iteration)
+
+    def append_history(self, records: Iterable[dict]) -> None:
+        if not self.write:
+            return
+        for rec in records:
+            append_jsonl(self.path / "history.jsonl", rec)
+
+    def save_state(self, state: dict) -> None:
+        if self.write:
+            save_json(self.path / "search_state.json", {"format": STATE_FORMAT, "version": STATE_VERSION, **state})
+
+    # -- results -------------------------------------------------------------------------------
+    def save_results(
+        self,
+        space: SearchSpace,
+        trajectory: list[TrajectoryPoint],
+        family: list[FamilyMember],
+        final: Architecture,
+    ) -> None:
+        if not self.write:
+            return
+        save_json(self.path / "trajectory.json", [point_to_dict(p, space) for p in trajectory])
+        save_json(
+            self.path / "family.json",
+            [{"budgets": list(m.budgets), **point_to_dict(m.point, space)} for m in family],
+        )
+        save_json(self.path / "final_arch.json", final.to_dict(space))

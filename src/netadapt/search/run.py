@@ -1,0 +1,207 @@
+"""A whole search from a super-network file: metric, data, evaluator, optimizer, run folder.
+
+This is what ``netadapt search`` runs; the end-to-end pipeline calls :func:`run_search` with a
+:class:`SearchRunConfig` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from netadapt.arch.space import Architecture
+from netadapt.config import config_to_dict
+from netadapt.errors import NetAdaptError
+from netadapt.io import atomic_write
+from netadapt.model.checkpoint import load_supernet
+from netadapt.model.supernet import SuperNet
+from netadapt.search.config import SearchConfig
+from netadapt.search.evaluate import Batches, EvalConfig, SampleEvaluator, shared_weight_evaluator, take_images
+from netadapt.search.optimizer import SearchResult, check_search_inputs, search
+from netadapt.search.timing import StepTime, load_timing, step_from_metadata
+
+__all__ = ["SearchRunConfig", "build_resource_fn", "run_search"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchRunConfig:
+    """Everything ``netadapt search`` needs (YAML file, then ``--set``, then flags)."""
+
+    supernet: str = ""  # the super-network file written by train-supernet
+    metric: str = "macs"  # macs | params | latency:LUT.json | measured:BACKEND | command:'...'
+    run_dir: str | None = None  # None: a "search" folder beside the super-network file
+    seed: int = 0
+    initial_arch: str | None = None  # an architecture JSON to start from (default: the full network)
+    device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
+    batch_size: int = 256  # held-out and calibration batches
+    data_root: str | None = None  # the data folder, when it moved since training
+    heldout_in_memory_mb: int = 2048  # keep the decoded held-out set in memory when it fits
+    finetune_steps: int = 0  # > 0: the NetAdaptV1 baseline (each sample fine-tuned this many batches)
+    finetune_lr: float = 0.01
+    supernet_hours: float | None = None  # super-network training wall-clock hours, when the file lacks them
+    supernet_devices: int = 1
+    search: SearchConfig = field(default_factory=SearchConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> None:
+        if not self.supernet:
+            raise NetAdaptError("no super-network file given (--supernet FILE)")
+        if self.batch_size < 1 or self.finetune_steps < 0:
+            raise NetAdaptError("batch_size must be positive and finetune_steps >= 0")
+        self.eval.validate()
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path(self.supernet).parent / "search"
+
+
+def build_resource_fn(spec: str, supernet: SuperNet) -> tuple[Any, str]:
+    """(resource function returning every recorded resource by name, the constrained name).
+
+    The metric named by ``spec`` is constrained; MACs and parameters are always recorded too
+    (they are analytic and cost microseconds)."""
+    from netadapt.resources.counting import count_macs, count_params
+
+    def analytic(name: str):
+        fn = count_macs if name == "macs" else count_params
+        return lambda arch: float(fn(supernet, arch))
+
+    try:
+        from netadapt.resources.parse import parse_metric  # the resource-metric stage
+    except ImportError:  # pragma: no cover - only while that stage is missing
+        parse_metric = None
+    if parse_metric is not None:
+        metric = parse_metric(spec, supernet)
+        name = getattr(metric, "name", spec)
+    elif spec in ("macs", "params"):
+        metric, name = analytic(spec), spec
+    else:  # pragma: no cover
+        raise NetAdaptError(f"metric {spec!r} needs netadapt.resources.parse, which is not installed")
+    others = {n: analytic(n) for n in ("macs", "params") if n != name}
+
+    def resources(arch: Architecture) -> dict[str, float]:
+        return {name: float(metric(arch)), **{n: fn(arch) for n, fn in others.items()}}
+
+    return resources, name
+
+
+def _load_data(config: SearchRunConfig, extra: dict, image_size: int) -> tuple[Batches, Batches, Path]:
+    """(held-out batches, calibration batches, data sets) named by a super-network file."""
+    from netadapt.data import build_search_loaders
+
+    heldout_file = extra.get("heldout")
+    if not heldout_file:
+        raise NetAdaptError(
+            f"{config.supernet} names no held-out split (extra['heldout']); train it with netadapt train-supernet"
+        )
+    path = Path(config.supernet).parent / heldout_file
+    heldout, calibration = build_search_loaders(
+        path,
+        batch_size=config.batch_size,
+        calibration_images=config.eval.calibration_images,
+        seed=config.seed,
+        root=config.data_root,
+    )
+    images = len(heldout.dataset)
+    if images * 3 * image_size**2 * 4 <= config.heldout_in_memory_mb * 2**20:
+        # decode once: every sample is scored on the same images
+        heldout = take_images(heldout, images)
+    return heldout, calibration, path
+
+
+def _finetune_batches(config: SearchRunConfig, heldout_path: Path) -> list:
+    """The NetAdaptV1 baseline's fine-tuning batches: a seeded, fixed list of augmented
+    training images (the same for every sample, so a sample's score depends only on it)."""
+    from netadapt.config import config_from_dict
+    from netadapt.data import DataConfig, build_datasets, load_heldout, make_eval_loader
+
+    split = load_heldout(heldout_path)
+    data = dict(split.data)
+    if config.data_root is not None:
+        data["root"] = config.data_root
+    data_config = config_from_dict(DataConfig, data, prefix="data.")
+    sets = build_datasets(data_config, split)
+    generator = torch.Generator().manual_seed(config.seed)
+    count = min(len(sets.train), config.finetune_steps * config.batch_size)
+    order = torch.randperm(len(sets.train), generator=generator)[:count].tolist()
+    loader = make_eval_loader(sets.train, data_config, batch_size=config.batch_size, sampler=order)
+    return take_images(loader, count)
+
+
+def _supernet_time(config: SearchRunConfig, extra: dict) -> StepTime | None:
+    """The super-network training step's time: from the file's ``extra["timing"]``, else the
+    training run folder's ``timing.json``, else ``config.supernet_hours``, else unknown."""
+    found = step_from_metadata(extra)
+    if found is None:
+        found = load_timing(Path(config.supernet).parent / "timing.json").get("supernet_training")
+    if found is None and config.supernet_hours is not None:
+        found = StepTime(config.supernet_hours * 3600, config.supernet_devices)
+    return found
+
+
+def run_search(config: SearchRunConfig) -> SearchResult:
+    """Search the super-network file ``config.supernet`` (see :func:`netadapt.search.search`)."""
+    from netadapt.train.distributed import distributed
+
+    config.validate()
+    supernet, extra = load_supernet(config.supernet)
+    space = supernet.space
+    initial = space.full()
+    if config.initial_arch:
+        initial = space.validate(Architecture.from_json(Path(config.initial_arch).read_text(encoding="utf-8")))
+    resource_fn, name = build_resource_fn(config.metric, supernet)
+    search_config = replace(config.search, constrained=config.search.constrained or name)
+    initial_resource, target = check_search_inputs(space, initial, resource_fn, search_config)
+    log.info("%s of the initial network: %g; target %g", name, initial_resource, target)
+
+    with distributed(config.device) as ctx:
+        heldout, calibration, heldout_path = _load_data(config, extra, supernet.input_size)
+        eval_config = replace(config.eval, device=str(ctx.device))
+        evaluator: SampleEvaluator
+        if config.finetune_steps > 0:
+            from netadapt.search.finetune import finetune_evaluator
+
+            evaluator = finetune_evaluator(
+                supernet,
+                _finetune_batches(config, heldout_path),
+                heldout,
+                steps=config.finetune_steps,
+                lr=config.finetune_lr,
+                seed=config.seed,
+                device=ctx.device,
+                workers=eval_config.workers,
+                threads_per_worker=eval_config.threads_per_worker,
+            )
+        else:
+            evaluator = shared_weight_evaluator(supernet, heldout, calibration, eval_config)
+        run_dir = config.resolved_run_dir()
+        if ctx.is_main:
+            text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+            atomic_write(run_dir / "run_config.yaml", lambda f: f.write(text.encode()))
+        supernet_time = _supernet_time(config, extra)
+        metadata = {
+            "supernet": str(Path(config.supernet).resolve()),
+            "metric": config.metric,
+            "eval": {k: v for k, v in asdict(config.eval).items() if k not in ("device", "workers", "threads_per_worker")},
+            "finetune_steps": config.finetune_steps,
+            "data_fingerprint": extra.get("data_fingerprint"),
+        }
+        with evaluator:
+            return search(
+                space,
+                initial,
+                resource_fn,
+                evaluator,
+                search_config,
+                rng_seed=config.seed,
+                run_dir=run_dir,
+                devices=ctx.world,
+                metadata=metadata,
+                supernet_time=supernet_time,
+            )
