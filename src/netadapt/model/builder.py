@@ -40,6 +40,10 @@ class BuildOptions:
     bypass_base: int | None = None  # None: the definition's
     tie_depthwise: bool | None = None  # None: tied exactly when bypass is "none"
     superkernel: bool = True  # search kernel sizes (odd sizes from 3 to full)
+    # Narrowest width a layer may keep, as a fraction of its full width (0 = the paper's space,
+    # down to 0 filters).  Small data and short schedules train a super-network far better when
+    # the space excludes near-empty layers; see docs/training.md.
+    min_width_fraction: float = 0.0
 
 
 class _Registry:
@@ -57,8 +61,11 @@ class _Registry:
         return self._next_tie - 1
 
     def add(self, name: str, kind: str, filters: int, kernel: int, bypass: int | None, tie: int | None = None) -> int:
-        allow_zero = kind == "se" or bypass != 0
+        floor = self.options.min_width_fraction
+        allow_zero = (kind == "se" or bypass != 0) and floor == 0
         widths = width_choices(filters, self.num_widths, self.options.width_divisor, allow_zero=allow_zero)
+        if floor > 0:
+            widths = tuple(w for w in widths if w >= floor * filters) or (filters,)
         kernels = kernel_choices(kernel) if self.options.superkernel else (kernel,)
         self.layers.append(LayerSpec(name, kind, filters, kernel, widths, kernels, bypass, tie))
         return len(self.layers) - 1
@@ -76,6 +83,8 @@ def build_from_definition(
     ``skips[i]`` is the index of an earlier block whose output is added (zero-padded) to block
     ``i``'s output, or ``None``.
     """
+    if not 0.0 <= options.min_width_fraction <= 1.0:
+        raise NetAdaptError(f"min_width_fraction must be in [0, 1], got {options.min_width_fraction}")
     if options.bypass not in BYPASS_MODES:
         raise NetAdaptError(f"unknown bypass mode {options.bypass!r}; choose one of {', '.join(BYPASS_MODES)}")
     norm = partial(nn.BatchNorm2d, eps=definition.bn_eps, momentum=definition.bn_momentum)

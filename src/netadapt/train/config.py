@@ -102,6 +102,14 @@ class SupernetTrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # autocast on GPU; CPU always trains in fp32
     channels_last: bool = True  # GPU only
     compile: bool = False  # torch.compile the training forward (opt-in)
+    # Training one discovered network instead of the whole super-network (netadapt run's final
+    # stage): only the sub-network of this architecture JSON file is trained (every image runs
+    # it; ordered dropout must then be off), optionally starting from a super-network file's
+    # weights and distilling from a teacher super-network file's full network.
+    architecture: str | None = None
+    init_from: str | None = None
+    teacher: str | None = None
+    teacher_weight: float = 0.5  # weight of the distillation loss when a teacher is given
     deterministic: bool = False  # torch.use_deterministic_algorithms during training
     device: str = "auto"  # auto | cpu | cuda | cuda:N (torchrun: cuda:LOCAL_RANK)
     checkpoint_every: int = 0  # optimizer steps between mid-epoch checkpoints; 0: every epoch only
@@ -123,6 +131,10 @@ class SupernetTrainConfig:
             raise NetAdaptError("checkpoint_every must be ≥ 0, eval_every and log_every ≥ 1")
         if self.model.dropout is not None and not 0.0 <= self.model.dropout < 1.0:
             raise NetAdaptError(f"model.dropout must be in [0, 1), got {self.model.dropout}")
+        if self.architecture is not None and self.ordered_dropout.enabled:
+            raise NetAdaptError("training a fixed architecture needs ordered_dropout.enabled: false")
+        if not 0.0 <= self.teacher_weight <= 1.0:
+            raise NetAdaptError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
         for part in (self.data, self.optim, self.schedule, self.ordered_dropout):
             part.validate()
 

@@ -29,13 +29,14 @@ import yaml
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from netadapt.arch.space import Architecture
 from netadapt.config import config_to_dict
 from netadapt.data.batches import Batch, TrainBatchSampler, derive_seed, seeded_generator
 from netadapt.data.loaders import DataSets, build_datasets, make_eval_loader, make_train_loader, open_sources
 from netadapt.data.split import HELDOUT_FILE, load_heldout, save_heldout
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write
-from netadapt.model.checkpoint import save_supernet
+from netadapt.model.checkpoint import load_supernet, save_supernet
 from netadapt.model.supernet import SuperNet, build_supernet
 from netadapt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, rng_state, save_checkpoint
 from netadapt.train.config import RESUMABLE_CHANGES, SupernetTrainConfig
@@ -171,6 +172,10 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     raw = build_model(config, sets)
     if state is not None and state["build"] != raw.build_config():
         raise NetAdaptError(f"{ckpt_path} holds a {state['build'].get('model')} super-network of another shape than the config's")
+    fixed = _fixed_architecture(config, raw)
+    if config.init_from is not None and state is None:
+        _load_weights(raw, config.init_from)
+    teacher = _teacher(config.teacher, raw)
     device = ctx.device
     on_gpu = device.type == "cuda"
     raw.to(device)
@@ -272,7 +277,9 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
                 set_lr(optimizer, base_lr * lr_factor(config.schedule, global_step, steps_per_epoch, config.epochs))
                 torch.manual_seed(derive_seed(config.seed, "dropout", ctx.rank, global_step))  # per rank, per step
                 widths = kernels = None
-                if config.ordered_dropout.enabled:
+                if fixed is not None:  # one discovered network: every image runs it
+                    widths, kernels = (t.expand(global_batch, -1) for t in fixed)
+                elif config.ordered_dropout.enabled:
                     # Paper §2.3: widths stratified over the *global* batch; every rank draws the
                     # same table and keeps its own rows.
                     widths, kernels = sampler.sample(global_batch, seeded_generator(config.seed, "ordered_dropout", epoch, step))
@@ -287,7 +294,7 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
                     meters["skipped"] += len(batch.skipped)
                     sync = ddp is None or m == config.accumulate - 1
                     with nullcontext() if sync else ddp.no_sync():
-                        pending.add_(_forward_backward(model, raw, batch, w, k, config, autocast_dtype, scaler))
+                        pending.add_(_forward_backward(model, raw, batch, w, k, config, autocast_dtype, scaler, teacher))
                 if scaler is not None:
                     scaler.unscale_(optimizer)
                 if config.optim.grad_clip is not None:
@@ -332,7 +339,11 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
                 "skipped_images": int(totals["skipped"]),
             }
             if val_loader is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-                record.update(_validate(ema.module if ema else raw, val_loader, ctx, config.ordered_dropout.enabled))
+                record.update(
+                    _validate(
+                        ema.module if ema else raw, val_loader, ctx, config.ordered_dropout.enabled, arch=_arch_of(raw, fixed)
+                    )
+                )
             history.append(record)
             meters.update(dict.fromkeys(meters, 0.0))
             checkpoint(epoch + 1, 0)
@@ -368,6 +379,7 @@ def _forward_backward(
     config: SupernetTrainConfig,
     autocast_dtype: torch.dtype | None,
     scaler: torch.amp.GradScaler | None,
+    teacher: SuperNet | None = None,
 ) -> Tensor:
     """One micro-batch: forward with per-image choices, loss, backward.
 
@@ -399,6 +411,11 @@ def _forward_backward(
             with torch.no_grad():
                 teacher = F.softmax(raw(x).float(), dim=1)
             loss = (1 - od.distill) * loss + od.distill * F.cross_entropy(logits.float(), teacher)
+        elif teacher is not None:
+            # Knowledge distillation from a trained network (paper appendix A.1).
+            with torch.no_grad():
+                soft = F.softmax(teacher(x).float(), dim=1)
+            loss = (1 - config.teacher_weight) * loss + config.teacher_weight * F.cross_entropy(logits.float(), soft)
     scaled = loss * (weight / config.accumulate)
     (scaler.scale(scaled) if scaler is not None else scaled).backward()
     with torch.no_grad():
@@ -407,9 +424,51 @@ def _forward_backward(
         return torch.stack([loss.detach().double() * n, correct, torch.full((), n, dtype=torch.float64, device=device)])
 
 
+def _fixed_architecture(config: SupernetTrainConfig, net: SuperNet) -> tuple[Tensor, Tensor] | None:
+    """(1, L) widths and kernels of ``config.architecture``, or None."""
+    if config.architecture is None:
+        return None
+    path = Path(config.architecture)
+    if not path.is_file():
+        raise NetAdaptError(f"architecture file {path} does not exist")
+    arch = net.space.validate(Architecture.from_json(path.read_text(encoding="utf-8")))
+    return torch.tensor([arch.filters]), torch.tensor([arch.kernels])
+
+
+def _arch_of(net: SuperNet, fixed: tuple[Tensor, Tensor] | None) -> Architecture | None:
+    if fixed is None:
+        return None
+    return net.space.make(fixed[0][0].tolist(), fixed[1][0].tolist())
+
+
+def _load_weights(net: SuperNet, path: str) -> None:
+    """Start from the weights of a super-network file of the same shape."""
+    source, _ = load_supernet(path)
+    if source.build_config() != net.build_config():
+        raise NetAdaptError(f"{path} holds a {source.name} super-network of another shape than the config's")
+    net.load_state_dict(source.state_dict())
+
+
+def _teacher(path: str | None, net: SuperNet) -> SuperNet | None:
+    """A frozen teacher (the full network of a super-network file) on ``net``'s device."""
+    if path is None:
+        return None
+    teacher, _ = load_supernet(path)
+    if teacher.num_classes != net.num_classes:
+        raise NetAdaptError(f"teacher {path} has {teacher.num_classes} classes, the model {net.num_classes}")
+    teacher.to(next(net.parameters()).device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
 @torch.no_grad()
-def _validate(net: SuperNet, loader, ctx: DistContext, sub_networks: bool) -> dict[str, float]:
-    """Validation accuracy of the full network and (with ordered dropout) of the half-width one."""
+def _validate(net: SuperNet, loader, ctx: DistContext, sub_networks: bool, arch: Architecture | None = None) -> dict[str, float]:
+    """Validation accuracy of the full network and (with ordered dropout) of the half-width one;
+    of ``arch`` alone when one architecture is trained."""
+    if arch is not None:
+        result = evaluate(net, loader, arch, context=ctx)
+        return {"val_top1": result["top1"], "val_loss": result["loss"]}
     full = evaluate(net, loader, context=ctx)
     out = {"val_top1": full["top1"], "val_loss": full["loss"]}
     if sub_networks:

@@ -1,0 +1,280 @@
+"""``netadapt run``: super-network training → search → training the discovered network → export
+→ report (paper Fig. 2).  Each stage resumes, and is skipped when its output is complete.
+
+The discovered network is trained as its sub-network inside the super-network's parameters
+(every image runs the architecture; the masks make this exactly the compact network's
+training), which also gives the paper's two ways to start: from the super-network's shared
+weights, or along the search trajectory (appendix A.2), where each step reuses the weights the
+previous, larger architecture left in the same tensors.  The trained sub-network is then
+extracted and exported as a compact network.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from netadapt.arch.space import Architecture
+from netadapt.config import config_to_dict
+from netadapt.errors import NetAdaptError
+from netadapt.io import atomic_write, load_json, save_json
+from netadapt.model.checkpoint import load_supernet
+from netadapt.model.supernet import SuperNet
+from netadapt.pipeline.layout import RunLayout
+from netadapt.search.config import SearchConfig
+from netadapt.search.evaluate import EvalConfig
+from netadapt.search.run import SearchRunConfig, build_resource_fn, run_search
+from netadapt.search.timing import StepTime, load_timing, record_step
+from netadapt.train.config import SupernetTrainConfig
+from netadapt.train.loop import train_supernet
+
+__all__ = ["FinalConfig", "RunConfig", "run_pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinalConfig:
+    """Training of the discovered network (and of the comparison networks)."""
+
+    epochs: int | None = None  # None: the super-network's number of epochs
+    # How the discovered network starts: "scratch", "supernet" (its shared weights) or
+    # "trajectory" (appendix A.2: walk the search trajectory, `trajectory_epochs` per step).
+    init: Literal["scratch", "supernet", "trajectory"] = "supernet"
+    trajectory_epochs: int = 2  # paper: two epochs per step
+    trajectory_steps: int = 5  # at most this many evenly spaced trajectory steps
+    distill: bool = False  # distil from the trained super-network's full network
+    lr_scale: float = 1.0  # learning rate relative to the super-network's
+    baseline: bool = True  # also train the uniform-scaling baseline with the same budget
+    initial: bool = True  # also train the initial network with the same budget
+
+    def validate(self) -> None:
+        if self.epochs is not None and self.epochs < 1:
+            raise NetAdaptError(f"final.epochs must be at least 1, got {self.epochs}")
+        if self.trajectory_epochs < 1 or self.trajectory_steps < 1:
+            raise NetAdaptError("final.trajectory_epochs and final.trajectory_steps must be at least 1")
+
+
+@dataclass
+class SearchStage:
+    """The search stage of a run (see :class:`netadapt.search.SearchRunConfig`; the super-network
+    file and run folder come from the run)."""
+
+    metric: str = "macs"  # macs | params | latency:LUT.json | measured:BACKEND | command:'...'
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 256
+    search: SearchConfig = field(default_factory=SearchConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_run_config(self, supernet: Path, run_dir: Path) -> SearchRunConfig:
+        return SearchRunConfig(
+            supernet=str(supernet), metric=self.metric, run_dir=str(run_dir), seed=self.seed, device=self.device,
+            batch_size=self.batch_size, search=copy.deepcopy(self.search), eval=copy.deepcopy(self.eval),
+        )  # fmt: skip
+
+
+@dataclass
+class RunConfig:
+    """The whole flow; ``supernet`` and ``search`` are the stage configs (their run folders and
+    super-network file are set by the run)."""
+
+    run_dir: str = "runs/netadapt"
+    supernet: SupernetTrainConfig = field(default_factory=SupernetTrainConfig)
+    search: SearchStage = field(default_factory=SearchStage)
+    final: FinalConfig = field(default_factory=FinalConfig)
+    export: list[str] = field(default_factory=lambda: ["pytorch", "onnx", "torchscript"])
+    latency_backend: str | None = "torch"  # measured latency in the summary (None: skip)
+    data_note: str = ""  # shown in the report (e.g. "CIFAR-10 images are JPEG re-encodings")
+
+    def validate(self) -> None:
+        self.final.validate()
+        unknown = set(self.export) - {"pytorch", "onnx", "torchscript"}
+        if unknown:
+            raise NetAdaptError(f"unknown export format(s) {sorted(unknown)}; choose from pytorch, onnx, torchscript")
+
+
+def _check_run_folder(layout: RunLayout, config: RunConfig) -> None:
+    """Refuse a run folder made with another config (a rerun must be the same run)."""
+    resolved = config_to_dict(config)
+    text = yaml.safe_dump(resolved, sort_keys=False)
+    if layout.config.exists():
+        previous = yaml.safe_load(layout.config.read_text(encoding="utf-8"))
+        if previous != resolved:
+            changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+            raise NetAdaptError(
+                f"{layout.root} was made with another config (differs in: {', '.join(changed)}); use another run_dir"
+            )
+        return
+    atomic_write(layout.config, lambda f: f.write(text.encode()))
+
+
+def _stage_config(config: RunConfig, run_dir: Path, **changes: Any) -> SupernetTrainConfig:
+    base = copy.deepcopy(config.supernet)
+    return replace(base, run_dir=str(run_dir), **changes)
+
+
+def _train_architecture(
+    config: RunConfig, layout: RunLayout, name: str, arch: Architecture, space_text: SuperNet, *, init_from: Path | None
+) -> Path:
+    """Train one architecture (optionally along the trajectory); returns its super-network file."""
+    final = config.final
+    epochs = final.epochs or config.supernet.epochs
+    folder = layout.root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    arch_file = folder / "architecture.json"
+    if not arch_file.exists():
+        atomic_write(arch_file, lambda f: f.write(arch.to_json(space_text.space).encode()))
+    teacher = str(layout.supernet_dir / "supernet.pt") if final.distill else None
+    optim = replace(config.supernet.optim, lr=config.supernet.optim.lr * final.lr_scale)
+    od = replace(config.supernet.ordered_dropout, enabled=False)
+    return train_supernet(
+        _stage_config(
+            config,
+            folder,
+            epochs=epochs,
+            architecture=str(arch_file),
+            init_from=None if init_from is None else str(init_from),
+            teacher=teacher,
+            optim=optim,
+            ordered_dropout=od,
+        )  # fmt: skip
+    )
+
+
+def _trajectory_init(config: RunConfig, layout: RunLayout, net: SuperNet, supernet_file: Path) -> Path:
+    """Appendix A.2: follow the search trajectory from the initial to the discovered network,
+    training each step briefly, every step starting from the weights the previous one left."""
+    points = load_json(layout.search_dir / "trajectory.json")[1:-1]
+    steps = config.final.trajectory_steps
+    if len(points) > steps:  # evenly spaced, always ending next to the discovered network
+        points = [points[round((i + 1) * len(points) / steps) - 1] for i in range(steps)]
+    previous = supernet_file
+    for i, point in enumerate(points):
+        arch = Architecture.from_dict(point["arch"])
+        stage = replace(config, final=replace(config.final, epochs=config.final.trajectory_epochs, distill=False))
+        previous = _train_architecture(stage, layout, f"final/trajectory_{i:02d}", arch, net, init_from=previous)
+    return previous
+
+
+def _evaluate_trained(path: Path, arch: Architecture, resource_fn: Any, latency: Any) -> dict:
+    from netadapt import count_macs, count_params
+
+    net, extra = load_supernet(path)
+    resources = float(resource_fn(arch))
+    metrics = extra.get("metrics", {})
+    return {
+        "accuracy": metrics.get("val_top1"),
+        "resource": resources,
+        "macs": count_macs(net, arch),
+        "params": count_params(net, arch),
+        "latency_ms": None if latency is None else float(latency(arch)),
+        "architecture": arch.to_dict(net.space),
+    }
+
+
+def run_pipeline(config: RunConfig) -> Path:
+    """Run (or resume) the whole flow in ``config.run_dir``; returns the report's path."""
+    config.validate()
+    layout = RunLayout(Path(config.run_dir))
+    layout.root.mkdir(parents=True, exist_ok=True)
+    _check_run_folder(layout, config)
+
+    # 1. super-network training (paper §2.3)
+    supernet_file = train_supernet(_stage_config(config, layout.supernet_dir))
+    net, extra = load_supernet(supernet_file)
+    save_json(layout.build, net.build_config())
+
+    # 2. search (paper §2.4)
+    search_config = config.search.to_run_config(supernet_file, layout.search_dir)
+    if not (layout.search_dir / "final_arch.json").exists():
+        run_search(search_config)
+    for step, value in load_timing(layout.search_dir / "timing.json").items():
+        record_step(layout.timing, step, value)
+    discovered = net.space.validate(Architecture.from_dict(load_json(layout.search_dir / "final_arch.json")))
+
+    # 3. training the discovered network (and the comparisons, same budget)
+    start = time.perf_counter()
+    init = {"scratch": None, "supernet": supernet_file}.get(config.final.init)
+    if config.final.init == "trajectory":
+        init = _trajectory_init(config, layout, net, supernet_file)
+    final_file = _train_architecture(config, layout, "final", discovered, net, init_from=init)
+    record_step(layout.timing, "final_training", StepTime(time.perf_counter() - start))
+    resources_fn, metric_name = build_resource_fn(config.search.metric, net)
+
+    def resource_fn(arch: Architecture) -> float:
+        return resources_fn(arch)[metric_name]
+
+    target_resource = resource_fn(discovered)
+    baseline_arch = _uniform_match(net, resource_fn, target_resource) if config.final.baseline else None
+    comparisons = {}
+    same_init = supernet_file if config.final.init != "scratch" else None
+    if config.final.initial:
+        comparisons["initial"] = (
+            net.space.full(),
+            _train_architecture(config, layout, "initial", net.space.full(), net, init_from=same_init),
+        )
+    if baseline_arch is not None:
+        comparisons["baseline"] = (
+            baseline_arch,
+            _train_architecture(config, layout, "baseline", baseline_arch, net, init_from=same_init),
+        )
+
+    # 4. export the discovered network
+    trained, _ = load_supernet(final_file)
+    compact = trained.extract(discovered).eval()
+    _export(config, layout, compact, discovered, trained)
+
+    # 5. summary and report
+    latency = None
+    if config.latency_backend:
+        from netadapt.resources.latency import MeasuredLatencyMetric
+
+        latency = MeasuredLatencyMetric(
+            trained, backend=config.latency_backend, threads=1, cache=layout.root / "latency_cache.json"
+        )
+    summary: dict[str, Any] = {
+        "model": net.name,
+        "metric": metric_name,
+        "target": f"{config.search.search.target} ({config.search.search.target_mode})",
+        "build": net.build_config(),
+        "data_note": config.data_note,
+        "discovered": _evaluate_trained(final_file, discovered, resource_fn, latency),
+    }
+    for key, (arch, path) in comparisons.items():
+        summary[key] = _evaluate_trained(path, arch, resource_fn, latency)
+    save_json(layout.summary, summary)
+    from netadapt.report.markdown import write_report
+
+    return write_report(layout.root)
+
+
+def _uniform_match(net: SuperNet, resource_fn: Any, budget: float) -> Architecture:
+    """The uniformly scaled initial network with the largest multiplier within ``budget``."""
+    best = None
+    for i in range(100, 0, -1):
+        arch = net.space.uniform(i / 100)
+        if resource_fn(arch) <= budget:
+            best = arch
+            break
+    if best is None:
+        raise NetAdaptError("no uniformly scaled network fits the discovered network's resource")
+    return best
+
+
+def _export(config: RunConfig, layout: RunLayout, compact: Any, arch: Architecture, trained: SuperNet) -> None:
+    from netadapt.export import export_onnx, export_torchscript, save_compact
+
+    out = layout.export_dir
+    if "pytorch" in config.export:
+        save_compact(out / "model.pt", compact, arch, trained.build_config(), {"classes": None})
+    if "onnx" in config.export:
+        export_onnx(compact, out / "model.onnx")
+    if "torchscript" in config.export:
+        export_torchscript(compact, out / "model.ts")
