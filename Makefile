@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m netadapt check-zoo
+	$(PY) -m netadapt demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -144,7 +144,7 @@ def _train_architecture(
             teacher=teacher,
             optim=optim,
             ordered_dropout=od,
-        )  # fmt: skip
+        )
     )
 
 
@@ -188,7 +188,7 @@ def run_pipeline(config: RunConfig) -> Path:
 
     # 1. super-network training (paper §2.3)
     supernet_file = train_supernet(_stage_config(config, layout.supernet_dir))
-    net, extra = load_supernet(supernet_file)
+    net, _ = load_supernet(supernet_file)
     save_json(layout.build, net.build_config())
 
     # 2. search (paper §2.4)

@@ -1,0 +1,106 @@
+"""A tiny end-to-end run: super-network → search → final training → export → report."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from netadapt.cli import main
+from netadapt.config import load_config
+from netadapt.errors import NetAdaptError
+from netadapt.export import load_compact
+from netadapt.io import load_json
+from netadapt.pipeline.cli import DEMO_CONFIG
+from netadapt.pipeline.run import RunConfig, run_pipeline
+
+TINY = [
+    "supernet.epochs=2",
+    "supernet.progress=false",
+    "supernet.data.heldout=100",
+    "search.search.samples=3",
+    "search.search.layers=10",
+    "search.search.initial_reduction=0.15",
+    "search.search.target=0.7",
+    "search.eval.calibration_images=64",
+    "final.epochs=1",
+    "final.baseline=true",
+    "final.initial=false",
+    "latency_backend=torch",
+]
+
+
+def tiny_config(run_dir: Path, *extra: str) -> RunConfig:
+    return load_config(RunConfig, DEMO_CONFIG, [*TINY, f"run_dir={run_dir}", *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    run_dir = tmp_path_factory.mktemp("run")
+    report = run_pipeline(tiny_config(run_dir))
+    return run_dir, report
+
+
+def test_end_to_end_run_writes_every_stage(finished_run):
+    run_dir, report = finished_run
+    for path in ("supernet/supernet.pt", "search/final_arch.json", "final/supernet.pt", "baseline/supernet.pt",
+                 "export/model.pt", "export/model.onnx", "export/model.ts", "summary.json", "timing.json"):  # fmt: skip
+        assert (run_dir / path).is_file(), path
+    summary = load_json(run_dir / "summary.json")
+    full_macs = load_json(run_dir / "search" / "trajectory.json")[0]["resource"]
+    assert summary["discovered"]["macs"] <= 0.7 * full_macs
+    assert summary["baseline"]["macs"] <= summary["discovered"]["macs"]
+    assert 0.0 <= summary["discovered"]["accuracy"] <= 1.0
+    assert summary["discovered"]["latency_ms"] > 0
+    assert set(load_json(run_dir / "timing.json")["steps"]) >= {"supernet_training", "sample_evaluation", "final_training"}
+    text = report.read_text()
+    # the report holds the run's numbers
+    assert f"{100 * summary['discovered']['accuracy']:.2f}" in text
+    assert f"{summary['discovered']['macs'] / 1e6:.2f}M" in text
+    for png in ("trajectory.png", "family.png", "widths.png"):
+        assert (report.parent / png).stat().st_size > 1000
+
+
+def test_exported_models_load_and_agree(finished_run):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    run_dir, _ = finished_run
+    model = load_compact(run_dir / "export" / "model.pt")
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x)
+    session = ort.InferenceSession(str(run_dir / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {"input": x.numpy()})
+    assert torch.allclose(torch.from_numpy(onnx_out), expected, atol=1e-4)
+    scripted = torch.jit.load(str(run_dir / "export" / "model.ts"))
+    assert torch.allclose(scripted(x), expected, atol=1e-5)
+
+
+def test_rerun_resumes_and_skips_finished_stages(finished_run):
+    run_dir, _ = finished_run
+    supernet = run_dir / "supernet" / "supernet.pt"
+    before = supernet.stat().st_mtime_ns
+    # an interrupted final stage: its result and everything after it are gone
+    (run_dir / "final" / "supernet.pt").unlink()
+    (run_dir / "summary.json").unlink()
+    report = run_pipeline(tiny_config(run_dir))
+    assert report.is_file() and (run_dir / "summary.json").is_file()
+    assert supernet.stat().st_mtime_ns == before  # the super-network was not trained again
+
+
+def test_run_folder_of_another_config_is_refused(finished_run):
+    run_dir, _ = finished_run
+    with pytest.raises(NetAdaptError, match="made with another config"):
+        run_pipeline(tiny_config(run_dir, "final.epochs=3"))
+
+
+def test_run_cli_bad_config_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("supernet:\n  epochs: three\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: supernet.epochs: expected an integer") and err.count("\n") == 1
+    bad.write_text("surpernet: {}\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "unknown config key surpernet" in capsys.readouterr().err
