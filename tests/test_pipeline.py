@@ -104,3 +104,22 @@ def test_run_cli_bad_config_is_one_line(tmp_path, capsys):
     bad.write_text("surpernet: {}\n")
     assert main(["run", "--config", str(bad)]) == 2
     assert "unknown config key surpernet" in capsys.readouterr().err
+
+
+def test_trajectory_transfer_and_distillation(tmp_path):
+    """Appendix A.2: the discovered network starts from the last step of a walk along the search
+    trajectory; the final training distils from the super-network."""
+    import yaml
+
+    torch.set_num_threads(1)
+    config = tiny_config(
+        tmp_path, "final.init=trajectory", "final.trajectory_steps=2", "final.trajectory_epochs=1",
+        "final.distill=true", "final.baseline=false", "search.search.initial_reduction=0.1", "export=[pytorch]",
+    )  # fmt: skip
+    run_pipeline(config)
+    steps = sorted((tmp_path / "final").glob("trajectory_*/supernet.pt"))
+    assert len(steps) == 2
+    final = yaml.safe_load((tmp_path / "final" / "config.yaml").read_text())
+    assert final["init_from"] == str(steps[-1]) and final["teacher"].endswith("supernet/supernet.pt")
+    first = yaml.safe_load((steps[0].parent / "config.yaml").read_text())
+    assert first["init_from"].endswith("supernet/supernet.pt") and first["epochs"] == 1
