@@ -7,12 +7,12 @@ measured latency, a lookup table, your own script), then train and export the re
 
 import logging
 
+from netadapt import search  # callable: netadapt.search(space, initial, resource_fn, evaluate_fn, config)
 from netadapt.arch import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
 from netadapt.model import CompactNet, SuperNet, build_supernet, extract, list_models
 from netadapt.model.pretrained import load_torchvision_weights
 from netadapt.resources import count_macs, count_params
-from netadapt import search  # callable: netadapt.search(space, initial, resource_fn, evaluate_fn, config)
 from netadapt.train import train_supernet
 
 __version__ = "0.1.0"

@@ -57,7 +57,7 @@ def _make_callable() -> None:
     import types
 
     class _SearchModule(types.ModuleType):
-        def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+        def __call__(self, *args, **kwargs):
             return search(*args, **kwargs)
 
     sys.modules[__name__].__class__ = _SearchModule
