@@ -22,6 +22,7 @@ __all__ = ["main"]
 _STAGES = (
     "netadapt.model.cli",
     "netadapt.train.cli",
+    "netadapt.resources.cli",
     "netadapt.search.cli",
     "netadapt.depth.cli",
     "netadapt.pipeline.cli",

@@ -1,0 +1,368 @@
+"""Building a latency lookup table by measurement, and checking it against whole networks.
+
+:func:`build_table` enumerates every operation the search space can produce
+(:meth:`OpPlan.reachable`), measures each one by itself on a backend, and writes the table as
+it grows: an interrupted build continues where it stopped when run again with the same output
+file.  Afterwards a few whole sub-networks are measured to fit the per-network constant (or a
+scale and a constant) on the sum.
+
+:func:`check_table` measures random sub-networks whole and compares them with the table's
+prediction: the accuracy figure of ``netadapt lut check`` and ``benchmarks/bench_lut_accuracy.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from netadapt.arch.space import Architecture
+from netadapt.errors import NetAdaptError
+from netadapt.model.supernet import SuperNet
+from netadapt.resources.lut import LatencyTable, load_table
+from netadapt.resources.ops import Op, OpMaker, OpPlan
+from netadapt.resources.timing import MeasureFn, Measurer, Timing, check_statistic, environment
+
+__all__ = ["FITS", "CheckResult", "CheckRow", "build_table", "check_table", "fit_calibration", "grid_points", "measure_network"]
+
+log = logging.getLogger(__name__)
+
+FITS = ("offset", "linear")
+
+
+def grid_points(ops: dict[Op, OpMaker], step: int) -> dict[Op, OpMaker]:
+    """The grid points a coarse table measures so that every op in ``ops`` can be interpolated.
+
+    Per family and channel dimension the grid is every reachable value that is a multiple of
+    ``step`` plus the smallest and largest reachable values (so nothing is extrapolated).  Each
+    op needs the grid values just below and above it in every dimension: the corners of its
+    interpolation cell.
+    """
+    if step < 1:
+        raise NetAdaptError(f"grid step must be positive, got {step}")
+    by_family: dict[str, list[Op]] = {}
+    for op in ops:
+        by_family.setdefault(op.family, []).append(op)
+    points: dict[Op, OpMaker] = {}
+    for family, members in by_family.items():
+        maker = ops[members[0]]
+        dims = len(members[0].dims)
+        grids = []
+        for i in range(dims):
+            values = {op.dims[i] for op in members}
+            grids.append(sorted({v for v in values if v % step == 0} | {min(values), max(values)}))
+        for op in members:
+            sides = []
+            for grid, v in zip(grids, op.dims, strict=True):
+                lo = max(g for g in grid if g <= v)
+                hi = min(g for g in grid if g >= v)
+                sides.append(sorted({lo, hi}))
+            for corner in itertools.product(*sides):
+                points.setdefault(Op(family, tuple(corner)), maker)
+    return points
+
+
+def _null_op() -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """The smallest operation there is: its time is the backend's per-call overhead."""
+    return nn.ReLU(), (torch.zeros(1, 1, 1, 1),)
+
+
+def measure_network(supernet: SuperNet, arch: Architecture, measure: MeasureFn) -> Timing:
+    """Timing of ``arch``'s whole compact network, batch 1."""
+    net = supernet.extract(arch).eval()
+    size = supernet.input_size
+    x = torch.randn(1, supernet.in_channels, size, size, generator=torch.Generator().manual_seed(0))
+    return measure(net, (x,))
+
+
+def _measure_settings(measure: MeasureFn) -> dict:
+    return (
+        measure.settings() if isinstance(measure, Measurer) else {"measure": getattr(measure, "__name__", type(measure).__name__)}
+    )
+
+
+def _env(measure: MeasureFn) -> dict:
+    if isinstance(measure, Measurer):
+        return environment(measure.backend, measure.threads)
+    return {
+        "device": "injected",
+        "backend": getattr(measure, "backend", "custom"),
+        "threads": getattr(measure, "threads", 1),
+        "versions": {},
+    }
+
+
+def _resume(path: Path, supernet: SuperNet, env: dict, grid: int | None, statistic: str) -> LatencyTable | None:
+    if not path.exists():
+        return None
+    table = load_table(path)
+    table.check_supernet(supernet)
+    for key in ("backend", "threads", "device"):
+        if table.environment.get(key) != env.get(key):
+            raise NetAdaptError(
+                f"{path} holds a table measured with {key}={table.environment.get(key)!r}, not {env.get(key)!r}; "
+                "choose another --out or delete it"
+            )
+    if table.grid != grid:
+        raise NetAdaptError(f"{path} holds a table with grid {table.grid}, not {grid}; choose another --out or delete it")
+    if table.statistic != statistic:  # entries keep both; only the fit must be redone
+        table.statistic, table.complete = statistic, False
+    log.info("resuming %s: %d entries measured", path, len(table.entries))
+    return table
+
+
+def build_table(
+    supernet: SuperNet,
+    path: str | os.PathLike,
+    *,
+    measure: MeasureFn | None = None,
+    grid: int | None = None,
+    statistic: str = "min",
+    calibrate: int = 10,
+    fit: str = "offset",
+    passes: int = 1,
+    seed: int = 0,
+    save_every: float = 10.0,
+    progress: bool = True,
+) -> LatencyTable:
+    """Measure every operation of ``supernet``'s search space and write the table to ``path``.
+
+    ``measure`` times one module (default: ONNX Runtime on the CPU, one thread); inject any
+    :data:`~netadapt.resources.timing.MeasureFn` (tests use a deterministic fake).  ``grid``
+    measures only channel counts on a grid of that step and interpolates the rest.  The file is
+    rewritten atomically every ``save_every`` seconds and at the end, so an interrupted build
+    resumes.  ``statistic`` ("min" or "median") is the timing statistic entries and fit use.
+    ``calibrate`` whole sub-networks (the full network and random ones from ``seed``) are
+    measured to fit the per-network constant (``fit="offset"``) or a scale and a constant
+    (``fit="linear"``), see :func:`fit_calibration`.  ``passes`` > 1 measures every entry again
+    that many times in all, keeping the faster timing (steadier tables on a shared machine).
+    """
+    measure = measure if measure is not None else Measurer()
+    path = Path(path)
+    env = _env(measure)
+    check_statistic(statistic)
+    if fit not in FITS:
+        raise NetAdaptError(f"unknown calibration fit {fit!r}; choose one of {', '.join(FITS)}")
+    if passes < 1:
+        raise NetAdaptError(f"passes must be at least 1, got {passes}")
+    table = _resume(path, supernet, env, grid, statistic)
+    if table is None:
+        table = LatencyTable(
+            model=supernet.name,
+            space=supernet.space.fingerprint,
+            build=supernet.build_config(),
+            environment=env,
+            measure=_measure_settings(measure),
+            grid=grid,
+            statistic=statistic,
+            path=path,
+        )
+    ops, _ = OpPlan(supernet).reachable()
+    wanted = grid_points(ops, grid) if grid else ops
+    todo = [(op, maker) for op, maker in wanted.items() if op not in table.entries]
+    log.info("%s: %d operations, %d to measure", supernet.name, len(wanted), len(todo))
+    if table.overhead is None:
+        table.overhead = measure(*_null_op())
+    if todo:
+        table.complete = False
+        _measure_all(table, todo, measure, path, save_every, f"lut {supernet.name}", progress)
+    # Later passes re-measure every entry and keep the faster timing: a burst of load from
+    # other processes during one entry's measurement then does not stay in the table.
+    done = int(table.measure.get("passes_done", 1))
+    for n in range(done + 1, passes + 1):
+        table.complete = False
+        _measure_all(table, list(wanted.items()), measure, path, save_every, f"lut pass {n}/{passes}", progress)
+        table.measure["passes_done"] = n
+        table.save(path)
+    if not table.complete:
+        table.invalidate()
+        _calibrate(table, supernet, measure, calibrate, seed, fit)
+        table.complete = True
+        table.save(path)
+    return table
+
+
+def _measure_all(
+    table: LatencyTable,
+    todo: list[tuple[Op, OpMaker]],
+    measure: MeasureFn,
+    path: Path,
+    save_every: float,
+    desc: str,
+    progress: bool,
+) -> None:
+    """Measure ``todo`` into ``table`` (keeping an existing entry when it is faster), saving as it goes."""
+    last = time.monotonic()
+    with torch.no_grad():
+        for op, maker in tqdm(todo, desc=desc, unit="op", disable=not progress, dynamic_ncols=True):
+            module, inputs = maker(op.dims)
+            timing = measure(module.eval(), inputs)
+            old = table.entries.get(op)
+            if old is None or timing.value(table.statistic) < old.value(table.statistic):
+                table.entries[op] = timing
+            if time.monotonic() - last > save_every:
+                table.save(path)
+                last = time.monotonic()
+    table.invalidate()
+    table.save(path)
+
+
+def _calibrate(table: LatencyTable, supernet: SuperNet, measure: MeasureFn, count: int, seed: int, fit: str) -> None:
+    """Measure ``count`` whole networks and fit ``measured ≈ scale × summed + constant``."""
+    table.scale, table.constant = 1.0, 0.0
+    table.invalidate()
+    if count <= 0:
+        table.calibration = None
+        return
+    rng = random.Random(seed)
+    archs = [supernet.space.full()] + [supernet.space.sample(rng) for _ in range(count - 1)]
+    plan = OpPlan(supernet)
+    summed, measured = [], []
+    for arch in archs:
+        summed.append(table.summed(plan.trace(arch)))
+        measured.append(measure_network(supernet, arch, measure).value(table.statistic))
+    table.scale, table.constant, how = fit_calibration(summed, measured, fit)
+    table.calibration = {
+        "networks": [{"summed": round(s, 6), "measured": round(m, 6)} for s, m in zip(summed, measured, strict=True)],
+        "seed": seed,
+        "fit": how,
+    }
+    table.invalidate()
+    log.info("fitted scale %.4f and per-network constant %.4f ms from %d networks", table.scale, table.constant, len(archs))
+
+
+def fit_calibration(summed: list[float], measured: list[float], fit: str = "offset") -> tuple[float, float, str]:
+    """(scale, constant, how) with ``measured ≈ scale × summed + constant``.
+
+    ``fit="offset"``: scale 1 and the median of ``measured − summed`` (robust to a noisy
+    network).  ``fit="linear"``: least squares on the *relative* residuals (the accuracy goal is
+    relative), falling back to the offset when there are fewer than 3 networks of different
+    sizes or the fitted scale is implausible (outside 0.5-2: too noisy to tell a slope).
+    """
+    if fit not in FITS:
+        raise NetAdaptError(f"unknown calibration fit {fit!r}; choose one of {', '.join(FITS)}")
+    offset = statistics.median(m - s for s, m in zip(summed, measured, strict=True))
+    only_offset = (1.0, offset, "median offset")
+    if fit == "offset" or all(abs(m - s - offset) <= 1e-9 * abs(m) for s, m in zip(summed, measured, strict=True)):
+        return only_offset
+    if len(summed) < 3 or max(summed) - min(summed) <= 0.05 * max(summed):
+        return only_offset
+    # minimise sum(((a*s + b - m) / m)^2): weighted least squares with weights 1/m
+    w = [1.0 / m for m in measured]
+    sxx = sum((wi * s) ** 2 for wi, s in zip(w, summed, strict=True))
+    sx1 = sum(wi * s * wi for wi, s in zip(w, summed, strict=True))
+    s11 = sum(wi * wi for wi in w)
+    sxy = sum(wi * s * wi * m for wi, s, m in zip(w, summed, measured, strict=True))
+    s1y = sum(wi * wi * m for wi, m in zip(w, measured, strict=True))
+    det = sxx * s11 - sx1 * sx1
+    if det <= 0:
+        return only_offset
+    scale = (sxy * s11 - sx1 * s1y) / det
+    constant = (sxx * s1y - sx1 * sxy) / det
+    if not 0.5 <= scale <= 2.0:
+        log.warning("calibration fit gave scale %.3f; measurements too noisy, using a constant only", scale)
+        return only_offset
+    return scale, constant, "measured = scale * summed + constant, least relative squares"
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One sub-network: predicted and measured latency (ms)."""
+
+    arch: Architecture
+    predicted: float
+    measured: float
+
+    @property
+    def error(self) -> float:
+        """Relative error of the prediction, (predicted − measured) / measured."""
+        return (self.predicted - self.measured) / self.measured
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Prediction accuracy of a table over sampled sub-networks."""
+
+    rows: tuple[CheckRow, ...]
+    tolerance: float = 0.10
+
+    @property
+    def within(self) -> float:
+        """Share of sub-networks predicted within ±``tolerance`` of the measurement."""
+        return sum(abs(r.error) <= self.tolerance for r in self.rows) / len(self.rows)
+
+    @property
+    def mae(self) -> float:
+        """Mean absolute error (ms)."""
+        return statistics.fmean(abs(r.predicted - r.measured) for r in self.rows)
+
+    @property
+    def mape(self) -> float:
+        """Mean absolute relative error."""
+        return statistics.fmean(abs(r.error) for r in self.rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "samples": len(self.rows),
+            "tolerance": self.tolerance,
+            "within": self.within,
+            "mae_ms": self.mae,
+            "mape": self.mape,
+            "rows": [
+                {
+                    "filters": list(r.arch.filters),
+                    "kernels": list(r.arch.kernels),
+                    "predicted": r.predicted,
+                    "measured": r.measured,
+                }
+                for r in self.rows
+            ],
+        }
+
+
+def check_table(
+    table: LatencyTable,
+    supernet: SuperNet,
+    *,
+    samples: int = 100,
+    seed: int = 1,
+    measure: MeasureFn | None = None,
+    passes: int = 2,
+    tolerance: float = 0.10,
+    progress: bool = True,
+) -> CheckResult:
+    """Compare the table's predictions with whole-network measurements of random sub-networks.
+
+    ``measure`` defaults to the table's own backend and thread count; the table's statistic
+    (minimum or median) is compared on both sides.  Every network is measured once in each of
+    ``passes`` passes over the sample and keeps its minimum (or median) over the passes: the
+    passes are minutes apart, so a burst of load from other processes during one measurement
+    does not decide it.  The seed differs from the calibration seed so that the checked
+    networks are not the ones the constant was fitted on.
+    """
+    if samples < 1 or passes < 1:
+        raise NetAdaptError(f"samples and passes must be at least 1, got {samples} and {passes}")
+    table.check_supernet(supernet)
+    if measure is None:
+        measure = Measurer(backend=table.backend, threads=table.threads)
+    rng = random.Random(seed)
+    plan = OpPlan(supernet)
+    archs = [supernet.space.sample(rng) for _ in range(samples)]
+    values: list[list[float]] = [[] for _ in archs]
+    with tqdm(total=samples * passes, desc="lut check", unit="net", disable=not progress, dynamic_ncols=True) as bar:
+        for _ in range(passes):
+            for arch, seen in zip(archs, values, strict=True):
+                seen.append(measure_network(supernet, arch, measure).value(table.statistic))
+                bar.update()
+    combine = min if table.statistic == "min" else statistics.median
+    rows = [CheckRow(arch, table.predict_ops(plan.trace(arch)), combine(seen)) for arch, seen in zip(archs, values, strict=True)]
+    return CheckResult(tuple(rows), tolerance)

@@ -1,0 +1,62 @@
+"""``netadapt lut build`` and ``netadapt lut check`` through their own parser."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from netadapt.errors import NetAdaptError
+from netadapt.model.checkpoint import save_supernet
+from netadapt.model.supernet import build_supernet
+from netadapt.resources.cli import register
+from netadapt.resources.lut import load_table
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="netadapt")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_build_then_check(tmp_path, capsys):
+    # a super-network file fixes a small search space (3 widths, no bypass): a few dozen ops
+    net = build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=16, num_classes=10, num_widths=3, bypass="none")
+    ckpt = save_supernet(tmp_path / "supernet.pt", net)
+    out = tmp_path / "lut.json"
+    common = ["--backend", "torch", "--threads", "1", "--warmup", "1", "--min-time", "0.002", "--no-progress"]
+    assert run(["lut", "build", str(ckpt), "--out", str(out), "--calibrate", "2", *common]) == 0
+    table = load_table(out)
+    assert table.complete and table.model == "mobilenet_v1_cifar" and table.space == net.space.fingerprint
+    assert table.backend == "torch" and table.calibration["networks"]
+    assert "predicted latency of the full network" in capsys.readouterr().out
+
+    report = tmp_path / "check.json"
+    code = run(["lut", "check", str(out), "--samples", "3", "--min-time", "0.005", "--out", str(report), "--no-progress"])
+    text = capsys.readouterr().out
+    assert code == 0 and "sub-networks within ±10%" in text and "mean absolute error" in text
+    data = json.loads(report.read_text())
+    assert data["samples"] == 3 and len(data["rows"]) == 3 and 0.0 <= data["within"] <= 1.0
+    assert run(["lut", "check", str(out), "--samples", "1", "--min-time", "0.002", "--require", "1.01", "--no-progress"]) == 1
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(NetAdaptError, match="unknown model"):
+        run(["lut", "build", "resnet9000", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(NetAdaptError, match="--grid"):
+        run(["lut", "build", "mobilenet_v1_cifar", "--grid", "0", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(NetAdaptError, match="does not exist"):
+        run(["lut", "check", str(tmp_path / "missing.json")])
+    with pytest.raises(SystemExit):
+        run(["lut", "build", "mobilenet_v1_cifar", "--out", "x.json", "--backend", "tpu"])

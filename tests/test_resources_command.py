@@ -1,0 +1,116 @@
+"""The user-command metric: success, caching, and every failure path (timeout, non-zero exit,
+garbage output) with bounded retries and an untouched cache."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+import pytest
+
+from netadapt import NetAdaptError, build_supernet
+from netadapt.resources.cache import CACHE_FORMAT, MetricCache
+from netadapt.resources.command import CommandMetric, parse_last_number, parse_template
+
+PY = shlex.quote(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=16, num_classes=10, num_widths=3)
+
+
+def py(code: str) -> str:
+    """A command running ``code`` with this interpreter; ``{arch}``/``{model}`` stay placeholders."""
+    return f"{PY} -c {shlex.quote(code)}"
+
+
+def test_parse_last_number():
+    assert parse_last_number("warming up 3 runs\nlatency: 12.5 ms\n") == 12.5
+    assert parse_last_number("energy 1e-3 J") == 1e-3
+    assert parse_last_number("-4") == -4.0
+    assert parse_last_number("no digits here") is None
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("", "empty"),
+        ("bench.sh model.onnx", "must contain {model}"),
+        ("bench.sh {modle}", "unknown placeholder"),
+        ("bench.sh {model", "not a valid template"),
+    ],
+)
+def test_bad_templates(template, message):
+    with pytest.raises(NetAdaptError, match=message):
+        parse_template(template)
+
+
+def test_value_from_model_and_arch_files_is_cached(net, tmp_path):
+    log = tmp_path / "runs.txt"
+    code = (
+        "import json, os, sys; "
+        f"open({str(log)!r}, 'a').write('run\\n'); "
+        "arch = json.load(open(sys.argv[1])); "
+        "size = os.path.getsize(sys.argv[2]); "
+        "print('size', size); print('layers', len(arch['layers']))"
+    )
+    cache = tmp_path / "cache.json"
+    metric = CommandMetric(net, py(code) + " {arch} {model}", cache=cache)
+    arch = net.space.full()
+    assert metric(arch) == len(net.space)  # the last number printed
+    assert metric(arch) == len(net.space)
+    assert log.read_text().count("run") == 1  # second call served from the cache
+    data = json.loads(cache.read_text())
+    assert data["format"] == CACHE_FORMAT and len(data["values"]) == 1
+    again = CommandMetric(net, py(code) + " {arch} {model}", cache=cache)  # a resumed search
+    assert again(arch) == len(net.space) and log.read_text().count("run") == 1
+
+
+def test_torchscript_export(net, tmp_path):
+    code = "import sys, torch; m = torch.jit.load(sys.argv[1]); print(sum(p.numel() for p in m.parameters()))"
+    metric = CommandMetric(net, py(code) + " {model}", export_format="torchscript")
+    arch = net.space.sample(__import__("random").Random(0))
+    assert metric(arch) == sum(p.numel() for p in net.extract(arch).parameters())
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("import sys; sys.exit(3)", "exit status 3"),
+        ("print('hello')", "no number in its output"),
+        ("import time; time.sleep(30)", "timed out after 0.5 s"),
+    ],
+)
+def test_failures_retry_then_raise_and_leave_cache_alone(net, tmp_path, code, message):
+    log = tmp_path / "runs.txt"
+    cache = tmp_path / "cache.json"
+    counting = f"open({str(log)!r}, 'a').write('run\\n'); " + code
+    good = CommandMetric(net, py("print(7)") + " {arch}", cache=cache)
+    good(net.space.full())
+    before = cache.read_bytes()
+    metric = CommandMetric(net, py(counting) + " {arch}", timeout=0.5, retries=1, cache=tmp_path / "bad.json")
+    with pytest.raises(NetAdaptError, match=message) as info:
+        metric(net.space.full())
+    assert "failed 2 time(s)" in str(info.value) and "\n" not in str(info.value)
+    assert log.read_text().count("run") == 2  # one try + one retry, no more
+    assert not (tmp_path / "bad.json").exists()
+    assert cache.read_bytes() == before
+
+
+def test_cache_of_another_metric_or_corrupt_is_rejected(net, tmp_path):
+    cache = tmp_path / "cache.json"
+    CommandMetric(net, py("print(1)") + " {arch}", cache=cache)(net.space.full())
+    with pytest.raises(NetAdaptError, match="another metric"):
+        CommandMetric(net, py("print(2)") + " {arch}", cache=cache)
+    cache.write_text("{torn")
+    with pytest.raises(NetAdaptError, match="not readable JSON"):
+        MetricCache(cache, metric="x")
+
+
+def test_architecture_of_another_space_is_rejected(net):
+    other = build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=16, num_classes=10)
+    metric = CommandMetric(net, py("print(1)") + " {arch}")
+    with pytest.raises(NetAdaptError, match="another search space"):
+        metric(other.space.full())

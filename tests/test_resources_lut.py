@@ -1,0 +1,275 @@
+"""Latency lookup tables: op enumeration, exact sums with a fake timer, round trip, grid,
+resumable builds and rejection of foreign tables."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from netadapt import NetAdaptError, build_supernet, count_macs
+from netadapt.resources.lut import LUT_FORMAT, LatencyTable, LatencyTableMetric, load_table
+from netadapt.resources.lut_build import build_table, check_table, fit_calibration, grid_points
+from netadapt.resources.ops import Op, OpPlan
+from netadapt.resources.timing import Measurer, Timing
+
+TINY = {
+    "mobilenet_v1_cifar": dict(width_mult=0.25, input_size=16, num_classes=10),
+    "mobilenet_v3_small_cifar": dict(width_mult=0.5, input_size=16, num_classes=10),
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(name: str = "mobilenet_v1_cifar", **options):
+    """A tiny super-network; three widths per layer keep tables small (a few hundred ops)."""
+    return build_supernet(name, **TINY[name], **{"num_widths": 3, **options})
+
+
+def fake_macs(module, inputs) -> Timing:
+    """A deterministic fake timer: the op's "latency" is its MAC count.
+
+    The table's prediction must then equal the analytic MAC count of the whole network
+    exactly, which checks the enumeration (every op of every architecture is in the table)
+    and the summation independently of the table code.
+    """
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(*inputs)
+    return Timing.exact(counter.get_total_flops() / 2)
+
+
+class CountingMeasure:
+    """Fake timer that counts calls and can fail after a number of them (an interrupted build)."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def __call__(self, module, inputs) -> Timing:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt
+        return fake_macs(module, inputs)
+
+
+@pytest.fixture(scope="module")
+def v1_table(tmp_path_factory):
+    net = tiny("mobilenet_v1_cifar")
+    path = tmp_path_factory.mktemp("lut") / "v1.json"
+    return net, build_table(net, path, measure=fake_macs, progress=False)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_trace_matches_layer_costs(name):
+    """The ops of every conv/SE/linear layer have the shapes ``supernet.costs`` computes."""
+    net = tiny(name)
+    plan = OpPlan(net)
+    rng = random.Random(0)
+    for _ in range(10):
+        arch = net.space.sample(rng)
+        layer_ops = [
+            op for op in plan.trace(arch) if op.family.split("/")[0] in ("conv", "dw", "se") or op.family.startswith("linear")
+        ]
+        costs = [c for c in net.costs(arch) if not (c.kind == "se" and c.filters == 0)]
+        assert [op.dims for op in layer_ops] == [
+            (c.in_channels,) if c.kind == "linear" else (c.in_channels, c.filters) for c in costs
+        ]
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_reachable_ops_cover_sampled_architectures(name):
+    net = tiny(name)
+    plan = OpPlan(net)
+    ops, _ = plan.reachable()
+    rng = random.Random(1)
+    for arch in [net.space.full(), *(net.space.sample(rng) for _ in range(30))]:
+        assert set(plan.trace(arch)) <= set(ops)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_fake_timer_table_predicts_exact_sum(name, tmp_path):
+    net = tiny(name)
+    table = build_table(net, tmp_path / "lut.json", measure=fake_macs, progress=False)
+    assert table.complete and table.constant == 0.0 and table.overhead.median == 0.0
+    metric = LatencyTableMetric(table, net)
+    rng = random.Random(2)
+    for arch in [net.space.full(), *(net.space.sample(rng) for _ in range(20))]:
+        assert metric(arch) == pytest.approx(count_macs(net, arch), rel=1e-12)
+
+
+def test_prediction_is_scaled_sum_of_entries_plus_constant(v1_table):
+    net, table = v1_table
+    table = LatencyTable.from_dict(table.to_dict())
+    # entries whose minimum differs from their median: the table's statistic picks one
+    table.entries = {op: Timing(t.mean, 0.0, t.median + 1.0, t.median, 3) for op, t in table.entries.items()}
+    table.scale, table.constant, table.overhead = 1.1, 0.25, Timing.exact(0.5)
+    arch = net.space.sample(random.Random(3))
+    ops = OpPlan(net).trace(arch)
+    for statistic, extra in (("min", 0.0), ("median", 1.0)):
+        table.statistic = statistic
+        table.invalidate()
+        expected = 1.1 * sum(table.entries[op].min + extra - 0.5 for op in ops) + 0.25
+        assert table.predict(net, arch) == pytest.approx(expected)
+
+
+def test_fit_calibration():
+    summed = [1.0, 2.0, 3.0, 5.0]
+    linear = [1.1 * s + 0.2 for s in summed]
+    scale, constant, how = fit_calibration(summed, linear, "linear")
+    assert scale == pytest.approx(1.1) and constant == pytest.approx(0.2) and "scale" in how
+    # the default is the median offset, robust to one noisy network
+    assert fit_calibration(summed, [1.3, 2.3, 3.3, 9.0]) == (1.0, pytest.approx(0.3), "median offset")
+    # two networks cannot tell a slope from noise: offset only
+    assert fit_calibration([1.0, 2.0], [1.5, 2.1], "linear")[0] == 1.0
+    # an implausible slope (noise) falls back to the median offset
+    scale, constant, how = fit_calibration(summed, [4.0, 1.0, 9.0, 30.0], "linear")
+    assert scale == 1.0 and how == "median offset"
+    with pytest.raises(NetAdaptError, match="unknown calibration fit"):
+        fit_calibration(summed, linear, "cubic")
+
+
+def test_round_trip(v1_table, tmp_path):
+    net, table = v1_table
+    path = table.save(tmp_path / "copy.json")
+    loaded = load_table(path)
+    assert loaded.entries == table.entries
+    assert (loaded.model, loaded.space, loaded.grid, loaded.complete) == (table.model, table.space, None, True)
+    data = json.loads(path.read_text())
+    assert data["format"] == LUT_FORMAT and data["version"] == 1 and data["unit"] == "ms"
+    assert {"device", "backend", "threads", "versions"} <= set(data["environment"])
+    arch = net.space.sample(random.Random(4))
+    assert loaded.predict(net, arch) == table.predict(net, arch)
+    assert Op.from_key(next(iter(data["entries"]))) in loaded.entries
+
+
+def test_table_for_another_model_or_space_is_rejected(v1_table):
+    _, table = v1_table
+    with pytest.raises(NetAdaptError, match="built for model mobilenet_v1_cifar"):
+        LatencyTableMetric(table, tiny("mobilenet_v3_small_cifar"))
+    with pytest.raises(NetAdaptError, match="another search space"):
+        LatencyTableMetric(table, tiny("mobilenet_v1_cifar", num_widths=5))
+    other_size = build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=24, num_classes=10, num_widths=3)
+    with pytest.raises(NetAdaptError, match="input_size=16"):
+        LatencyTableMetric(table, other_size)
+
+
+def test_missing_entry_is_a_one_line_error(v1_table):
+    net, table = v1_table
+    arch = net.space.full()
+    partial = LatencyTable.from_dict(table.to_dict())
+    op = OpPlan(net).trace(arch)[3]
+    del partial.entries[op]
+    with pytest.raises(NetAdaptError, match="has no entry for") as info:
+        partial.predict(net, arch)
+    assert op.key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_files_are_rejected(tmp_path):
+    with pytest.raises(NetAdaptError, match="does not exist"):
+        load_table(tmp_path / "none.json")
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(NetAdaptError, match="not readable JSON"):
+        load_table(tmp_path / "x.json")
+    (tmp_path / "y.json").write_text(json.dumps({"format": "something"}))
+    with pytest.raises(NetAdaptError, match="not a netadapt latency table"):
+        load_table(tmp_path / "y.json")
+    (tmp_path / "z.json").write_text(json.dumps({"format": LUT_FORMAT, "version": 99}))
+    with pytest.raises(NetAdaptError, match="version 99"):
+        load_table(tmp_path / "z.json")
+
+
+def test_build_resumes_after_interruption(tmp_path):
+    net = tiny("mobilenet_v1_cifar")
+    path = tmp_path / "lut.json"
+    total = len(OpPlan(net).reachable()[0])
+    first = CountingMeasure(fail_after=40)
+    with pytest.raises(KeyboardInterrupt):
+        build_table(net, path, measure=first, save_every=0.0, progress=False)
+    partial = load_table(path)  # the file is a valid table, marked unfinished
+    assert not partial.complete and 0 < len(partial.entries) < total
+    with pytest.raises(NetAdaptError, match="did not finish"):
+        LatencyTableMetric(partial, net)(net.space.full())
+    second = CountingMeasure()
+    table = build_table(net, path, measure=second, calibrate=2, progress=False)
+    # only the missing ops (+ 2 calibration networks) are measured the second time
+    assert second.calls == total - len(partial.entries) + 2
+    assert table.complete and len(table.entries) == total
+    third = CountingMeasure()
+    build_table(net, path, measure=third, progress=False)
+    assert third.calls == 0
+
+
+def test_second_pass_keeps_the_faster_timing(tmp_path):
+    net = tiny("mobilenet_v1_cifar")
+    total = len(OpPlan(net).reachable()[0])
+    slow_then_fast = iter([5.0] * (1 + total) + [1.0] * 10**6)  # overhead + pass 1 slow, then fast
+
+    def measure(module, inputs):
+        return Timing.exact(next(slow_then_fast))
+
+    path = tmp_path / "lut.json"
+    first = build_table(net, path, measure=measure, calibrate=0, progress=False)
+    assert {t.min for t in first.entries.values()} == {5.0}
+    second = build_table(net, path, measure=measure, calibrate=0, passes=2, progress=False)
+    assert {t.min for t in second.entries.values()} == {1.0} and second.measure["passes_done"] == 2
+    assert load_table(path).complete
+
+
+def test_resume_refuses_other_settings(v1_table):
+    net, table = v1_table
+    with pytest.raises(NetAdaptError, match="grid"):
+        build_table(net, table.path, measure=fake_macs, grid=8, progress=False)
+
+
+def test_grid_table_interpolates(tmp_path):
+    net = tiny("mobilenet_v3_small_cifar")
+    exact_ops, _ = OpPlan(net).reachable()
+    table = build_table(net, tmp_path / "grid.json", measure=fake_macs, grid=8, calibrate=0, progress=False)
+    assert len(table.entries) < len(exact_ops)
+    data = json.loads((tmp_path / "grid.json").read_text())
+    assert data["grid"] == 8 and data["interpolation"] == "multilinear"
+    # MACs are bilinear in (input, output) channels for convolutions and SE, so interpolation
+    # is exact there; depthwise layers (filters clipped to inputs) make a small error.
+    rng = random.Random(5)
+    for arch in (net.space.sample(rng) for _ in range(20)):
+        assert table.predict(net, arch) == pytest.approx(count_macs(net, arch), rel=0.05)
+    conv_ops = [op for op in exact_ops if op.family.startswith("conv") and op not in table.entries]
+    assert conv_ops
+    for op in conv_ops[:50]:
+        module, inputs = exact_ops[op](op.dims)
+        assert table.cost(op) == pytest.approx(fake_macs(module, inputs).median, rel=1e-9)
+
+
+def test_grid_points_bracket_every_op():
+    net = tiny("mobilenet_v1_cifar")
+    ops, _ = OpPlan(net).reachable()
+    points = grid_points(ops, 8)
+    assert len(points) < len(ops)
+    for op in ops:
+        for i, v in enumerate(op.dims):
+            values = {p.dims[i] for p in points if p.family == op.family}
+            assert min(values) <= v <= max(values)
+            assert all(x % 8 == 0 or x in (min(values), max(values)) for x in values)
+
+
+def test_real_onnxruntime_build_and_check(tmp_path):
+    """A real (tiny) table on ONNX Runtime: every entry measured, positive, and checkable."""
+    pytest.importorskip("onnxruntime")
+    net = tiny("mobilenet_v1_cifar", num_widths=3, bypass="none")
+    measure = Measurer(backend="onnxruntime", threads=1, warmup=1, min_time=0.002)
+    table = build_table(net, tmp_path / "ort.json", measure=measure, calibrate=2, progress=False)
+    assert table.complete and table.backend == "onnxruntime"
+    assert "onnxruntime" in table.environment["versions"]
+    assert all(t.median > 0 and t.count >= 1 for t in table.entries.values())
+    result = check_table(table, net, samples=2, measure=measure, progress=False)
+    assert len(result.rows) == 2 and all(r.measured > 0 and r.predicted > 0 for r in result.rows)
+    assert 0.0 <= result.within <= 1.0 and result.mae >= 0.0
