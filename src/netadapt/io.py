@@ -15,6 +15,8 @@ from typing import IO, Any
 
 import torch
 
+from netadapt.errors import NetAdaptError
+
 __all__ = ["append_jsonl", "atomic_write", "load_json", "read_jsonl", "save_json", "save_torch"]
 
 
@@ -74,3 +76,23 @@ def read_jsonl(path: str | os.PathLike) -> list[Any]:
             if line:
                 records.append(json.loads(line))
     return records
+
+
+def load_torch_file(
+    path: str | os.PathLike, *, fmt: str, version: int, what: str, map_location: str | torch.device = "cpu"
+) -> dict:
+    """Read a netadapt torch file of format ``fmt`` and ``version``; one-line errors name ``what``
+    (e.g. "super-network file") for a missing, unreadable, foreign or too-new file.  Only tensors
+    and plain data are unpickled (``weights_only``), never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetAdaptError(f"{what} {path} does not exist")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise NetAdaptError(f"{path} is not a readable {what} ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise NetAdaptError(f"{path} is not a netadapt {what}")
+    if data.get("version") != version:
+        raise NetAdaptError(f"{path}: {what} version {data.get('version')!r} is not supported")
+    return data

@@ -20,7 +20,7 @@ import torch
 
 from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
-from netadapt.io import save_torch
+from netadapt.io import load_torch_file, save_torch
 from netadapt.model.checkpoint import supernet_from_build
 from netadapt.model.supernet import CompactNet
 
@@ -52,17 +52,7 @@ def save_compact(
 def load_compact(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CompactNet:
     """Load a network written by :func:`save_compact` (eval mode); its ``extra`` metadata is
     attached as ``model.netadapt_extra`` and its architecture as ``model.architecture``."""
-    path = Path(path)
-    if not path.is_file():
-        raise NetAdaptError(f"model file {path} does not exist")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise NetAdaptError(f"{path} is not a readable model file ({type(exc).__name__})") from None
-    if not isinstance(data, dict) or data.get("format") != COMPACT_FORMAT:
-        raise NetAdaptError(f"{path} is not a netadapt compact-model file")
-    if data.get("version") != COMPACT_VERSION:
-        raise NetAdaptError(f"{path}: model file version {data.get('version')!r} is not supported")
+    data = load_torch_file(path, fmt=COMPACT_FORMAT, version=COMPACT_VERSION, what="model file", map_location=map_location)
     supernet = supernet_from_build(data["build"])
     arch = Architecture.from_dict(data["architecture"])
     model = supernet.extract(arch)

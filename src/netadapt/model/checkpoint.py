@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from netadapt.errors import NetAdaptError
-from netadapt.io import save_torch
+from netadapt.io import load_torch_file, save_torch
 from netadapt.model.supernet import SuperNet, build_supernet
 
 __all__ = ["SUPERNET_FORMAT", "load_supernet", "save_supernet", "supernet_from_build"]
@@ -59,17 +59,9 @@ def save_supernet(path: str | os.PathLike, supernet: SuperNet, extra: dict[str, 
 
 def load_supernet(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[SuperNet, dict[str, Any]]:
     """Read a super-network file; returns the network and the file's ``extra`` metadata."""
-    path = Path(path)
-    if not path.is_file():
-        raise NetAdaptError(f"super-network file {path} does not exist")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise NetAdaptError(f"{path} is not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(data, dict) or data.get("format") != SUPERNET_FORMAT:
-        raise NetAdaptError(f"{path} is not a netadapt super-network file")
-    if data.get("version") != SUPERNET_VERSION:
-        raise NetAdaptError(f"{path}: super-network file version {data.get('version')!r} is not supported")
+    data = load_torch_file(
+        path, fmt=SUPERNET_FORMAT, version=SUPERNET_VERSION, what="super-network file", map_location=map_location
+    )
     net = supernet_from_build(data["build"])
     try:
         net.load_state_dict(data["state_dict"])
