@@ -61,7 +61,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     summary = load_json(layout.summary)
     print()
     print(f"netadapt demo: {summary['model']} on the built-in digits (scikit-learn), search metric {summary['metric']}")
-    print(f"{'network':<22}{'top-1 %':>9}{'MACs':>12}{'params':>10}{'latency ms':>12}")
+    print(f"{'network':<25}{'top-1 %':>9}{'MACs':>12}{'params':>10}{'latency ms':>12}")
     for key, title in (
         ("initial", "initial network"),
         ("discovered", "discovered (NetAdaptV2)"),
