@@ -65,7 +65,7 @@ class CountingMeasure:
 def v1_table(tmp_path_factory):
     net = tiny("mobilenet_v1_cifar")
     path = tmp_path_factory.mktemp("lut") / "v1.json"
-    return net, build_table(net, path, measure=fake_macs, progress=False)
+    return net, build_table(net, path, measure=fake_macs, calibrate=3, progress=False)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -98,7 +98,7 @@ def test_reachable_ops_cover_sampled_architectures(name):
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_fake_timer_table_predicts_exact_sum(name, tmp_path):
     net = tiny(name)
-    table = build_table(net, tmp_path / "lut.json", measure=fake_macs, progress=False)
+    table = build_table(net, tmp_path / "lut.json", measure=fake_macs, calibrate=4, progress=False)
     assert table.complete and table.constant == 0.0 and table.overhead.median == 0.0
     metric = LatencyTableMetric(table, net)
     rng = random.Random(2)
@@ -126,8 +126,10 @@ def test_fit_calibration():
     linear = [1.1 * s + 0.2 for s in summed]
     scale, constant, how = fit_calibration(summed, linear, "linear")
     assert scale == pytest.approx(1.1) and constant == pytest.approx(0.2) and "scale" in how
-    # the default is the median offset, robust to one noisy network
-    assert fit_calibration(summed, [1.3, 2.3, 3.3, 9.0]) == (1.0, pytest.approx(0.3), "median offset")
+    # the offset fit is the median offset, robust to one noisy network
+    assert fit_calibration(summed, [1.3, 2.3, 3.3, 9.0], "offset") == (1.0, pytest.approx(0.3), "median offset")
+    # an offset that fits exactly needs no scale
+    assert fit_calibration(summed, [s + 0.3 for s in summed]) == (1.0, pytest.approx(0.3), "median offset")
     # two networks cannot tell a slope from noise: offset only
     assert fit_calibration([1.0, 2.0], [1.5, 2.1], "linear")[0] == 1.0
     # an implausible slope (noise) falls back to the median offset
@@ -193,7 +195,7 @@ def test_build_resumes_after_interruption(tmp_path):
     total = len(OpPlan(net).reachable()[0])
     first = CountingMeasure(fail_after=40)
     with pytest.raises(KeyboardInterrupt):
-        build_table(net, path, measure=first, save_every=0.0, progress=False)
+        build_table(net, path, measure=first, save_every=0.0, calibrate=2, progress=False)
     partial = load_table(path)  # the file is a valid table, marked unfinished
     assert not partial.complete and 0 < len(partial.entries) < total
     with pytest.raises(NetAdaptError, match="did not finish"):
@@ -204,8 +206,11 @@ def test_build_resumes_after_interruption(tmp_path):
     assert second.calls == total - len(partial.entries) + 2
     assert table.complete and len(table.entries) == total
     third = CountingMeasure()
-    build_table(net, path, measure=third, progress=False)
-    assert third.calls == 0
+    build_table(net, path, measure=third, calibrate=2, progress=False)
+    assert third.calls == 0  # finished: nothing to do
+    fourth = CountingMeasure()
+    build_table(net, path, measure=fourth, calibrate=3, progress=False)
+    assert fourth.calls == 3  # other calibration settings: refit only
 
 
 def test_second_pass_keeps_the_faster_timing(tmp_path):
@@ -227,7 +232,7 @@ def test_second_pass_keeps_the_faster_timing(tmp_path):
 def test_resume_refuses_other_settings(v1_table):
     net, table = v1_table
     with pytest.raises(NetAdaptError, match="grid"):
-        build_table(net, table.path, measure=fake_macs, grid=8, progress=False)
+        build_table(net, table.path, measure=fake_macs, grid=8, calibrate=3, progress=False)
 
 
 def test_grid_table_interpolates(tmp_path):

@@ -32,7 +32,17 @@ from netadapt.resources.lut import LatencyTable, load_table
 from netadapt.resources.ops import Op, OpMaker, OpPlan
 from netadapt.resources.timing import MeasureFn, Measurer, Timing, check_statistic, environment
 
-__all__ = ["FITS", "CheckResult", "CheckRow", "build_table", "check_table", "fit_calibration", "grid_points", "measure_network"]
+__all__ = [
+    "FITS",
+    "CheckResult",
+    "CheckRow",
+    "build_table",
+    "check_table",
+    "fit_calibration",
+    "grid_points",
+    "measure_network",
+    "measure_networks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +137,8 @@ def build_table(
     measure: MeasureFn | None = None,
     grid: int | None = None,
     statistic: str = "min",
-    calibrate: int = 10,
-    fit: str = "offset",
+    calibrate: int = 20,
+    fit: str = "linear",
     passes: int = 1,
     seed: int = 0,
     save_every: float = 10.0,
@@ -142,9 +152,11 @@ def build_table(
     rewritten atomically every ``save_every`` seconds and at the end, so an interrupted build
     resumes.  ``statistic`` ("min" or "median") is the timing statistic entries and fit use.
     ``calibrate`` whole sub-networks (the full network and random ones from ``seed``) are
-    measured to fit the per-network constant (``fit="offset"``) or a scale and a constant
-    (``fit="linear"``), see :func:`fit_calibration`.  ``passes`` > 1 measures every entry again
-    that many times in all, keeping the faster timing (steadier tables on a shared machine).
+    measured to fit a scale and a constant (``fit="linear"``) or only the per-network constant
+    (``fit="offset"``), see :func:`fit_calibration`.  ``passes`` > 1 measures every entry and
+    every calibration network that many times in all, keeping the faster timing (steadier
+    tables on a shared machine).  Rerunning a finished build with other calibration settings
+    refits without measuring the entries again.
     """
     measure = measure if measure is not None else Measurer()
     path = Path(path)
@@ -183,9 +195,14 @@ def build_table(
         _measure_all(table, list(wanted.items()), measure, path, save_every, f"lut pass {n}/{passes}", progress)
         table.measure["passes_done"] = n
         table.save(path)
+    wanted_fit = _calibration_wanted(calibrate, fit, passes)
+    if table.complete and calibrate > 0:
+        done = {k: (table.calibration or {}).get(k) for k in wanted_fit}
+        if done != wanted_fit:  # other calibration settings: refit, the entries stay
+            table.complete = False
     if not table.complete:
         table.invalidate()
-        _calibrate(table, supernet, measure, calibrate, seed, fit)
+        _calibrate(table, supernet, measure, calibrate, seed, fit, passes, progress)
         table.complete = True
         table.save(path)
     return table
@@ -216,7 +233,39 @@ def _measure_all(
     table.save(path)
 
 
-def _calibrate(table: LatencyTable, supernet: SuperNet, measure: MeasureFn, count: int, seed: int, fit: str) -> None:
+def measure_networks(
+    supernet: SuperNet,
+    archs: list[Architecture],
+    measure: MeasureFn,
+    *,
+    statistic: str,
+    passes: int,
+    desc: str = "networks",
+    progress: bool = False,
+) -> list[float]:
+    """Whole-network latency of each architecture, measured once in each of ``passes`` passes.
+
+    Each network keeps its minimum (statistic "min") or median over the passes: the passes are
+    minutes apart, so a burst of load from other processes during one measurement does not
+    decide it.
+    """
+    values: list[list[float]] = [[] for _ in archs]
+    with tqdm(total=len(archs) * passes, desc=desc, unit="net", disable=not progress, dynamic_ncols=True) as bar:
+        for _ in range(passes):
+            for arch, seen in zip(archs, values, strict=True):
+                seen.append(measure_network(supernet, arch, measure).value(statistic))
+                bar.update()
+    combine = min if statistic == "min" else statistics.median
+    return [combine(seen) for seen in values]
+
+
+def _calibration_wanted(count: int, fit: str, passes: int) -> dict:
+    return {"count": count, "requested": fit, "passes": passes}
+
+
+def _calibrate(
+    table: LatencyTable, supernet: SuperNet, measure: MeasureFn, count: int, seed: int, fit: str, passes: int, progress: bool
+) -> None:
     """Measure ``count`` whole networks and fit ``measured ≈ scale × summed + constant``."""
     table.scale, table.constant = 1.0, 0.0
     table.invalidate()
@@ -226,12 +275,13 @@ def _calibrate(table: LatencyTable, supernet: SuperNet, measure: MeasureFn, coun
     rng = random.Random(seed)
     archs = [supernet.space.full()] + [supernet.space.sample(rng) for _ in range(count - 1)]
     plan = OpPlan(supernet)
-    summed, measured = [], []
-    for arch in archs:
-        summed.append(table.summed(plan.trace(arch)))
-        measured.append(measure_network(supernet, arch, measure).value(table.statistic))
+    summed = [table.summed(plan.trace(arch)) for arch in archs]
+    measured = measure_networks(
+        supernet, archs, measure, statistic=table.statistic, passes=passes, desc="lut calibration", progress=progress
+    )
     table.scale, table.constant, how = fit_calibration(summed, measured, fit)
     table.calibration = {
+        **_calibration_wanted(count, fit, passes),
         "networks": [{"summed": round(s, 6), "measured": round(m, 6)} for s, m in zip(summed, measured, strict=True)],
         "seed": seed,
         "fit": how,
@@ -240,7 +290,7 @@ def _calibrate(table: LatencyTable, supernet: SuperNet, measure: MeasureFn, coun
     log.info("fitted scale %.4f and per-network constant %.4f ms from %d networks", table.scale, table.constant, len(archs))
 
 
-def fit_calibration(summed: list[float], measured: list[float], fit: str = "offset") -> tuple[float, float, str]:
+def fit_calibration(summed: list[float], measured: list[float], fit: str = "linear") -> tuple[float, float, str]:
     """(scale, constant, how) with ``measured ≈ scale × summed + constant``.
 
     ``fit="offset"``: scale 1 and the median of ``measured − summed`` (robust to a noisy
@@ -357,12 +407,8 @@ def check_table(
     rng = random.Random(seed)
     plan = OpPlan(supernet)
     archs = [supernet.space.sample(rng) for _ in range(samples)]
-    values: list[list[float]] = [[] for _ in archs]
-    with tqdm(total=samples * passes, desc="lut check", unit="net", disable=not progress, dynamic_ncols=True) as bar:
-        for _ in range(passes):
-            for arch, seen in zip(archs, values, strict=True):
-                seen.append(measure_network(supernet, arch, measure).value(table.statistic))
-                bar.update()
-    combine = min if table.statistic == "min" else statistics.median
-    rows = [CheckRow(arch, table.predict_ops(plan.trace(arch)), combine(seen)) for arch, seen in zip(archs, values, strict=True)]
+    measured = measure_networks(
+        supernet, archs, measure, statistic=table.statistic, passes=passes, desc="lut check", progress=progress
+    )
+    rows = [CheckRow(arch, table.predict_ops(plan.trace(arch)), m) for arch, m in zip(archs, measured, strict=True)]
     return CheckResult(tuple(rows), tolerance)
