@@ -16,7 +16,7 @@ import yaml
 
 from netadapt.errors import NetAdaptError
 
-__all__ = ["config_from_dict", "config_to_dict", "load_config", "parse_overrides"]
+__all__ = ["config_from_dict", "config_to_dict", "load_config", "merge_mappings", "parse_overrides", "read_yaml_mapping"]
 
 T = TypeVar("T")
 
@@ -135,29 +135,33 @@ def parse_overrides(pairs: list[str] | None) -> dict:
     return result
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge_mappings(base: dict, extra: dict) -> dict:
+    """``base`` updated by ``extra``, nested mappings merged key by key."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_mappings(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """The mapping in the YAML file at ``path`` (empty file: ``{}``); one-line errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetAdaptError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise NetAdaptError(f"config file {path} is not valid YAML: {first}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise NetAdaptError(f"config file {path} must hold a mapping at the top level")
+    return loaded
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Defaults of ``cls``, updated by the YAML file at ``path``, updated by ``overrides``."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise NetAdaptError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0]
-            raise NetAdaptError(f"config file {path} is not valid YAML: {first}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise NetAdaptError(f"config file {path} must hold a mapping at the top level")
-        data = loaded
-    data = _merge(data, parse_overrides(overrides))
+    data = read_yaml_mapping(path) if path is not None else {}
+    data = merge_mappings(data, parse_overrides(overrides))
     return config_from_dict(cls, data)

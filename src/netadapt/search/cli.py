@@ -6,9 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-import yaml
-
-from netadapt.config import config_from_dict, parse_overrides
+from netadapt.config import config_from_dict, merge_mappings, parse_overrides, read_yaml_mapping
 from netadapt.errors import NetAdaptError
 
 __all__ = ["register"]
@@ -78,28 +76,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.set_defaults(func=timing_command)
 
 
-def _read_yaml(path: str | None) -> dict:
-    if path is None:
-        return {}
-    file = Path(path)
-    if not file.is_file():
-        raise NetAdaptError(f"config file {file} does not exist")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise NetAdaptError(f"config file {file} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise NetAdaptError(f"config file {file} must hold a mapping at the top level")
-    return data
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def config_from_args(args: argparse.Namespace):
     """The resolved :class:`~netadapt.search.run.SearchRunConfig`: defaults, then the YAML file,
     then ``--set`` overrides, then the flags (checked once, after all of them)."""
@@ -138,7 +114,8 @@ def config_from_args(args: argparse.Namespace):
     if hasattr(args, "samples"):  # None = one sample per layer
         given["search"]["samples"] = args.samples
     given["eval"] = {k: v for k, v in evaluation.items() if v is not None}
-    data = _merge(_merge(_read_yaml(args.config), parse_overrides(args.set)), given)
+    data = read_yaml_mapping(args.config) if args.config else {}
+    data = merge_mappings(merge_mappings(data, parse_overrides(args.set)), given)
     return config_from_dict(SearchRunConfig, data)
 
 
