@@ -14,9 +14,13 @@ from netadapt.model.checks import randomize_norm_
 
 @pytest.fixture(autouse=True)
 def _deterministic():
+    """Seeded, on one thread (the CI machine has two cores; tests are small), restored after."""
     torch.manual_seed(0)
     random.seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
 
 
 def shared_data_dir() -> Path | None:

@@ -6,7 +6,6 @@ import argparse
 import json
 
 import pytest
-import torch
 
 from netadapt.errors import NetAdaptError
 from netadapt.model.checkpoint import save_supernet
@@ -20,14 +19,6 @@ def run(argv: list[str]) -> int:
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return args.func(args)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_build_then_check(tmp_path, capsys):

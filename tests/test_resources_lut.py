@@ -22,14 +22,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(name: str = "mobilenet_v1_cifar", **options):
     """A tiny super-network; three widths per layer keep tables small (a few hundred ops)."""
     return build_supernet(name, **TINY[name], **{"num_widths": 3, **options})

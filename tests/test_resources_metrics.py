@@ -20,14 +20,6 @@ from netadapt.resources.parse import parse_metric
 from netadapt.resources.timing import Measurer, Timing, make_runner
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def net():
     return build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, input_size=16, num_classes=10)

@@ -17,14 +17,6 @@ from netadapt.search.cli import config_from_args, register
 from netadapt.search.timing import StepTime, load_timing, record_step
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def supernet_file(tmp_path_factory):
     folder = tmp_path_factory.mktemp("supernet")

@@ -21,14 +21,6 @@ from netadapt.search.evaluate import (
 from netadapt.search.finetune import finetune_evaluator
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(name="mobilenet_v1_cifar", width=0.25):
     torch.manual_seed(0)
     net = netadapt.build_supernet(name, width_mult=width, input_size=16, num_classes=10)
