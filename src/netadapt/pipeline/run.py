@@ -70,13 +70,18 @@ class SearchStage:
     seed: int = 0
     device: str = "auto"
     batch_size: int = 256
+    # > 0: NetAdaptV1's sample evaluation (each sample fine-tuned this many batches from the
+    # trained network's weights) instead of the super-network's shared weights.
+    finetune_steps: int = 0
+    finetune_lr: float = 0.01
     search: SearchConfig = field(default_factory=SearchConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_run_config(self, supernet: Path, run_dir: Path) -> SearchRunConfig:
         return SearchRunConfig(
             supernet=str(supernet), metric=self.metric, run_dir=str(run_dir), seed=self.seed, device=self.device,
-            batch_size=self.batch_size, search=copy.deepcopy(self.search), eval=copy.deepcopy(self.eval),
+            batch_size=self.batch_size, finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr,
+            search=copy.deepcopy(self.search), eval=copy.deepcopy(self.eval),
         )  # fmt: skip
 
 
