@@ -109,3 +109,17 @@ def test_space_serialization_round_trip(net):
 
     again = SearchSpace.from_dict(json.loads(json.dumps(net.space.to_dict())))
     assert again == net.space and again.fingerprint == net.space.fingerprint
+
+
+def test_min_width_fraction_with_and_without_removal():
+    build_supernet = netadapt.build_supernet
+    narrow = build_supernet("mobilenet_v3_small_cifar", num_classes=10, min_width_fraction=0.5)
+    removable = build_supernet("mobilenet_v3_small_cifar", num_classes=10, min_width_fraction=0.5, keep_removal=True)
+    for a, b in zip(narrow.space.layers, removable.space.layers, strict=True):
+        assert min(a.widths) >= 0.5 * a.max_filters
+        assert {w for w in b.widths if w > 0} == set(a.widths)
+        # zero stays exactly where a bypass (or an SE gate) makes removal valid
+        assert (0 in b.widths) == (b.kind == "se" or b.bypass != 0)
+    assert any(0 in layer.widths for layer in removable.space.layers)
+    with pytest.raises(NetAdaptError, match="min_width_fraction"):
+        build_supernet("mobilenet_v1_cifar", num_classes=10, min_width_fraction=1.5)

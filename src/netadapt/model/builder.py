@@ -44,6 +44,9 @@ class BuildOptions:
     # down to 0 filters).  Small data and short schedules train a super-network far better when
     # the space excludes near-empty layers; see docs/training.md.
     min_width_fraction: float = 0.0
+    # With a min_width_fraction, still allow 0 filters where a bypass makes that valid (the layer
+    # or block is removed): depth stays searchable while near-empty widths are left out.
+    keep_removal: bool = False
 
 
 class _Registry:
@@ -62,10 +65,11 @@ class _Registry:
 
     def add(self, name: str, kind: str, filters: int, kernel: int, bypass: int | None, tie: int | None = None) -> int:
         floor = self.options.min_width_fraction
-        allow_zero = (kind == "se" or bypass != 0) and floor == 0
+        allow_zero = (kind == "se" or bypass != 0) and (floor == 0 or self.options.keep_removal)
         widths = width_choices(filters, self.num_widths, self.options.width_divisor, allow_zero=allow_zero)
         if floor > 0:
-            widths = tuple(w for w in widths if w >= floor * filters) or (filters,)
+            removable = self.options.keep_removal and (kind == "se" or bypass != 0)
+            widths = tuple(w for w in widths if w >= floor * filters or (removable and w == 0)) or (filters,)
         kernels = kernel_choices(kernel) if self.options.superkernel else (kernel,)
         self.layers.append(LayerSpec(name, kind, filters, kernel, widths, kernels, bypass, tie))
         return len(self.layers) - 1
