@@ -16,7 +16,16 @@ import yaml
 
 from netadapt.errors import NetAdaptError
 
-__all__ = ["config_from_dict", "config_to_dict", "load_config", "merge_mappings", "parse_overrides", "read_yaml_mapping"]
+__all__ = [
+    "config_differences",
+    "config_from_dict",
+    "config_to_dict",
+    "flatten_mapping",
+    "load_config",
+    "merge_mappings",
+    "parse_overrides",
+    "read_yaml_mapping",
+]
 
 T = TypeVar("T")
 
@@ -112,6 +121,32 @@ def config_to_dict(config: Any) -> dict:
         return v
 
     return plain(dataclasses.asdict(config))
+
+
+def flatten_mapping(d: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c": {}}`` → ``{"a.b": 1, "c": {}}`` (empty mappings stay leaves)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten_mapping(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(old: dict, new: dict, defaults: dict) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (mappings of
+    :func:`config_to_dict`).  A key that ``old`` lacks and ``new`` holds at its value in
+    ``defaults`` is no difference: a setting added by a later version, left at its default,
+    does not change what a run started by an earlier version computes."""
+    old, new, defaults = flatten_mapping(old), flatten_mapping(new), flatten_mapping(defaults)
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        if key not in old and key in defaults and new.get(key) == defaults[key]:
+            continue
+        if old.get(key) != new.get(key):
+            changed.append(key)
+    return changed
 
 
 def parse_overrides(pairs: list[str] | None) -> dict:

@@ -1,7 +1,8 @@
 """Data: image folders, built-in digits, torchvision CIFAR, seeded augmentation, the held-out split.
 
 See ``docs/training.md``.  Nothing here imports torchvision unless a torchvision data set is
-asked for.
+asked for.  The depth data sets (``nyu``, ``synthetic_depth``; ``docs/depth.md``) are opened
+through the same functions, from :mod:`netadapt.depth`.
 """
 
 from netadapt.data.batches import (
@@ -14,11 +15,13 @@ from netadapt.data.batches import (
     derive_seed,
     seeded_generator,
 )
-from netadapt.data.config import DATASETS, DataConfig
+from netadapt.data.config import DATASETS, DEPTH_DATASETS, DataConfig
 from netadapt.data.loaders import (
     DataSets,
     build_datasets,
     build_search_loaders,
+    collate_fn,
+    depth_data_config,
     make_eval_loader,
     make_train_loader,
     open_sources,
@@ -37,6 +40,7 @@ from netadapt.data.transforms import PRESETS, ImageTransform, make_transforms
 
 __all__ = [
     "DATASETS",
+    "DEPTH_DATASETS",
     "HELDOUT_FILE",
     "PRESETS",
     "Batch",
@@ -55,6 +59,8 @@ __all__ = [
     "build_datasets",
     "build_search_loaders",
     "collate",
+    "collate_fn",
+    "depth_data_config",
     "derive_seed",
     "load_digits",
     "load_heldout",

@@ -8,9 +8,11 @@ from typing import Literal
 from netadapt.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from netadapt.errors import NetAdaptError
 
-__all__ = ["DATASETS", "DataConfig"]
+__all__ = ["DATASETS", "DEPTH_DATASETS", "DataConfig"]
 
-DATASETS = ("digits", "folder", "cifar10_torchvision", "cifar100_torchvision")
+#: Depth-estimation data sets (paper §4.2); the others are image classification.
+DEPTH_DATASETS = ("nyu", "synthetic_depth")
+DATASETS = ("digits", "folder", "cifar10_torchvision", "cifar100_torchvision", *DEPTH_DATASETS)
 
 # Per-data-set defaults: (preset, image size, mean, std).
 _CIFAR_MEAN, _CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -21,6 +23,10 @@ _DEFAULTS = {
     "folder": ("imagenet", None, IMAGENET_MEAN, IMAGENET_STD),
     "cifar10_torchvision": ("cifar", 32, _CIFAR_MEAN, _CIFAR_STD),
     "cifar100_torchvision": ("cifar", 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    # Depth: FastDepth's own transforms (netadapt.depth.transforms) on [0, 1] RGB without
+    # normalization; 224 is FastDepth's input, 64 the size the synthetic scenes render fast at.
+    "nyu": ("none", 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    "synthetic_depth": ("none", 64, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
 _PRESET_SIZE = {"imagenet": 224, "cifar": 32, "none": 32}
 
@@ -33,10 +39,14 @@ class DataConfig:
     processes and accumulation steps (the paper's 1024), so the training does not change with
     the number of GPUs.  ``heldout`` training images are reserved, stratified by class, for the
     search to compare samples on (paper §4.1.1: 10K of ImageNet; §4.2.1: 2K of NYU).
+
+    ``nyu`` and ``synthetic_depth`` are depth-estimation data (:mod:`netadapt.depth`): (RGB, depth)
+    pairs with FastDepth's transforms; ``preset``, ``mean``, ``std`` and ``flip`` do not apply to
+    them, and their "classes" are NYU's scenes (the held-out split is stratified by scene).
     """
 
-    dataset: Literal["digits", "folder", "cifar10_torchvision", "cifar100_torchvision"] = "digits"
-    root: str | None = None  # folder: holds train/ and val/ (or test/); torchvision: its root
+    dataset: Literal["digits", "folder", "cifar10_torchvision", "cifar100_torchvision", "nyu", "synthetic_depth"] = "digits"
+    root: str | None = None  # folder: holds train/ and val/ (or test/); torchvision: its root; nyu: the nyudepthv2 folder
     train_dir: str = "train"
     val_dir: str | None = None  # None: "val" if present, else "test"; "" for no validation set
     preset: Literal["imagenet", "cifar", "none"] | None = None  # None: the data set's standard
@@ -54,9 +64,17 @@ class DataConfig:
     download: bool = False  # torchvision data sets only: download when missing
     digits_test_fraction: float = 0.2
     subset: int | None = None  # use at most this many training and validation images (quick trials, tests)
+    check: Literal["shapes", "values", "none"] = "shapes"  # nyu: how the .h5 files are checked when opened
+    synthetic_train: int = 1000  # synthetic_depth: training scenes (held-out ones included)
+    synthetic_val: int = 200  # synthetic_depth: validation scenes
+
+    @property
+    def task(self) -> str:
+        """``"depth"`` for the depth data sets, else ``"classification"``."""
+        return "depth" if self.dataset in DEPTH_DATASETS else "classification"
 
     def validate(self) -> None:
-        if self.dataset in ("folder", "cifar10_torchvision", "cifar100_torchvision") and not self.root:
+        if self.dataset in ("folder", "cifar10_torchvision", "cifar100_torchvision", "nyu") and not self.root:
             raise NetAdaptError(f"data.root is required for data set {self.dataset!r}")
         if self.image_size is not None and self.image_size < 8:
             raise NetAdaptError(f"data.image_size must be at least 8, got {self.image_size}")
@@ -72,6 +90,8 @@ class DataConfig:
             raise NetAdaptError(f"data.subset must be positive or null, got {self.subset}")
         if not 0 < self.digits_test_fraction < 1:
             raise NetAdaptError(f"data.digits_test_fraction must be in (0, 1), got {self.digits_test_fraction}")
+        if self.synthetic_train < 1 or self.synthetic_val < 0:
+            raise NetAdaptError("data.synthetic_train must be at least 1 and data.synthetic_val at least 0")
 
     # -- resolved values -----------------------------------------------------------------------
     def resolved_preset(self) -> str:

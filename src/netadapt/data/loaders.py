@@ -5,14 +5,21 @@ held-out split and returns three data sets: training images minus the held-out o
 training augmentation), the held-out images and the validation images (both with evaluation
 transforms).  :func:`build_search_loaders` gives the search the held-out loader and a loader of
 calibration batches (a seeded subset of the training images, for BatchNorm recalibration).
+
+The depth data sets (``nyu``, ``synthetic_depth``) go through the same functions: their sources
+and samples come from :mod:`netadapt.depth` (imported only then), their batches are
+:class:`~netadapt.depth.datasets.DepthBatch` es (images, depth maps, kept, skipped), and their
+held-out split is the same ``heldout.json``, stratified by scene.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -29,6 +36,8 @@ __all__ = [
     "DataSets",
     "build_datasets",
     "build_search_loaders",
+    "collate_fn",
+    "depth_data_config",
     "make_eval_loader",
     "make_train_loader",
     "open_sources",
@@ -42,6 +51,7 @@ class DataSets:
     config: DataConfig
     train_source: ImageSource
     split: HeldoutSplit
+    # SampleDataset for classification, netadapt.depth.DepthSamples for depth (same keys).
     train: SampleDataset  # training images minus the held-out ones, augmented
     heldout: SampleDataset  # the reserved images, evaluation transform
     val: SampleDataset | None  # the validation images, evaluation transform
@@ -60,9 +70,45 @@ class DataSets:
         return self.config.resolved_size()
 
 
+def depth_data_config(config: DataConfig) -> Any:
+    """The :class:`netadapt.depth.DepthDataConfig` of a depth data set's ``config``."""
+    from netadapt.depth.datasets import DepthDataConfig
+
+    if config.task != "depth":
+        raise NetAdaptError(f"data set {config.dataset!r} holds no depth maps")
+    return DepthDataConfig(
+        dataset="nyu" if config.dataset == "nyu" else "synthetic",
+        root=config.root,
+        train_dir=config.train_dir,
+        val_dir="val" if config.val_dir is None else config.val_dir,
+        check=config.check,
+        image_size=config.resolved_size(),
+        heldout=config.heldout,
+        seed=config.seed,
+        synthetic_train=config.synthetic_train,
+        synthetic_val=config.synthetic_val,
+        batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size,
+        workers=config.workers,
+    )
+
+
+def collate_fn(config: DataConfig) -> Callable[[list], Any]:
+    """The function that stacks a batch of ``config``'s samples."""
+    if config.task == "depth":
+        from netadapt.depth.datasets import collate_depth
+
+        return collate_depth
+    return collate
+
+
 def open_sources(config: DataConfig) -> tuple[ImageSource, ImageSource | None]:
     """(training source, validation source or ``None``) of ``config``."""
     config.validate()
+    if config.task == "depth":
+        from netadapt.depth.datasets import open_depth_sources
+
+        return open_depth_sources(depth_data_config(config))
     if config.dataset == "digits":
         return load_digits(config.resolved_size(), test_fraction=config.digits_test_fraction, seed=config.seed)
     if config.dataset in ("cifar10_torchvision", "cifar100_torchvision"):
@@ -100,8 +146,15 @@ def build_datasets(
         split = make_heldout(train_source, config.heldout, config.seed, asdict(config))
     else:
         split.check(train_source)
-    mean, std = config.resolved_mean_std()
-    train_tf, eval_tf = make_transforms(config.resolved_preset(), config.resolved_size(), mean, std, flip=config.flip)
+    if config.task == "depth":
+        from netadapt.depth.datasets import DepthSamples
+
+        samples: Callable[..., Any] = DepthSamples
+        train_tf, eval_tf = depth_data_config(config).transforms()
+    else:
+        samples = SampleDataset
+        mean, std = config.resolved_mean_std()
+        train_tf, eval_tf = make_transforms(config.resolved_preset(), config.resolved_size(), mean, std, flip=config.flip)
     reserved = set(split.indices)
     train_indices = [i for i in range(len(train_source)) if i not in reserved]
     val_indices = list(range(len(val_source))) if val_source is not None else []
@@ -113,9 +166,9 @@ def build_datasets(
         config=config,
         train_source=train_source,
         split=split,
-        train=SampleDataset(train_source, train_indices, train_tf),
-        heldout=SampleDataset(train_source, split.indices, eval_tf),
-        val=SampleDataset(val_source, val_indices, eval_tf) if val_source is not None else None,
+        train=samples(train_source, train_indices, train_tf),
+        heldout=samples(train_source, split.indices, eval_tf),
+        val=samples(val_source, val_indices, eval_tf) if val_source is not None else None,
         calibration_pool=tuple(range(len(train_indices))),
     )
 
@@ -129,7 +182,7 @@ def _loader(
         num_workers=workers,
         pin_memory=pin_memory,
         persistent_workers=config.persistent_workers and workers > 0,
-        collate_fn=collate,
+        collate_fn=collate_fn(config),
         # Transforms draw from their own seeded generators; this generator only keeps the
         # loader from consuming the global torch RNG when it seeds its workers.
         generator=torch.Generator().manual_seed(derive_seed(seed, "loader")),
@@ -196,6 +249,7 @@ def build_search_loaders(
     pool = sets.calibration_pool
     count = min(calibration_images, len(pool))
     positions = sorted(random.Random(seed).sample(pool, count))
-    calibration = SampleDataset(sets.train_source, [sets.train.indices[p] for p in positions], sets.heldout.transform)
+    # the training images' type (SampleDataset or DepthSamples) with the evaluation transform
+    calibration = type(sets.heldout)(sets.train_source, [sets.train.indices[p] for p in positions], sets.heldout.transform)
     kwargs = {"batch_size": batch_size, "workers": workers, "pin_memory": pin_memory}
     return make_eval_loader(sets.heldout, config, **kwargs), make_eval_loader(calibration, config, **kwargs)

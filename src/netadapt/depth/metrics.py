@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -173,6 +174,26 @@ class DepthMetrics:
 MetricFn = Callable[[Tensor, Tensor], tuple[float, int]]
 
 
+@dataclass(frozen=True)
+class _BatchMetric:
+    """``(sum, count)`` of one depth metric over a batch (a picklable ``metric_fn``, so that the
+    search's worker processes can receive it)."""
+
+    name: str
+    reduction: Reduction
+
+    def __call__(self, outputs: Tensor, targets: Tensor) -> tuple[float, int]:
+        key = {"rmse": "sq", "mae": "abs"}.get(self.name, self.name)
+        sums, count = per_image_errors(outputs, targets)
+        if self.reduction == "pixel":
+            return float(sums[key].sum()), int(count.sum())
+        seen = count > 0
+        per_image = sums[key] / count.clamp(min=1)
+        if self.name == "rmse":
+            per_image = per_image.sqrt()
+        return float(per_image[seen].sum()), int(seen.sum())
+
+
 def search_metric(name: str, reduction: Reduction = "image") -> tuple[MetricFn, Callable[[float], float] | None, bool]:
     """``(metric_fn, finalize, higher_is_better)`` of depth metric ``name`` for the search's
     :class:`~netadapt.search.evaluate.SampleEvaluator`, which scores a sample as
@@ -180,17 +201,5 @@ def search_metric(name: str, reduction: Reduction = "image") -> tuple[MetricFn, 
     better = higher_is_better(name)
     if reduction not in ("image", "pixel"):
         raise NetAdaptError(f"depth metric reduction must be 'image' or 'pixel', got {reduction!r}")
-    key = {"rmse": "sq", "mae": "abs"}.get(name, name)
-
-    def metric_fn(outputs: Tensor, targets: Tensor) -> tuple[float, int]:
-        sums, count = per_image_errors(outputs, targets)
-        if reduction == "pixel":
-            return float(sums[key].sum()), int(count.sum())
-        seen = count > 0
-        per_image = sums[key] / count.clamp(min=1)
-        if name == "rmse":
-            per_image = per_image.sqrt()
-        return float(per_image[seen].sum()), int(seen.sum())
-
     finalize = math.sqrt if (name == "rmse" and reduction == "pixel") else None
-    return metric_fn, finalize, better
+    return _BatchMetric(name, reduction), finalize, better

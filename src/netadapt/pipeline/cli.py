@@ -9,7 +9,7 @@ from pathlib import Path
 
 from netadapt.config import load_config
 
-__all__ = ["register"]
+__all__ = ["register", "summary_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,16 @@ def _load(path: Path, overrides: list[str] | None, run_dir: str | None):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from netadapt.io import load_json
+    from netadapt.pipeline.layout import RunLayout
     from netadapt.pipeline.run import run_pipeline
 
-    report = run_pipeline(_load(args.config, args.overrides, args.run_dir))
+    config = _load(args.config, args.overrides, args.run_dir)
+    report = run_pipeline(config)
+    summary = load_json(RunLayout(Path(config.run_dir)).summary)
+    print()
+    print("\n".join(summary_lines(summary)))
+    print()
     print(f"report: {report}")
     return 0
 
@@ -61,18 +68,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     summary = load_json(layout.summary)
     print()
     print(f"netadapt demo: {summary['model']} on the built-in digits (scikit-learn), search metric {summary['metric']}")
-    print(f"{'network':<25}{'top-1 %':>9}{'MACs':>12}{'params':>10}{'latency ms':>12}")
-    for key, title in (
-        ("initial", "initial network"),
-        ("discovered", "discovered (NetAdaptV2)"),
-        ("baseline", "uniform baseline"),
-    ):
-        entry = summary.get(key)
-        if not entry:
-            continue
-        acc = "-" if entry["accuracy"] is None else f"{100 * entry['accuracy']:.1f}"
-        lat = "-" if entry["latency_ms"] is None else f"{entry['latency_ms']:.3f}"
-        print(f"{title:<25}{acc:>9}{entry['macs']:>12,}{entry['params']:>10,}{lat:>12}")
+    print("\n".join(summary_lines(summary)))
     print()
     print(f"results in {layout.root}: report {report}, exported model in {layout.export_dir}")
     return 0
+
+
+_ROWS = (("initial", "initial network"), ("discovered", "discovered (NetAdaptV2)"), ("baseline", "uniform baseline"))
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The trained networks of a run's ``summary.json`` as a text table: top-1 accuracy, or for
+    depth RMSE, REL and δ1–δ3 (marked "synthetic" when measured on the synthetic scenes)."""
+    depth = summary.get("task") == "depth"
+    lines = []
+    if depth:
+        synthetic = summary.get("dataset") == "synthetic_depth"
+        where = "SYNTHETIC depth scenes (not NYU Depth V2)" if synthetic else f"{summary.get('dataset')} validation set"
+        lines.append(f"{summary.get('model')}: depth metrics on the {where}; search metric {summary.get('metric')}")
+        tag = " synth" if synthetic else ""
+        columns = (("rmse", f"RMSE m{tag}", 1.0, 3), ("rel", f"REL{tag}", 1.0, 3))
+        columns += tuple((f"delta{k}", f"δ{k} %{tag}", 100.0, 1) for k in (1, 2, 3))
+    else:
+        columns = (("accuracy", "top-1 %", 100.0, 1),)
+    widths = [max(9, len(title) + 2) for _, title, _, _ in columns]
+    header = f"{'network':<25}" + "".join(f"{t:>{w}}" for (_, t, _, _), w in zip(columns, widths, strict=True))
+    lines.append(header + f"{'MACs':>12}{'params':>10}{'latency ms':>12}")
+    for key, title in _ROWS:
+        entry = summary.get(key)
+        if not entry:
+            continue
+        cells = []
+        for (name, _, scale, digits), w in zip(columns, widths, strict=True):
+            value = entry.get(name)
+            cells.append(f"{'-' if value is None else f'{scale * value:.{digits}f}':>{w}}")
+        lat = "-" if entry.get("latency_ms") is None else f"{entry['latency_ms']:.3f}"
+        lines.append(f"{title:<25}" + "".join(cells) + f"{entry['macs']:>12,}{entry['params']:>10,}{lat:>12}")
+    return lines

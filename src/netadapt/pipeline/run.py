@@ -1,5 +1,7 @@
 """``netadapt run``: super-network training → search → training the discovered network → export
-→ report (paper Fig. 2).  Each stage resumes, and is skipped when its output is complete.
+→ report (paper Fig. 2).  Each stage resumes, and is skipped when its output is complete.  The
+task (classification, or depth estimation with FastDepth, §4.2) follows the data set: its loss,
+validation metrics, search score and summary numbers come from :mod:`netadapt.tasks`.
 
 The discovered network is trained as its sub-network inside the super-network's parameters
 (every image runs the architecture; the masks make this exactly the compact network's
@@ -21,7 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from netadapt.arch.space import Architecture
-from netadapt.config import config_to_dict
+from netadapt.config import config_differences, config_to_dict
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write, load_json, save_json
 from netadapt.model.checkpoint import load_supernet
@@ -31,6 +33,7 @@ from netadapt.search.config import SearchConfig
 from netadapt.search.evaluate import EvalConfig
 from netadapt.search.run import SearchRunConfig, build_resource_fn, run_search
 from netadapt.search.timing import StepTime, load_timing, record_step
+from netadapt.tasks import Task, task_named
 from netadapt.train.config import SupernetTrainConfig
 from netadapt.train.loop import train_supernet
 
@@ -67,6 +70,7 @@ class SearchStage:
     file and run folder come from the run)."""
 
     metric: str = "macs"  # macs | params | latency:LUT.json | measured:BACKEND | command:'...'
+    score: str | None = None  # how samples are compared; None: top1, or rmse for depth (SearchRunConfig.score)
     seed: int = 0
     device: str = "auto"
     batch_size: int = 256
@@ -79,7 +83,7 @@ class SearchStage:
 
     def to_run_config(self, supernet: Path, run_dir: Path) -> SearchRunConfig:
         return SearchRunConfig(
-            supernet=str(supernet), metric=self.metric, run_dir=str(run_dir), seed=self.seed, device=self.device,
+            supernet=str(supernet), metric=self.metric, score=self.score, run_dir=str(run_dir), seed=self.seed, device=self.device,
             batch_size=self.batch_size, finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr,
             search=copy.deepcopy(self.search), eval=copy.deepcopy(self.eval),
         )  # fmt: skip
@@ -111,8 +115,8 @@ def _check_run_folder(layout: RunLayout, config: RunConfig) -> None:
     text = yaml.safe_dump(resolved, sort_keys=False)
     if layout.config.exists():
         previous = yaml.safe_load(layout.config.read_text(encoding="utf-8"))
-        if previous != resolved:
-            changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+        changed = config_differences(previous, resolved, config_to_dict(RunConfig()))
+        if changed:
             raise NetAdaptError(
                 f"{layout.root} was made with another config (differs in: {', '.join(changed)}); use another run_dir"
             )
@@ -146,6 +150,9 @@ def _train_architecture(
             epochs=epochs,
             architecture=str(arch_file),
             init_from=None if init_from is None else str(init_from),
+            # Starting weights from a file replace everything; from scratch, a depth network's
+            # encoder still starts from the ImageNet checkpoint (as FastDepth trains).
+            init_encoder=config.supernet.init_encoder if init_from is None else None,
             teacher=teacher,
             optim=optim,
             ordered_dropout=od,
@@ -168,14 +175,16 @@ def _trajectory_init(config: RunConfig, layout: RunLayout, net: SuperNet, supern
     return previous
 
 
-def _evaluate_trained(path: Path, arch: Architecture, resource_fn: Any, latency: Any) -> dict:
+def _evaluate_trained(path: Path, arch: Architecture, resource_fn: Any, latency: Any, task: Task) -> dict:
+    """A trained network's summary entry: the task's validation numbers of its last epoch
+    (top-1 accuracy; depth: RMSE, REL, δ1–δ3, MAE), resources and architecture."""
     from netadapt import count_macs, count_params
 
     net, extra = load_supernet(path)
     resources = float(resource_fn(arch))
     metrics = extra.get("metrics", {})
     return {
-        "accuracy": metrics.get("val_top1"),
+        **task.results(metrics),
         "resource": resources,
         "macs": count_macs(net, arch),
         "params": count_params(net, arch),
@@ -194,6 +203,7 @@ def run_pipeline(config: RunConfig) -> Path:
     # 1. super-network training (paper §2.3)
     supernet_file = train_supernet(_stage_config(config, layout.supernet_dir))
     net, _ = load_supernet(supernet_file)
+    task = task_named(net.task)
     save_json(layout.build, net.build_config())
 
     # 2. search (paper §2.4)
@@ -246,14 +256,17 @@ def run_pipeline(config: RunConfig) -> Path:
         )
     summary: dict[str, Any] = {
         "model": net.name,
+        "task": task.name,
+        "dataset": config.supernet.data.dataset,  # "synthetic_depth" numbers are on synthetic scenes
+        "score": task.score(config.search.score).name,  # how the search compared samples
         "metric": metric_name,
         "target": f"{config.search.search.target} ({config.search.search.target_mode})",
         "build": net.build_config(),
         "data_note": config.data_note,
-        "discovered": _evaluate_trained(final_file, discovered, resource_fn, latency),
+        "discovered": _evaluate_trained(final_file, discovered, resource_fn, latency, task),
     }
     for key, (arch, path) in comparisons.items():
-        summary[key] = _evaluate_trained(path, arch, resource_fn, latency)
+        summary[key] = _evaluate_trained(path, arch, resource_fn, latency, task)
     save_json(layout.summary, summary)
     from netadapt.report.markdown import write_report
 

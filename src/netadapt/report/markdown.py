@@ -3,6 +3,10 @@
 Reads what the stages wrote (see :mod:`netadapt.pipeline.layout`): the search's trajectory and
 family, the summary of the trained networks, the time per step; writes ``report/report.md`` and
 its plots atomically.  Missing stages are reported as missing, not invented.
+
+Classification runs show top-1 accuracy; depth runs RMSE, REL and δ1–δ3 (paper Table 7), and the
+search's own score (the metric that compared the samples).  Numbers measured on the synthetic
+depth scenes say so in every column that shows them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,44 @@ __all__ = ["write_report"]
 log = logging.getLogger(__name__)
 
 _TABLE_COLUMNS = ("index", "type", "T", "kernel", "stride", "bn", "act", "exp", "dw", "pw", "se")
+
+# score name -> (column title, factor from the stored value to the shown one, digits, higher is better)
+_SCORES = {
+    "top1": ("top-1 (%)", 100.0, 2, True),
+    "rmse": ("RMSE (m)", 1.0, 3, False),
+    "rel": ("REL", 1.0, 3, False),
+    "mae": ("MAE (m)", 1.0, 3, False),
+    "delta1": ("δ1 (%)", 100.0, 2, True),
+    "delta2": ("δ2 (%)", 100.0, 2, True),
+    "delta3": ("δ3 (%)", 100.0, 2, True),
+}
+# the trained networks' columns per task (Table 7: RMSE and δ1 first)
+_RESULT_COLUMNS = {"classification": ("top1",), "depth": ("rmse", "rel", "delta1", "delta2", "delta3")}
+
+
+def _score_info(name: str) -> tuple[str, float, int, bool]:
+    return _SCORES.get(name, (name, 1.0, 4, True))
+
+
+def _score_title(name: str, tag: str = "") -> str:
+    """The column title of score ``name``; ``tag`` (e.g. "synthetic") goes inside it."""
+    title = _score_info(name)[0]
+    if not tag:
+        return title
+    return f"{title[:-1]}, {tag})" if title.endswith(")") else f"{title} ({tag})"
+
+
+def _shown(name: str, value: float | None) -> float | None:
+    return None if value is None else _score_info(name)[1] * value
+
+
+def _fmt_score(name: str, value: float | None) -> str:
+    return _fmt(_shown(name, value), _score_info(name)[2])
+
+
+def _entry_value(entry: dict, name: str) -> float | None:
+    """A summary entry's value of score ``name`` (classification entries keep it as ``accuracy``)."""
+    return entry.get("accuracy") if name == "top1" else entry.get(name)
 
 
 def _save_figure(fig: Any, path: Path) -> None:
@@ -62,13 +104,13 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _plot_trajectory(plt: Any, trajectory: list[dict], metric: str, path: Path) -> None:
+def _plot_trajectory(plt: Any, trajectory: list[dict], metric: str, score: str, tag: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [p["resource"] for p in trajectory]
-    ys = [100 * p["accuracy"] for p in trajectory]
+    ys = [_shown(score, p["accuracy"]) for p in trajectory]
     ax.plot(xs, ys, "o-", markersize=3)
     ax.set_xlabel(metric)
-    ax.set_ylabel("held-out accuracy with shared weights (%)")
+    ax.set_ylabel(f"held-out {_score_title(score, tag)}, shared weights")
     ax.set_title("search trajectory (best sample per iteration)")
     ax.invert_xaxis()
     ax.grid(alpha=0.3)
@@ -76,20 +118,22 @@ def _plot_trajectory(plt: Any, trajectory: list[dict], metric: str, path: Path) 
     plt.close(fig)
 
 
-def _plot_family(plt: Any, family: list[dict], summary: dict, metric: str, path: Path) -> None:
+def _plot_family(plt: Any, family: list[dict], summary: dict, metric: str, score: str, tag: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([m["resource"] for m in family], [100 * m["accuracy"] for m in family], "o-", label="family (shared weights)")
+    ys = [_shown(score, m["accuracy"]) for m in family]
+    ax.plot([m["resource"] for m in family], ys, "o-", label="family (held-out, shared weights)")
     for key, marker, label in (
         ("initial", "s", "initial network (trained)"),
         ("discovered", "*", "discovered network (trained)"),
         ("baseline", "^", "uniform baseline (trained)"),
     ):
         entry = summary.get(key) or {}
-        if entry.get("resource") is not None and entry.get("accuracy") is not None:
-            ax.plot([entry["resource"]], [100 * entry["accuracy"]], marker, markersize=10, label=label)
+        value = _entry_value(entry, score)
+        if entry.get("resource") is not None and value is not None:
+            ax.plot([entry["resource"]], [_shown(score, value)], marker, markersize=10, label=f"{label}, validation")
     ax.set_xlabel(metric)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("accuracy against resource")
+    ax.set_ylabel(_score_title(score, tag))
+    ax.set_title(f"{_score_title(score)} against resource")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save_figure(fig, path)
@@ -125,10 +169,13 @@ def write_report(run_dir: str | Path) -> Path:
     final = Architecture.from_dict(load_json(search / "final_arch.json"))
     initial = Architecture.from_dict(trajectory[0]["arch"])
     metric = summary.get("metric", "resource")
+    score = trajectory[0].get("score") or summary.get("score") or "top1"  # searches of earlier versions: top-1
+    task = summary.get("task") or ("classification" if score == "top1" else "depth")
+    tag = "synthetic" if summary.get("dataset") == "synthetic_depth" else ""
     out = layout.report_dir
     out.mkdir(parents=True, exist_ok=True)
-    _plot_trajectory(plt, trajectory, metric, out / "trajectory.png")
-    _plot_family(plt, family or trajectory, summary, metric, out / "family.png")
+    _plot_trajectory(plt, trajectory, metric, score, tag, out / "trajectory.png")
+    _plot_family(plt, family or trajectory, summary, metric, score, tag, out / "family.png")
     names = [layer.name for layer in supernet.space.layers]
     _plot_widths(plt, names, initial, final, out / "widths.png")
 
@@ -142,13 +189,14 @@ def write_report(run_dir: str | Path) -> Path:
     rows = []
     # MACs and parameters have their own columns; another search metric gets one more.
     own_column = metric not in ("macs", "params")
+    columns = _RESULT_COLUMNS.get(task, (score,))
     for key, title in (("initial", "initial network"), ("discovered", "discovered network"), ("baseline", "uniform baseline")):
         entry = summary.get(key)
         if entry:
             rows.append(
                 [
                     title,
-                    _fmt(None if entry.get("accuracy") is None else 100 * entry["accuracy"]),
+                    *[_fmt_score(c, _entry_value(entry, c)) for c in columns],
                     *([_fmt(entry.get("resource"))] if own_column else []),
                     _fmt(entry.get("macs")),
                     _fmt(entry.get("params")),
@@ -156,15 +204,17 @@ def write_report(run_dir: str | Path) -> Path:
                 ]
             )
     if rows:
-        header = ["network", "top-1 (%)", *([metric] if own_column else []), "MACs", "parameters", "latency (ms)"]
-        lines += ["## Result", "", _markdown_table(header, rows)]
-        lines += [""]
+        header = ["network", *[_score_title(c, tag) for c in columns], *([metric] if own_column else [])]
+        header += ["MACs", "parameters", "latency (ms)"]
+        lines += ["## Result", "", _markdown_table(header, rows), ""]
+        lines += ["Trained networks, validation set" + (" (synthetic scenes)" if tag else "") + ".", ""]
     else:
         lines += ["## Result", "", "No trained networks yet (the final training stage has not run).", ""]
     lines += [
         "## Search",
         "",
-        f"{len(trajectory) - 1} iterations; accuracy with the shared super-network weights on the held-out split.",
+        f"{len(trajectory) - 1} iterations; samples compared by held-out {_score_title(score, tag)} with the shared "
+        f"super-network weights ({'higher' if _score_info(score)[3] else 'lower'} is better).",
         "",
         "![trajectory](trajectory.png)",
         "",
@@ -173,8 +223,8 @@ def write_report(run_dir: str | Path) -> Path:
         "Family (best architecture at each budget met along the way):",
         "",
         _markdown_table(
-            ["iteration", metric, "held-out accuracy (%)"],
-            [[m["iteration"], _fmt(m["resource"]), _fmt(100 * m["accuracy"])] for m in (family or trajectory)],
+            ["iteration", metric, f"held-out {_score_title(score, tag)}"],
+            [[m["iteration"], _fmt(m["resource"]), _fmt_score(score, m["accuracy"])] for m in (family or trajectory)],
         ),
         "",
         "## Discovered architecture",

@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--supernet", metavar="FILE", help="super-network file written by train-supernet")
     p.add_argument("--metric", help=f"resource to reduce: {METRIC_HELP} (default macs)")
+    p.add_argument("--score", help="how samples are compared: top1 (classification); rmse, rel, delta1-3, mae (depth)")
     p.add_argument("--target", type=float, help="target: a fraction of the initial resource (default 0.5)")
     p.add_argument("--absolute", action="store_true", help="--target is in the metric's unit (MACs, ms, ...)")
     p.add_argument(
@@ -84,6 +85,7 @@ def config_from_args(args: argparse.Namespace):
     flags = {
         "supernet": args.supernet,
         "metric": args.metric,
+        "score": args.score,
         "run_dir": args.run_dir,
         "seed": args.seed,
         "device": args.device,
@@ -133,7 +135,7 @@ def run_command(args: argparse.Namespace) -> int:
         f"{len(result.trajectory) - 1} iterations ({result.evaluations} samples evaluated)"
     )
     print(f"{name}: {initial.resource:g} -> {result.resource:g} ({100 * result.resource / initial.resource:.1f}%)")
-    print(f"held-out accuracy: {initial.accuracy:.4f} -> {result.accuracy:.4f}")
+    print(f"held-out {result.score or 'accuracy'}: {initial.accuracy:.4f} -> {result.accuracy:.4f}")
     print(f"architecture: {run_dir / 'final_arch.json'}; family of {len(result.family)}: {run_dir / 'family.json'}")
     timing = run_dir / "timing.json"
     if timing.exists():

@@ -56,6 +56,7 @@ class SearchResult:
     family: list[FamilyMember]
     evaluations: int  # distinct architectures evaluated
     run_dir: Path | None
+    score: str | None = None  # what ``accuracy`` holds (the ``score`` argument of :func:`search`)
 
 
 class _Resources:
@@ -188,6 +189,7 @@ def search(
     write: bool | None = None,
     metadata: dict[str, Any] | None = None,
     supernet_time: StepTime | None = None,
+    score: str | None = None,
 ) -> SearchResult:
     """Shrink ``initial_arch`` until its resource meets ``config.target``.
 
@@ -199,14 +201,16 @@ def search(
     on resume.  ``devices`` (default: the torch.distributed world size, else 1) turns wall-clock
     into device-hours; ``supernet_time`` is the training step's time, if known, for
     ``timing.json``.  Under torch.distributed only rank 0 writes (``write`` overrides) and every
-    rank must call ``search`` with the same arguments.
+    rank must call ``search`` with the same arguments.  ``score`` names what ``evaluate_fn``
+    returns (e.g. ``"top1"``, ``"rmse"``); it is written beside the value, which is kept under
+    the key ``accuracy``, in ``history.jsonl``, ``trajectory.json`` and ``family.json``.
     """
     began = time.perf_counter()
     config = config or SearchConfig()
     config.validate()
     space.validate(initial_arch)
     devices = devices or world_size()
-    folder = RunFolder(run_dir, write=(rank() == 0) if write is None else write)
+    folder = RunFolder(run_dir, write=(rank() == 0) if write is None else write, score=score)
     shrinker = Shrinker(space, filters_only=config.shrink == "filters")
     res = _Resources(resource_fn, config.constrained)
 
@@ -331,10 +335,11 @@ def search(
         folder.append_history(records)
         finish_iteration(trajectory, "running")
         log.info(
-            "iteration %d: resource %.6g (asked <= %.6g), accuracy %.4f; %d samples, %d discarded, %.2fs",
+            "iteration %d: resource %.6g (asked <= %.6g), %s %.4f; %d samples, %d discarded, %.2fs",
             iteration,
             resource,
             required,
+            score or "accuracy",
             accuracy,
             len(made),
             len(made) - len(candidates),
@@ -359,6 +364,7 @@ def search(
         family=family,
         evaluations=len(evaluations.cache),
         run_dir=folder.path,
+        score=score,
     )
 
 

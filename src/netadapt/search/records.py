@@ -68,11 +68,16 @@ def arch_key(arch: Architecture) -> dict:
 
 class RunFolder:
     """Reads and writes the files of one search run (nothing is written when ``path`` is None
-    or ``write`` is False, e.g. on ranks other than 0)."""
+    or ``write`` is False, e.g. on ranks other than 0).  ``score``, when given, names the metric
+    held under ``accuracy`` in every history record and trajectory/family point."""
 
-    def __init__(self, path: str | Path | None, *, write: bool = True) -> None:
+    def __init__(self, path: str | Path | None, *, write: bool = True, score: str | None = None) -> None:
         self.path = None if path is None else Path(path)
         self.write = write and self.path is not None
+        self.score = score
+
+    def _named(self, record: dict) -> dict:
+        return record if self.score is None else {**record, "score": self.score}
 
     def _file(self, name: str) -> Path | None:
         return None if self.path is None else self.path / name
@@ -155,7 +160,7 @@ class RunFolder:
         if not self.write:
             return
         for rec in records:
-            append_jsonl(self.path / "history.jsonl", rec)
+            append_jsonl(self.path / "history.jsonl", self._named(rec))
 
     def save_state(self, state: dict) -> None:
         if self.write:
@@ -171,9 +176,9 @@ class RunFolder:
     ) -> None:
         if not self.write:
             return
-        save_json(self.path / "trajectory.json", [point_to_dict(p, space) for p in trajectory])
+        save_json(self.path / "trajectory.json", [self._named(point_to_dict(p, space)) for p in trajectory])
         save_json(
             self.path / "family.json",
-            [{"budgets": list(m.budgets), **point_to_dict(m.point, space)} for m in family],
+            [self._named({"budgets": list(m.budgets), **point_to_dict(m.point, space)}) for m in family],
         )
         save_json(self.path / "final_arch.json", final.to_dict(space))

@@ -24,6 +24,7 @@ from netadapt.search.config import SearchConfig
 from netadapt.search.evaluate import Batches, EvalConfig, SampleEvaluator, shared_weight_evaluator, take_images
 from netadapt.search.optimizer import SearchResult, check_search_inputs, search
 from netadapt.search.timing import StepTime, load_timing, step_from_metadata
+from netadapt.tasks import task_named
 
 __all__ = ["SearchRunConfig", "build_resource_fn", "run_search"]
 
@@ -36,6 +37,9 @@ class SearchRunConfig:
 
     supernet: str = ""  # the super-network file written by train-supernet
     metric: str = "macs"  # macs | params | latency:LUT.json | measured:BACKEND | command:'...'
+    # How samples are compared on the held-out images: classification top1; depth rmse (the
+    # default), rel, delta1, delta2, delta3 or mae.  The direction follows the metric.
+    score: str | None = None  # None: the task's default
     run_dir: str | None = None  # None: a "search" folder beside the super-network file
     seed: int = 0
     initial_arch: str | None = None  # an architecture JSON to start from (default: the full network)
@@ -117,7 +121,8 @@ def _load_data(config: SearchRunConfig, extra: dict, image_size: int) -> tuple[B
 
 def _finetune_batches(config: SearchRunConfig, heldout_path: Path) -> list:
     """The NetAdaptV1 baseline's fine-tuning batches: a seeded, fixed list of augmented
-    training images (the same for every sample, so a sample's score depends only on it)."""
+    training images (the same for every sample, so a sample's score depends only on it;
+    depth maps for a depth network)."""
     from netadapt.config import config_from_dict
     from netadapt.data import DataConfig, build_datasets, load_heldout, make_eval_loader
 
@@ -151,12 +156,15 @@ def run_search(config: SearchRunConfig) -> SearchResult:
 
     config.validate()
     supernet, extra = load_supernet(config.supernet)
+    task = task_named(supernet.task)
+    score = task.score(config.score)
     space = supernet.space
     initial = space.full()
     if config.initial_arch:
         initial = space.validate(Architecture.from_json(Path(config.initial_arch).read_text(encoding="utf-8")))
     resource_fn, name = build_resource_fn(config.metric, supernet)
-    search_config = replace(config.search, constrained=config.search.constrained or name)
+    # The score's direction decides selection (paper §4.2: depth RMSE is an error, lower is better).
+    search_config = replace(config.search, constrained=config.search.constrained or name, higher_is_better=score.higher_is_better)
     initial_resource, target = check_search_inputs(space, initial, resource_fn, search_config)
     log.info("%s of the initial network: %g; target %g", name, initial_resource, target)
 
@@ -173,13 +181,18 @@ def run_search(config: SearchRunConfig) -> SearchResult:
                 heldout,
                 steps=config.finetune_steps,
                 lr=config.finetune_lr,
+                loss_fn=task.loss,
+                metric_fn=score.metric_fn,
+                finalize=score.finalize,
                 seed=config.seed,
                 device=ctx.device,
                 workers=eval_config.workers,
                 threads_per_worker=eval_config.threads_per_worker,
             )
         else:
-            evaluator = shared_weight_evaluator(supernet, heldout, calibration, eval_config)
+            evaluator = shared_weight_evaluator(
+                supernet, heldout, calibration, eval_config, metric_fn=score.metric_fn, finalize=score.finalize
+            )
         run_dir = config.resolved_run_dir()
         if ctx.is_main:
             text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
@@ -192,6 +205,8 @@ def run_search(config: SearchRunConfig) -> SearchResult:
             "finetune_steps": config.finetune_steps,
             "data_fingerprint": extra.get("data_fingerprint"),
         }
+        if task.name != "classification":  # (classification searches keep earlier versions' settings, so they resume)
+            metadata.update(task=task.name, score=score.name)
         with evaluator:
             return search(
                 space,
@@ -204,4 +219,5 @@ def run_search(config: SearchRunConfig) -> SearchResult:
                 devices=ctx.world,
                 metadata=metadata,
                 supernet_time=supernet_time,
+                score=score.name,
             )

@@ -12,7 +12,7 @@ from netadapt.train.config import (
     SupernetTrainConfig,
 )
 from netadapt.train.distributed import DistContext, distributed, resolve_device
-from netadapt.train.evaluate import eval_mode, evaluate
+from netadapt.train.evaluate import eval_mode, evaluate, evaluate_depth
 from netadapt.train.loop import CONFIG_FILE, SUPERNET_FILE, build_model, deterministic_mode, train_supernet
 from netadapt.train.optim import ModelEma, RMSpropTF, build_optimizer, lr_factor, scaled_lr, set_lr
 from netadapt.train.sampling import OrderedDropoutSampler, stratified_column
@@ -36,6 +36,7 @@ __all__ = [
     "distributed",
     "eval_mode",
     "evaluate",
+    "evaluate_depth",
     "load_checkpoint",
     "lr_factor",
     "resolve_device",

@@ -108,6 +108,10 @@ class SupernetTrainConfig:
     # weights and distilling from a teacher super-network file's full network.
     architecture: str | None = None
     init_from: str | None = None
+    # Depth (paper §4.2.1, appendix A.2): an ImageNet MobileNetV1 checkpoint whose weights start
+    # FastDepth's encoder (formats: netadapt.depth.load_encoder_); init_from, when also given,
+    # overrides it.  Applied when a run starts, never on resume.
+    init_encoder: str | None = None
     teacher: str | None = None
     teacher_weight: float = 0.5  # weight of the distillation loss when a teacher is given
     deterministic: bool = False  # torch.use_deterministic_algorithms during training

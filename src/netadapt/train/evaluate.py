@@ -1,4 +1,5 @@
-"""Top-1 accuracy and loss of a network, a super-network or one of its sub-networks."""
+"""Top-1 accuracy and loss of a network, a super-network or one of its sub-networks; the depth
+metrics of a depth network (paper Table 7)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from torch import nn
 
 from netadapt.arch.space import Architecture
 from netadapt.data.batches import Batch
+from netadapt.depth.metrics import DepthMetrics, valid_mask
 from netadapt.model.supernet import SuperNet
 from netadapt.train.distributed import DistContext
 
-__all__ = ["eval_mode", "evaluate"]
+__all__ = ["eval_mode", "evaluate", "evaluate_depth"]
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +81,52 @@ def evaluate(
         log.warning("evaluation skipped %d unreadable images", int(skipped))
     n = max(images, 1.0)
     return {"top1": correct / n, "loss": loss / n, "images": int(images), "skipped": int(skipped)}
+
+
+@torch.no_grad()
+def evaluate_depth(
+    model: nn.Module,
+    loader: Iterable,
+    arch: Architecture | None = None,
+    *,
+    device: torch.device | str | None = None,
+    context: DistContext | None = None,
+    max_batches: int | None = None,
+) -> dict[str, float]:
+    """Depth metrics of ``model`` over ``loader``'s (images, depth maps, …) batches.
+
+    RMSE, REL, δ1–δ3 and MAE are computed per image and averaged over images, as FastDepth
+    does (:class:`~netadapt.depth.metrics.DepthMetrics`); ``loss`` is FastDepth's masked L1 loss
+    pooled over every valid pixel.  ``arch`` and ``context`` as in :func:`evaluate`.  Returns
+    ``{"rmse", "rel", "delta1", "delta2", "delta3", "mae", "loss", "images", "skipped"}``.
+    """
+    if arch is not None:
+        if not isinstance(model, SuperNet):
+            raise TypeError("an architecture can only be evaluated on a SuperNet")
+        model = model.extract(arch)
+    if device is None:
+        device = next(model.parameters()).device
+    metrics = DepthMetrics("image")
+    loss = pixels = images = skipped = 0.0
+    with eval_mode(model):
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            skipped += len(getattr(batch, "skipped", ()))
+            x, y = batch[0], batch[1]
+            if len(y) == 0:
+                continue
+            pred = model(x.to(device, non_blocking=True)).float()
+            y = y.to(device, non_blocking=True)
+            metrics.update(pred, y)
+            mask = valid_mask(y)
+            loss += float(((pred - torch.where(mask, y, 0.0)).abs() * mask).sum())
+            pixels += float(mask.sum())
+            images += len(y)
+    if context is not None:
+        totals = context.sum([*metrics.sums.tolist(), loss, pixels, images, skipped])
+        metrics.sums = torch.tensor(totals[: len(metrics.sums)], dtype=torch.float64)
+        loss, pixels, images, skipped = totals[len(metrics.sums) :]
+    if skipped:
+        log.warning("evaluation skipped %d unreadable frames", int(skipped))
+    return {**metrics.compute(), "loss": loss / max(pixels, 1.0), "images": int(images), "skipped": int(skipped)}

@@ -24,24 +24,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from netadapt.arch.space import Architecture
-from netadapt.config import config_to_dict
-from netadapt.data.batches import Batch, TrainBatchSampler, derive_seed, seeded_generator
+from netadapt.config import config_differences, config_to_dict, flatten_mapping
+from netadapt.data.batches import TrainBatchSampler, derive_seed, seeded_generator
 from netadapt.data.loaders import DataSets, build_datasets, make_eval_loader, make_train_loader, open_sources
 from netadapt.data.split import HELDOUT_FILE, load_heldout, save_heldout
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write
 from netadapt.model.checkpoint import load_supernet, save_supernet
 from netadapt.model.supernet import SuperNet, build_supernet
+from netadapt.tasks import Task, task_for
 from netadapt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, rng_state, save_checkpoint
 from netadapt.train.config import RESUMABLE_CHANGES, SupernetTrainConfig
 from netadapt.train.distributed import DistContext, distributed
-from netadapt.train.evaluate import evaluate
 from netadapt.train.logs import MetricsWriter, progress_bar
 from netadapt.train.optim import ModelEma, build_optimizer, lr_factor, scaled_lr, set_lr
 from netadapt.train.sampling import OrderedDropoutSampler
@@ -90,33 +89,25 @@ def build_model(config: SupernetTrainConfig, sets: DataSets) -> SuperNet:
     """The super-network of ``config.model`` sized for the data of ``sets``."""
     m = config.model
     size = sets.image_size
+    task = task_for(config.data)
+    classes = sets.num_classes if task.name == "classification" else None  # a depth network has one output map
     if m.input_size is not None and m.input_size != size:
         raise NetAdaptError(f"model.input_size={m.input_size} but the data's images are {size}x{size}; set data.image_size")
-    if m.num_classes is not None and m.num_classes != sets.num_classes:
-        raise NetAdaptError(f"model.num_classes={m.num_classes} but the data has {sets.num_classes} classes")
+    if m.num_classes is not None and classes is not None and m.num_classes != classes:
+        raise NetAdaptError(f"model.num_classes={m.num_classes} but the data has {classes} classes")
     # Initial weights from the run's seed, without disturbing the caller's global generator.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "init"))
         net = build_supernet(
-            m.name, num_classes=sets.num_classes, input_size=size, in_channels=m.in_channels, width_mult=m.width_mult, **m.options
+            m.name, num_classes=classes, input_size=size, in_channels=m.in_channels, width_mult=m.width_mult, **m.options
         )
-    if net.task != "classification":
-        raise NetAdaptError(f"train-supernet trains classifiers; {m.name} is a {net.task} network")
+    if net.task != task.name:
+        raise NetAdaptError(f"{m.name} is a {net.task} network but data.dataset={config.data.dataset!r} holds {task.name} data")
     if m.dropout is not None:
         for module in net.modules():
             if isinstance(module, nn.Dropout):
                 module.p = m.dropout  # a hyper-parameter of training only; not part of the build
     return net
-
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _check_same_config(run_dir: Path, resolved: dict) -> bool:
@@ -128,9 +119,9 @@ def _check_same_config(run_dir: Path, resolved: dict) -> bool:
         saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError:
         raise NetAdaptError(f"{path} is not valid YAML; delete the run folder to start over") from None
-    old, new = _flatten(saved), _flatten(resolved)
-    for key in sorted(set(old) | set(new)):
-        if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key):
+    old, new = flatten_mapping(saved), flatten_mapping(resolved)
+    for key in config_differences(saved, resolved, config_to_dict(SupernetTrainConfig())):
+        if key not in RESUMABLE_CHANGES:
             raise NetAdaptError(
                 f"run folder {run_dir} was started with {key}={old.get(key)!r}, now {new.get(key)!r}; "
                 "use another --run-dir or the same config"
@@ -147,6 +138,7 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     _check_same_config(run_dir, resolved)
 
     # -- data and the held-out split (paper §4.1.1: reserved, never trained on) ------------------
+    task = task_for(config.data)
     state = load_checkpoint(ckpt_path, STAGE) if ckpt_path.is_file() else None
     if state is not None and state["epoch"] >= config.epochs and out_path.is_file():
         info("super-network training in %s is complete: %s", run_dir, out_path)
@@ -173,6 +165,10 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     if state is not None and state["build"] != raw.build_config():
         raise NetAdaptError(f"{ckpt_path} holds a {state['build'].get('model')} super-network of another shape than the config's")
     fixed = _fixed_architecture(config, raw)
+    if config.init_encoder is not None and state is None:
+        from netadapt.depth.pretrained import load_encoder_
+
+        load_encoder_(raw, config.init_encoder)  # paper §4.2.1: the encoder pre-trained on ImageNet
     if config.init_from is not None and state is None:
         _load_weights(raw, config.init_from)
     teacher = _teacher(config.teacher, raw)
@@ -212,8 +208,9 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
         previous_seconds = float(state.get("wall_seconds", 0.0))
         info("resuming %s at epoch %d, step %d (global step %d)", run_dir, start_epoch + 1, start_step, global_step)
     else:
-        info("training %s (%d searchable layers) on %s: %d training, %d held-out images, %d classes",
-             raw.name, len(raw.space), sets.train_source.name, len(sets.train), len(sets.heldout), sets.num_classes)  # fmt: skip
+        info("training %s (%d searchable layers, %s) on %s: %d training, %d held-out images, %d %s",
+             raw.name, len(raw.space), task.name, sets.train_source.name, len(sets.train), len(sets.heldout),
+             sets.num_classes, "classes" if task.name == "classification" else "scenes")  # fmt: skip
 
     model: nn.Module = raw
     ddp = None
@@ -285,7 +282,7 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
                     widths, kernels = sampler.sample(global_batch, seeded_generator(config.seed, "ordered_dropout", epoch, step))
                 optimizer.zero_grad(set_to_none=True)
                 for m, chunk_id in enumerate(batches.chunk_ids()):
-                    batch: Batch = next(data)
+                    batch = next(data)  # netadapt.data.Batch or netadapt.depth.DepthBatch
                     rows = slice(chunk_id * chunk, (chunk_id + 1) * chunk)
                     w = widths[rows][batch.kept] if widths is not None else None
                     k = kernels[rows][batch.kept] if kernels is not None else None
@@ -294,7 +291,7 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
                     meters["skipped"] += len(batch.skipped)
                     sync = ddp is None or m == config.accumulate - 1
                     with nullcontext() if sync else ddp.no_sync():
-                        pending.add_(_forward_backward(model, raw, batch, w, k, config, autocast_dtype, scaler, teacher))
+                        pending.add_(_forward_backward(model, raw, task, batch, w, k, config, autocast_dtype, scaler, teacher))
                 if scaler is not None:
                     scaler.unscale_(optimizer)
                 if config.optim.grad_clip is not None:
@@ -334,15 +331,14 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
                 "step": global_step,
                 "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": totals["loss"] / n,
-                "train_top1": totals["correct"] / n,
+                task.train_key: totals["correct"] / n,  # train_top1, or train_delta1 for depth
                 "images_per_s": totals["images"] / max(totals["seconds"] / ctx.world, 1e-9),
                 "skipped_images": int(totals["skipped"]),
             }
             if val_loader is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+                net = ema.module if ema else raw
                 record.update(
-                    _validate(
-                        ema.module if ema else raw, val_loader, ctx, config.ordered_dropout.enabled, arch=_arch_of(raw, fixed)
-                    )
+                    task.validate(net, val_loader, ctx, arch=_arch_of(raw, fixed), sub_networks=config.ordered_dropout.enabled)
                 )
             history.append(record)
             meters.update(dict.fromkeys(meters, 0.0))
@@ -373,7 +369,8 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
 def _forward_backward(
     model: nn.Module,
     raw: SuperNet,
-    batch: Batch,
+    task: Task,
+    batch: tuple[Tensor, ...],
     widths: Tensor | None,
     kernels: Tensor | None,
     config: SupernetTrainConfig,
@@ -381,16 +378,17 @@ def _forward_backward(
     scaler: torch.amp.GradScaler | None,
     teacher: SuperNet | None = None,
 ) -> Tensor:
-    """One micro-batch: forward with per-image choices, loss, backward.
+    """One micro-batch: forward with per-image choices, the task's loss, backward.
 
-    Returns a float64 (3,) tensor on the model's device: loss sum, correct predictions, images.
+    Returns a float64 (3,) tensor on the model's device: loss sum, the task's per-image
+    statistic summed (correct predictions; for depth Σ δ1), images.
     """
     device = next(raw.parameters()).device
-    x, y = batch.images, batch.labels
+    x, y = batch[0], batch[1]  # images and labels or depth maps
     weight = 1.0
     if len(y) == 0:  # every image unreadable: a zero-weight dummy keeps DDP's gradient exchange in step
         x = torch.zeros(1, raw.in_channels, raw.input_size, raw.input_size)
-        y = torch.zeros(1, dtype=torch.long)
+        y = task.empty_target(raw)
         widths = None if widths is None else torch.tensor([[layer.max_filters for layer in raw.space.layers]])
         kernels = None
         weight = 0.0
@@ -405,22 +403,23 @@ def _forward_backward(
             logits = model(x)
         else:
             logits = model(x, widths=widths.to(device), kernels=None if kernels is None else kernels.to(device))
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        loss = task.loss(logits, y, label_smoothing=config.label_smoothing)
         if od.distill > 0 and widths is not None:
-            # Beyond the paper: in-place distillation, soft targets from the largest sub-network.
+            # Beyond the paper: in-place distillation, soft targets from the largest sub-network
+            # (for depth: L1 to its predicted depth map).
             with torch.no_grad():
-                teacher = F.softmax(raw(x).float(), dim=1)
-            loss = (1 - od.distill) * loss + od.distill * F.cross_entropy(logits.float(), teacher)
+                soft = task.soft_target(raw(x))
+            loss = (1 - od.distill) * loss + od.distill * task.distill_loss(logits, soft)
         elif teacher is not None:
             # Knowledge distillation from a trained network (paper appendix A.1).
             with torch.no_grad():
-                soft = F.softmax(teacher(x).float(), dim=1)
-            loss = (1 - config.teacher_weight) * loss + config.teacher_weight * F.cross_entropy(logits.float(), soft)
+                soft = task.soft_target(teacher(x))
+            loss = (1 - config.teacher_weight) * loss + config.teacher_weight * task.distill_loss(logits, soft)
     scaled = loss * (weight / config.accumulate)
     (scaler.scale(scaled) if scaler is not None else scaled).backward()
     with torch.no_grad():
         n = len(y) * weight
-        correct = (logits.argmax(1) == y).sum().double() * weight
+        correct = task.hits(logits, y).to(device) * weight
         return torch.stack([loss.detach().double() * n, correct, torch.full((), n, dtype=torch.float64, device=device)])
 
 
@@ -460,18 +459,3 @@ def _teacher(path: str | None, net: SuperNet) -> SuperNet | None:
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
-
-
-@torch.no_grad()
-def _validate(net: SuperNet, loader, ctx: DistContext, sub_networks: bool, arch: Architecture | None = None) -> dict[str, float]:
-    """Validation accuracy of the full network and (with ordered dropout) of the half-width one;
-    of ``arch`` alone when one architecture is trained."""
-    if arch is not None:
-        result = evaluate(net, loader, arch, context=ctx)
-        return {"val_top1": result["top1"], "val_loss": result["loss"]}
-    full = evaluate(net, loader, context=ctx)
-    out = {"val_top1": full["top1"], "val_loss": full["loss"]}
-    if sub_networks:
-        half = evaluate(net, loader, net.space.uniform(0.5), context=ctx)
-        out["val_top1_half"] = half["top1"]
-    return out
