@@ -87,6 +87,11 @@ def test_rerun_resumes_and_skips_finished_stages(finished_run):
     report = run_pipeline(tiny_config(run_dir))
     assert report.is_file() and (run_dir / "summary.json").is_file()
     assert supernet.stat().st_mtime_ns == before  # the super-network was not trained again
+    # a rerun that finds every stage complete keeps the recorded training time (not ~0 s)
+    final_seconds = load_json(run_dir / "timing.json")["steps"]["final_training"]["wall_seconds"]
+    assert final_seconds > 0.05
+    run_pipeline(tiny_config(run_dir))
+    assert load_json(run_dir / "timing.json")["steps"]["final_training"]["wall_seconds"] == final_seconds
 
 
 def test_run_folder_of_another_config_is_refused(finished_run):
