@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from netadapt import NetAdaptError, build_supernet, count_macs, count_params
-from netadapt.resources._export import export_onnx, export_torchscript, onnx_session
+from netadapt.export.formats import onnx_bytes, onnx_session, torchscript_bytes
 from netadapt.resources.command import CommandMetric
 from netadapt.resources.latency import MeasuredLatencyMetric
 from netadapt.resources.lut import LatencyTableMetric
@@ -122,7 +122,7 @@ def test_onnxruntime_reproduces_pytorch(net):
     arch = net.space.sample(random.Random(3))
     compact = net.extract(arch).eval()
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    data = export_onnx(compact, (x,))
+    data = onnx_bytes(compact, (x,))
     assert onnx.load_from_string(data).opset_import[0].version >= 17
     session = onnx_session(data, threads=1)
     got = session.run(None, {"input": x.numpy()})[0]
@@ -139,6 +139,6 @@ def test_torchscript_reproduces_pytorch(net, tmp_path):
     compact = net.extract(arch).eval()
     x = torch.randn(1, 3, 16, 16)
     path = tmp_path / "m.pt"
-    path.write_bytes(export_torchscript(compact, (x,)))
+    path.write_bytes(torchscript_bytes(compact, (x,)))
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.load(path)(x), compact(x))

@@ -28,8 +28,8 @@ import torch
 
 from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
+from netadapt.export.formats import EXPORT_FORMATS, export_model
 from netadapt.model.supernet import SuperNet
-from netadapt.resources._export import EXPORT_FORMATS, export_model
 from netadapt.resources.cache import MetricCache, arch_key
 from netadapt.resources.metrics import check_value
 

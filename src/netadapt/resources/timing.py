@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from netadapt.errors import NetAdaptError
-from netadapt.resources._export import export_onnx, onnx_session
+from netadapt.export.formats import onnx_bytes, onnx_session
 
 __all__ = ["BACKENDS", "STATISTICS", "MeasureFn", "Measurer", "Timing", "check_statistic", "environment", "make_runner"]
 
@@ -145,7 +145,7 @@ def _onnx_runner(module: nn.Module, inputs: tuple[Tensor, ...], threads: int) ->
     """
     import onnxruntime as ort
 
-    session = onnx_session(export_onnx(module, inputs), threads=threads)
+    session = onnx_session(onnx_bytes(module, inputs), threads=threads)
     feeds = {arg.name: x.numpy() for arg, x in zip(session.get_inputs(), inputs, strict=True)}
     first = session.run(None, feeds)  # output shapes and types
     binding = session.io_binding()
