@@ -1,0 +1,65 @@
+"""benchmarks/repro_cifar.py at its smoke size on a generated CIFAR-like folder: every
+experiment runs through ``netadapt run`` and the tables hold the runs' numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("repro_cifar", ROOT / "benchmarks" / "repro_cifar.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cifar_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "cifar10-jpg"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 40), ("test", 10)):
+        for c, name in enumerate(("airplane", "cat", "ship")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
+                pixels[..., c] += 150  # a learnable colour per class
+                Image.fromarray(pixels).save(folder / f"{i:04d}.jpg", quality=90)
+    return root
+
+
+def test_experiments_and_tables(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    script = _load_script()
+    out = tmp_path / "repro"
+    for experiment in ("v2", "v1", "scd"):
+        assert script.main([experiment, "--size", "smoke", "--data", str(cifar_like), "--out", str(out)]) == 0
+    rows = {r["run"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert set(rows) == {"v2", "v1", "scd"}
+    v2, v1, scd = rows["v2"], rows["v1"], rows["scd"]
+    assert v2["ordered_dropout"] and not v1["ordered_dropout"]
+    assert v1["optimizer"] == scd["optimizer"] == "scd" and v2["optimizer"] == "mcd"
+    assert v1["supernet_seconds"] == 0 and v1["pretrain_seconds"] > 0  # pre-training is not search time
+    assert v2["supernet_seconds"] > 0 and v2["final_seconds"] > 0 and v2["search_seconds"] > 0
+    assert scd["reused_supernet_of"] == "v2" and (out / "scd" / "supernet" / "supernet.pt").is_file()
+    assert v2["macs"] < v2["initial_macs"] and v2["baseline_macs"] <= v2["macs"]
+    assert 0 <= v2["top1"] <= 1 and v2["samples_evaluated"] >= 1
+    capsys.readouterr()
+    assert script.main(["table", "--size", "smoke", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert f"| NetAdaptV2 (OD + CBC + MCD) | {100 * v2['top1']:.2f} |" in table
+    assert f"{v1['total_seconds'] / v2['total_seconds']:.2f}x" in table
+    assert "| SCD instead of MCD |" in table and "Machine:" in table
+
+
+def test_unknown_data_folder_is_a_clear_error(tmp_path: Path) -> None:
+    script = _load_script()
+    with pytest.raises(SystemExit, match="not found"):
+        script.main(["v2", "--size", "smoke", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)])
