@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from netadapt.arch.space import Architecture
-from netadapt.data.batches import Batch
 from netadapt.depth.metrics import DepthMetrics, valid_mask
 from netadapt.model.supernet import SuperNet
 from netadapt.train.distributed import DistContext
@@ -31,6 +30,33 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         yield module
     finally:
         module.train(was_training)
+
+
+def _outputs(
+    model: nn.Module,
+    loader: Iterable,
+    arch: Architecture | None,
+    device: torch.device | str | None,
+    max_batches: int | None,
+    skipped: list[int],
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(float outputs, targets) of ``model`` (or its sub-network ``arch``, extracted) for each
+    non-empty batch of ``loader``, in eval mode; unreadable images are counted in ``skipped[0]``."""
+    if arch is not None:
+        if not isinstance(model, SuperNet):
+            raise TypeError("an architecture can only be evaluated on a SuperNet")
+        model = model.extract(arch)
+    if device is None:
+        device = next(model.parameters()).device
+    with eval_mode(model):
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            skipped[0] += len(getattr(batch, "skipped", ()))
+            x, y = batch[0], batch[1]  # Batch, DepthBatch (named tuples) or a plain pair
+            if len(y) == 0:
+                continue
+            yield model(x.to(device, non_blocking=True)).float(), y.to(device, non_blocking=True)
 
 
 @torch.no_grad()
@@ -52,29 +78,13 @@ def evaluate(
     ``context`` each process evaluates its shard and the sums are combined.  Returns
     ``{"top1", "loss", "images", "skipped"}``.
     """
-    if arch is not None:
-        if not isinstance(model, SuperNet):
-            raise TypeError("an architecture can only be evaluated on a SuperNet")
-        model = model.extract(arch)
-    if device is None:
-        device = next(model.parameters()).device
-    correct = loss = images = skipped = 0.0
-    with eval_mode(model):
-        for i, batch in enumerate(loader):
-            if max_batches is not None and i >= max_batches:
-                break
-            if isinstance(batch, Batch):
-                x, y = batch.images, batch.labels
-                skipped += len(batch.skipped)
-            else:
-                x, y = batch[0], batch[1]
-            if len(y) == 0:
-                continue
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x).float()
-            loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += float((logits.argmax(1) == y).sum())
-            images += len(y)
+    correct = loss = images = 0.0
+    count = [0]
+    for logits, y in _outputs(model, loader, arch, device, max_batches, count):
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += float((logits.argmax(1) == y).sum())
+        images += len(y)
+    skipped = float(count[0])
     if context is not None:
         correct, loss, images, skipped = context.sum([correct, loss, images, skipped])
     if skipped:
@@ -100,29 +110,16 @@ def evaluate_depth(
     pooled over every valid pixel.  ``arch`` and ``context`` as in :func:`evaluate`.  Returns
     ``{"rmse", "rel", "delta1", "delta2", "delta3", "mae", "loss", "images", "skipped"}``.
     """
-    if arch is not None:
-        if not isinstance(model, SuperNet):
-            raise TypeError("an architecture can only be evaluated on a SuperNet")
-        model = model.extract(arch)
-    if device is None:
-        device = next(model.parameters()).device
     metrics = DepthMetrics("image")
-    loss = pixels = images = skipped = 0.0
-    with eval_mode(model):
-        for i, batch in enumerate(loader):
-            if max_batches is not None and i >= max_batches:
-                break
-            skipped += len(getattr(batch, "skipped", ()))
-            x, y = batch[0], batch[1]
-            if len(y) == 0:
-                continue
-            pred = model(x.to(device, non_blocking=True)).float()
-            y = y.to(device, non_blocking=True)
-            metrics.update(pred, y)
-            mask = valid_mask(y)
-            loss += float(((pred - torch.where(mask, y, 0.0)).abs() * mask).sum())
-            pixels += float(mask.sum())
-            images += len(y)
+    loss = pixels = images = 0.0
+    count = [0]
+    for pred, y in _outputs(model, loader, arch, device, max_batches, count):
+        metrics.update(pred, y)
+        mask = valid_mask(y)
+        loss += float(((pred - torch.where(mask, y, 0.0)).abs() * mask).sum())
+        pixels += float(mask.sum())
+        images += len(y)
+    skipped = float(count[0])
     if context is not None:
         totals = context.sum([*metrics.sums.tolist(), loss, pixels, images, skipped])
         metrics.sums = torch.tensor(totals[: len(metrics.sums)], dtype=torch.float64)
