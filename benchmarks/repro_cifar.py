@@ -34,10 +34,10 @@ from typing import Any
 import torch
 
 from netadapt.config import config_from_dict, merge_mappings
-from netadapt.io import append_jsonl, load_json, read_jsonl
+from netadapt.io import append_jsonl, atomic_write, load_json, read_jsonl
 from netadapt.pipeline.run import RunConfig, run_pipeline
 
-EXPERIMENTS = ("v2", "v1", "v2pre", "scd", "nobypass", "hparams", "seeds")
+EXPERIMENTS = ("v2", "v1", "v2pre", "uniform", "scd", "nobypass", "hparams", "seeds")
 
 # One preset per machine size.  The network is MobileNetV1 (x0.5 on CPU), the network of the
 # paper's NetAdaptV1 comparison (Table 3); the target is 50% of its MACs.
@@ -177,6 +177,41 @@ def run_one(name: str, mapping: dict, reuse: str | None, root: Path) -> dict:
     return row
 
 
+def uniform_above(root: Path) -> dict:
+    """Train the uniformly scaled network just *above* v2's discovered MACs exactly as the run
+    trained its baseline (the one just below): the widths of the space are a grid, so no uniform
+    multiplier hits the discovered MACs; the tables interpolate top-1 between the two."""
+    from netadapt.model.checkpoint import load_supernet
+    from netadapt.resources.counting import count_macs
+    from netadapt.train.config import SupernetTrainConfig
+    from netadapt.train.loop import train_supernet
+
+    v2 = root / "v2"
+    if not (v2 / "summary.json").exists():
+        raise SystemExit("the uniform experiment trains beside v2's baseline: run the v2 experiment first")
+    budget = load_json(v2 / "summary.json")["discovered"]["macs"]
+    net, _ = load_supernet(v2 / "supernet" / "supernet.pt")
+    above = next((a for a in (net.space.uniform(i / 100) for i in range(1, 101)) if count_macs(net, a) > budget), None)
+    if above is None:
+        raise SystemExit("no uniformly scaled network is larger than the discovered one")
+    folder = root / "uniform_above"
+    folder.mkdir(parents=True, exist_ok=True)
+    arch_file = folder / "architecture.json"
+    atomic_write(arch_file, lambda f: f.write(above.to_json(net.space).encode()))
+    mapping = load_json_yaml(v2 / "baseline" / "config.yaml")
+    mapping.update(run_dir=str(folder), architecture=str(arch_file))
+    _, extra = load_supernet(train_supernet(config_from_dict(SupernetTrainConfig, mapping)))
+    row = {
+        "run": "uniform_above",
+        "top1": extra["metrics"]["val_top1"],
+        "macs": count_macs(net, above),
+        "train_seconds": extra["timing"]["wall_seconds"],
+        "machine": machine(),
+    }
+    append_jsonl(root / "results.jsonl", row)
+    return row
+
+
 def collect(name: str, run_dir: Path, *, reused: str | None = None) -> dict:
     """The numbers of one finished run folder."""
     summary = load_json(run_dir / "summary.json")
@@ -290,8 +325,19 @@ def tables(root: Path) -> str:
         out.append(f"| initial | {_pct(v2.get('initial_top1'))} | {v2.get('initial_macs', 0) / 1e6:.2f} |")
         out.append(f"| discovered (NetAdaptV2) | {_pct(v2['top1'])} | {v2['macs'] / 1e6:.2f} |")
         out.append(f"| uniform width multiplier | {_pct(v2.get('baseline_top1'))} | {v2.get('baseline_macs', 0) / 1e6:.2f} |")
+        above = rows.get("uniform_above")
+        if above:
+            out.append(f"| uniform width multiplier, next step up | {_pct(above['top1'])} | {above['macs'] / 1e6:.2f} |")
         if v2.get("baseline_top1") is not None:
-            out += ["", f"Discovered - uniform: **{100 * (v2['top1'] - v2['baseline_top1']):+.2f} points** top-1."]
+            out += ["", f"Discovered - uniform below: **{100 * (v2['top1'] - v2['baseline_top1']):+.2f} points** top-1 "
+                    f"(the uniform network has {100 * (1 - v2['baseline_macs'] / v2['macs']):.0f}% fewer MACs)."]  # fmt: skip
+            if above:
+                lo, hi = (v2["baseline_macs"], v2["baseline_top1"]), (above["macs"], above["top1"])
+                at = lo[1] + (hi[1] - lo[1]) * (v2["macs"] - lo[0]) / (hi[0] - lo[0])
+                out.append(
+                    f"Uniform scaling interpolated to the discovered network's MACs: {_pct(at)}%; "
+                    f"discovered - uniform at equal MACs: **{100 * (v2['top1'] - at):+.2f} points**."
+                )
     ablation = [
         (label, rows.get(k))
         for label, k in (("full (OD + CBC + MCD)", "v2"), ("without CBC", "nobypass"), ("SCD instead of MCD", "scd"))
@@ -358,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     data = resolve_data(args.data)
     root.mkdir(parents=True, exist_ok=True)
+    if args.experiment == "uniform":
+        row = uniform_above(root)
+        print(json.dumps({k: row[k] for k in ("run", "top1", "macs")}))
+        sys.stdout.write(tables(root))
+        return 0
     for name, mapping, reuse in experiment_configs(args.experiment, SIZES[args.size], data.resolve(), root):
         row = run_one(name, mapping, reuse, root)
         print(json.dumps({k: row[k] for k in ("run", "top1", "macs", "layers_kept", "samples_evaluated", "total_seconds")}))

@@ -39,10 +39,10 @@ def cifar_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_experiments_and_tables(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     script = _load_script()
     out = tmp_path / "repro"
-    for experiment in ("v2", "v1", "v2pre", "scd"):
+    for experiment in ("v2", "v1", "v2pre", "uniform", "scd"):
         assert script.main([experiment, "--size", "smoke", "--data", str(cifar_like), "--out", str(out)]) == 0
     rows = {r["run"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
-    assert set(rows) == {"v2", "v1", "v2pre", "scd"}
+    assert set(rows) == {"v2", "v1", "v2pre", "uniform_above", "scd"}
     v2, v1, scd = rows["v2"], rows["v1"], rows["scd"]
     assert v2["ordered_dropout"] and not v1["ordered_dropout"]
     assert v1["optimizer"] == scd["optimizer"] == "scd" and v2["optimizer"] == "mcd"
@@ -57,6 +57,8 @@ def test_experiments_and_tables(cifar_like: Path, tmp_path: Path, capsys: pytest
     assert f"| NetAdaptV2 (OD + CBC + MCD) | {100 * v2['top1']:.2f} |" in table
     assert f"{v1['total_seconds'] / v2['total_seconds']:.2f}x" in table
     assert "| SCD instead of MCD |" in table and "Machine:" in table
+    assert rows["uniform_above"]["macs"] > v2["macs"] >= v2["baseline_macs"]
+    assert "interpolated to the discovered network's MACs" in table
     assert rows["v2pre"]["starts_from"].endswith("v1/supernet/supernet.pt") and "from the pre-trained network" in table
 
 
