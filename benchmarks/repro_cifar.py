@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from netadapt.config import config_from_dict, merge_mappings
+from netadapt.config import config_from_dict, merge_mappings, read_yaml_mapping
 from netadapt.io import append_jsonl, atomic_write, load_json, read_jsonl
 from netadapt.pipeline.run import RunConfig, run_pipeline
 
@@ -181,7 +181,7 @@ def uniform_above(root: Path) -> dict:
     """Train the uniformly scaled network just *above* v2's discovered MACs exactly as the run
     trained its baseline (the one just below): the widths of the space are a grid, so no uniform
     multiplier hits the discovered MACs; the tables interpolate top-1 between the two."""
-    from netadapt.model.checkpoint import load_supernet
+    from netadapt.model.checkpoint import load_supernet, load_supernet_extra
     from netadapt.resources.counting import count_macs
     from netadapt.train.config import SupernetTrainConfig
     from netadapt.train.loop import train_supernet
@@ -198,9 +198,9 @@ def uniform_above(root: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     arch_file = folder / "architecture.json"
     atomic_write(arch_file, lambda f: f.write(above.to_json(net.space).encode()))
-    mapping = load_json_yaml(v2 / "baseline" / "config.yaml")
+    mapping = read_yaml_mapping(v2 / "baseline" / "config.yaml")
     mapping.update(run_dir=str(folder), architecture=str(arch_file))
-    _, extra = load_supernet(train_supernet(config_from_dict(SupernetTrainConfig, mapping)))
+    extra = load_supernet_extra(train_supernet(config_from_dict(SupernetTrainConfig, mapping)))
     row = {
         "run": "uniform_above",
         "top1": extra["metrics"]["val_top1"],
@@ -218,12 +218,12 @@ def collect(name: str, run_dir: Path, *, reused: str | None = None) -> dict:
     steps = load_json(run_dir / "timing.json")["steps"]
     config = load_json(run_dir / "search" / "search_config.json")["config"]
     discovered = summary["discovered"]
-    layers = [layer for layer in discovered["architecture"]["layers"]]
+    layers = discovered["architecture"]["layers"]
     history = read_jsonl(run_dir / "search" / "history.jsonl")
     evaluated = (
         read_jsonl(run_dir / "search" / "evaluated.jsonl") if (run_dir / "search" / "evaluated.jsonl").exists() else history
     )
-    supernet_cfg = load_json_yaml(run_dir / "config.yaml")["supernet"]
+    supernet_cfg = read_yaml_mapping(run_dir / "config.yaml")["supernet"]
     seconds = {k: v["wall_seconds"] for k, v in steps.items()}
     od = supernet_cfg["ordered_dropout"]["enabled"]
     pretrained = supernet_cfg.get("init_from")
@@ -261,12 +261,6 @@ def collect(name: str, run_dir: Path, *, reused: str | None = None) -> dict:
             row[f"{key}_top1"] = summary[key]["accuracy"]
             row[f"{key}_macs"] = summary[key]["macs"]
     return row
-
-
-def load_json_yaml(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def machine() -> str:

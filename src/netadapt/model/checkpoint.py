@@ -22,7 +22,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.io import load_torch_file, save_torch
 from netadapt.model.supernet import SuperNet, build_supernet
 
-__all__ = ["SUPERNET_FORMAT", "load_supernet", "save_supernet", "supernet_from_build"]
+__all__ = ["SUPERNET_FORMAT", "load_supernet", "load_supernet_extra", "save_supernet", "supernet_from_build"]
 
 SUPERNET_FORMAT = "netadapt.supernet"
 SUPERNET_VERSION = 1
@@ -57,11 +57,20 @@ def save_supernet(path: str | os.PathLike, supernet: SuperNet, extra: dict[str, 
     )
 
 
-def load_supernet(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[SuperNet, dict[str, Any]]:
-    """Read a super-network file; returns the network and the file's ``extra`` metadata."""
-    data = load_torch_file(
+def _read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    return load_torch_file(
         path, fmt=SUPERNET_FORMAT, version=SUPERNET_VERSION, what="super-network file", map_location=map_location
     )
+
+
+def load_supernet_extra(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``extra`` metadata of a super-network file, without building the network."""
+    return _read(path).get("extra", {})
+
+
+def load_supernet(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[SuperNet, dict[str, Any]]:
+    """Read a super-network file; returns the network and the file's ``extra`` metadata."""
+    data = _read(path, map_location)
     net = supernet_from_build(data["build"])
     try:
         net.load_state_dict(data["state_dict"])

@@ -25,7 +25,7 @@ from netadapt.arch.space import Architecture
 from netadapt.config import config_differences, config_to_dict
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write, load_json, save_json
-from netadapt.model.checkpoint import load_supernet
+from netadapt.model.checkpoint import load_supernet, load_supernet_extra
 from netadapt.model.supernet import SuperNet
 from netadapt.pipeline.layout import RunLayout
 from netadapt.search.config import SearchConfig
@@ -166,7 +166,7 @@ def _training_time(layout: RunLayout, final_file: Path) -> StepTime:
     files = [*sorted(layout.final_dir.glob("trajectory_*/supernet.pt")), final_file]
     seconds, devices = 0.0, 1
     for path in files:
-        timing = load_supernet(path)[1].get("timing") or {}
+        timing = load_supernet_extra(path).get("timing") or {}
         seconds += float(timing.get("wall_seconds", 0.0))
         devices = max(devices, int(timing.get("devices", 1)))
     return StepTime(seconds, devices)
