@@ -10,6 +10,8 @@ run resumes after a crash, and the run folders keep everything (history, timing,
     python benchmarks/repro_cifar.py nobypass --size cpu ...   # ablation: no channel-level bypass
     python benchmarks/repro_cifar.py hparams  --size cpu ...   # Table 5: initial reduction x samples
     python benchmarks/repro_cifar.py seeds    --size cpu ...   # Table 6: search seeds 1, 2 (seed 0 = v2)
+    python benchmarks/repro_cifar.py retrain  --size cpu ...   # Table 6: v2's discovered network trained with seeds 1, 2
+    python benchmarks/repro_cifar.py flows    --size cpu ...   # Table 6: the entire flow with seeds 1, 2
     python benchmarks/repro_cifar.py table    --size cpu       # the tables of docs/RESULTS.md from the runs
 
 ``--data`` is the extracted ``cifar10-jpg`` folder (``tar xzf ../shared/data/cifar10-jpg.tar.gz
@@ -37,7 +39,8 @@ from netadapt.config import config_from_dict, merge_mappings, read_yaml_mapping
 from netadapt.io import append_jsonl, atomic_write, load_json, read_jsonl
 from netadapt.pipeline.run import RunConfig, run_pipeline
 
-EXPERIMENTS = ("v2", "v1", "v2pre", "uniform", "scd", "nobypass", "hparams", "seeds")
+EXPERIMENTS = ("v2", "v1", "v2pre", "uniform", "scd", "nobypass", "hparams", "seeds", "retrain", "flows")
+SEEDS = (1, 2)  # the other two runs of each Table 6 row (seed 0 is v2 itself)
 
 # One preset per machine size.  The network is MobileNetV1 (x0.5 on CPU), the network of the
 # paper's NetAdaptV1 comparison (Table 3); the target is 50% of its MACs.
@@ -157,8 +160,10 @@ def experiment_configs(name: str, size: dict[str, Any], data: Path, root: Path) 
             (f"hp_r{r:g}_j{j}", variant(f"hp_r{r:g}_j{j}", {"search": {"search": {"initial_reduction": r, "samples": j}}}), "v2")
             for r, j in size["hparams"]
         ]
-    if name == "seeds":
-        return [(f"seed{s}", variant(f"seed{s}", {"search": {"seed": s}}), "v2") for s in (1, 2)]
+    if name == "seeds":  # Table 6, second row: one super-network, the search run again
+        return [(f"seed{s}", variant(f"seed{s}", {"search": {"seed": s}}), "v2") for s in SEEDS]
+    if name == "flows":  # Table 6, last row: the entire flow again (super-network, search and final training seeds)
+        return [(f"flow{s}", variant(f"flow{s}", {"supernet": {"seed": s}, "search": {"seed": s}}), None) for s in SEEDS]
     raise SystemExit(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)} or table")
 
 
@@ -177,30 +182,40 @@ def run_one(name: str, mapping: dict, reuse: str | None, root: Path) -> dict:
     return row
 
 
-def uniform_above(root: Path) -> dict:
-    """Train the uniformly scaled network just *above* v2's discovered MACs exactly as the run
-    trained its baseline (the one just below): the widths of the space are a grid, so no uniform
-    multiplier hits the discovered MACs; the tables interpolate top-1 between the two."""
-    from netadapt.model.checkpoint import load_supernet, load_supernet_extra
-    from netadapt.resources.counting import count_macs
+def _train_like(source: Path, folder: Path, architecture, space, changes: dict) -> dict:
+    """Train ``architecture`` exactly as the run whose training config is ``source`` was trained,
+    with ``changes`` applied, in ``folder``; returns the trained file's metadata."""
+    from netadapt.model.checkpoint import load_supernet_extra
     from netadapt.train.config import SupernetTrainConfig
     from netadapt.train.loop import train_supernet
 
-    v2 = root / "v2"
-    if not (v2 / "summary.json").exists():
-        raise SystemExit("the uniform experiment trains beside v2's baseline: run the v2 experiment first")
-    budget = load_json(v2 / "summary.json")["discovered"]["macs"]
-    net, _ = load_supernet(v2 / "supernet" / "supernet.pt")
+    folder.mkdir(parents=True, exist_ok=True)
+    arch_file = folder / "architecture.json"
+    atomic_write(arch_file, lambda f: f.write(architecture.to_json(space).encode()))
+    mapping = read_yaml_mapping(source)
+    mapping.update(run_dir=str(folder), architecture=str(arch_file), **changes)
+    return load_supernet_extra(train_supernet(config_from_dict(SupernetTrainConfig, mapping)))
+
+
+def _v2_summary(root: Path, experiment: str) -> dict:
+    if not (root / "v2" / "summary.json").exists():
+        raise SystemExit(f"the {experiment} experiment builds on v2's run: run the v2 experiment first")
+    return load_json(root / "v2" / "summary.json")
+
+
+def uniform_above(root: Path) -> list[dict]:
+    """Train the uniformly scaled network just *above* v2's discovered MACs exactly as the run
+    trained its baseline (the one just below): the widths of the space are a grid, so no uniform
+    multiplier hits the discovered MACs; the tables interpolate top-1 between the two."""
+    from netadapt.model.checkpoint import load_supernet
+    from netadapt.resources.counting import count_macs
+
+    budget = _v2_summary(root, "uniform")["discovered"]["macs"]
+    net, _ = load_supernet(root / "v2" / "supernet" / "supernet.pt")
     above = next((a for a in (net.space.uniform(i / 100) for i in range(1, 101)) if count_macs(net, a) > budget), None)
     if above is None:
         raise SystemExit("no uniformly scaled network is larger than the discovered one")
-    folder = root / "uniform_above"
-    folder.mkdir(parents=True, exist_ok=True)
-    arch_file = folder / "architecture.json"
-    atomic_write(arch_file, lambda f: f.write(above.to_json(net.space).encode()))
-    mapping = read_yaml_mapping(v2 / "baseline" / "config.yaml")
-    mapping.update(run_dir=str(folder), architecture=str(arch_file))
-    extra = load_supernet_extra(train_supernet(config_from_dict(SupernetTrainConfig, mapping)))
+    extra = _train_like(root / "v2" / "baseline" / "config.yaml", root / "uniform_above", above, net.space, {})
     row = {
         "run": "uniform_above",
         "top1": extra["metrics"]["val_top1"],
@@ -209,7 +224,33 @@ def uniform_above(root: Path) -> dict:
         "machine": machine(),
     }
     append_jsonl(root / "results.jsonl", row)
-    return row
+    return [row]
+
+
+def retrain(root: Path) -> list[dict]:
+    """Table 6, first row: v2's discovered network trained again exactly as its final training,
+    with other seeds (initialisation from the super-network is the same; data order,
+    augmentation and ordered-dropout draws change)."""
+    from netadapt.arch.space import Architecture
+    from netadapt.model.checkpoint import load_supernet
+
+    summary = _v2_summary(root, "retrain")
+    net, _ = load_supernet(root / "v2" / "supernet" / "supernet.pt")
+    discovered = Architecture.from_dict(summary["discovered"]["architecture"])
+    rows = []
+    for seed in SEEDS:
+        name = f"retrain{seed}"
+        extra = _train_like(root / "v2" / "final" / "config.yaml", root / name, discovered, net.space, {"seed": seed})
+        row = {
+            "run": name,
+            "top1": extra["metrics"]["val_top1"],
+            "macs": summary["discovered"]["macs"],
+            "train_seconds": extra["timing"]["wall_seconds"],
+            "machine": machine(),
+        }
+        append_jsonl(root / "results.jsonl", row)
+        rows.append(row)
+    return rows
 
 
 def collect(name: str, run_dir: Path, *, reused: str | None = None) -> dict:
@@ -356,14 +397,26 @@ def tables(root: Path) -> str:
                 f"| {100 * r['initial_reduction']:.1f}% | {r['samples_per_iteration']} | {_pct(r['top1'])} | "
                 f"{r['macs'] / 1e6:.2f} | {r['samples_evaluated']} | {_min(r['search_seconds'])} |"
             )
-    seeds = [r for r in (v2, rows.get("seed1"), rows.get("seed2")) if r]
-    if len(seeds) > 1:
-        top = torch.tensor([r["top1"] for r in seeds], dtype=torch.float64) * 100
-        out += ["", "### Variance over search seeds (Table 6)", "",
-                "| search seed | top-1 % | MACs (M) |", "|---|---|---|"]  # fmt: skip
-        for i, r in enumerate(seeds):
-            out.append(f"| {i} | {_pct(r['top1'])} | {r['macs'] / 1e6:.2f} |")
-        out += ["", f"Mean {top.mean():.2f}, standard deviation {top.std():.2f} points ({len(seeds)} seeds)."]
+    variance = [
+        (label, [r for r in (v2, *(rows.get(f"{prefix}{s}") for s in SEEDS)) if r])
+        for label, prefix in (
+            ("final training (one discovered network)", "retrain"),
+            ("search (one super-network)", "seed"),
+            ("entire flow", "flow"),
+        )
+    ]
+    if any(len(runs) > 1 for _, runs in variance):
+        out += ["", "### Variance (Table 6)", "",
+                "Each row runs one step three times (seed 0 is the v2 run, then seeds 1 and 2); the steps before it once.", "",
+                "| repeated step | top-1 % by seed | MACs (M) by seed | range | std |", "|---|---|---|---|---|"]  # fmt: skip
+        for label, runs in variance:
+            if len(runs) > 1:
+                top = torch.tensor([r["top1"] for r in runs], dtype=torch.float64) * 100
+                macs = ", ".join(f"{r['macs'] / 1e6:.2f}" for r in runs)
+                out.append(
+                    f"| {label} | {', '.join(f'{t:.2f}' for t in top.tolist())} | {macs} | "
+                    f"{top.max() - top.min():.2f} | {top.std():.2f} |"
+                )
     machines = sorted({r["machine"] for r in rows.values()})
     if machines:
         out += ["", "Machine: " + "; ".join(machines)]
@@ -398,9 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     data = resolve_data(args.data)
     root.mkdir(parents=True, exist_ok=True)
-    if args.experiment == "uniform":
-        row = uniform_above(root)
-        print(json.dumps({k: row[k] for k in ("run", "top1", "macs")}))
+    if args.experiment in ("uniform", "retrain"):
+        for row in (uniform_above if args.experiment == "uniform" else retrain)(root):
+            print(json.dumps({k: row[k] for k in ("run", "top1", "macs")}))
         sys.stdout.write(tables(root))
         return 0
     for name, mapping, reuse in experiment_configs(args.experiment, SIZES[args.size], data.resolve(), root):

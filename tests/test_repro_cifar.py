@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,10 +40,10 @@ def cifar_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_experiments_and_tables(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     script = _load_script()
     out = tmp_path / "repro"
-    for experiment in ("v2", "v1", "v2pre", "uniform", "scd"):
+    for experiment in ("v2", "v1", "v2pre", "uniform", "scd", "retrain"):
         assert script.main([experiment, "--size", "smoke", "--data", str(cifar_like), "--out", str(out)]) == 0
     rows = {r["run"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
-    assert set(rows) == {"v2", "v1", "v2pre", "uniform_above", "scd"}
+    assert set(rows) == {"v2", "v1", "v2pre", "uniform_above", "scd", "retrain1", "retrain2"}
     v2, v1, scd = rows["v2"], rows["v1"], rows["scd"]
     assert v2["ordered_dropout"] and not v1["ordered_dropout"]
     assert v1["optimizer"] == scd["optimizer"] == "scd" and v2["optimizer"] == "mcd"
@@ -59,7 +60,21 @@ def test_experiments_and_tables(cifar_like: Path, tmp_path: Path, capsys: pytest
     assert "| SCD instead of MCD |" in table and "Machine:" in table
     assert rows["uniform_above"]["macs"] > v2["macs"] >= v2["baseline_macs"]
     assert "interpolated to the discovered network's MACs" in table
+    assert rows["retrain1"]["macs"] == rows["retrain2"]["macs"] == v2["macs"]
+    assert "| final training (one discovered network) |" in table
+    # the seed reaches the training: the same network, other weights
+    retrained = torch.load(out / "retrain1" / "supernet.pt", map_location="cpu", weights_only=False)["state_dict"]
+    final = torch.load(out / "v2" / "final" / "supernet.pt", map_location="cpu", weights_only=False)["state_dict"]
+    assert retrained.keys() == final.keys() and any(not torch.equal(retrained[k], final[k]) for k in final)
     assert rows["v2pre"]["starts_from"].endswith("v1/supernet/supernet.pt") and "from the pre-trained network" in table
+
+
+def test_flows_reseed_every_step(tmp_path: Path) -> None:
+    script = _load_script()
+    configs = script.experiment_configs("flows", script.SIZES["smoke"], tmp_path, tmp_path / "out")
+    assert [(name, reuse) for name, _, reuse in configs] == [("flow1", None), ("flow2", None)]
+    for seed, (_, mapping, _) in zip((1, 2), configs, strict=True):
+        assert mapping["supernet"]["seed"] == mapping["search"]["seed"] == seed  # final training follows the super-network's
 
 
 def test_unknown_data_folder_is_a_clear_error(tmp_path: Path) -> None:
