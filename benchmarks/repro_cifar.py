@@ -227,7 +227,7 @@ def uniform_above(root: Path) -> list[dict]:
     return [row]
 
 
-def retrain(root: Path) -> list[dict]:
+def retrain(root: Path, only: set[str] | None = None) -> list[dict]:
     """Table 6, first row: v2's discovered network trained again exactly as its final training,
     with other seeds (initialisation from the super-network is the same; data order,
     augmentation and ordered-dropout draws change)."""
@@ -240,6 +240,8 @@ def retrain(root: Path) -> list[dict]:
     rows = []
     for seed in SEEDS:
         name = f"retrain{seed}"
+        if only is not None and name not in only:
+            continue
         extra = _train_like(root / "v2" / "final" / "config.yaml", root / name, discovered, net.space, {"seed": seed})
         row = {
             "run": name,
@@ -443,6 +445,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("data/cifar10-jpg"))
     parser.add_argument("--out", type=Path, default=None, help="default: runs/repro-SIZE")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="RUN",
+        help="run only these runs of the experiment (e.g. flow1), to spread one over several processes",
+    )
     args = parser.parse_args(argv)
     root = args.out or Path("runs") / f"repro-{args.size}"
     if args.experiment == "table":
@@ -451,12 +460,24 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     data = resolve_data(args.data)
     root.mkdir(parents=True, exist_ok=True)
+    only = None if args.only is None else set(args.only)
     if args.experiment in ("uniform", "retrain"):
-        for row in (uniform_above if args.experiment == "uniform" else retrain)(root):
+        configs, names = [], {"uniform_above"} if args.experiment == "uniform" else {f"retrain{s}" for s in SEEDS}
+    else:
+        configs = experiment_configs(args.experiment, SIZES[args.size], data.resolve(), root)
+        names = {name for name, _, _ in configs}
+    if only is not None:
+        if only - names:
+            raise SystemExit(
+                f"--only: {', '.join(sorted(only - names))} is not a run of {args.experiment} ({', '.join(sorted(names))})"
+            )
+        configs = [c for c in configs if c[0] in only]
+    if args.experiment in ("uniform", "retrain"):
+        for row in uniform_above(root) if args.experiment == "uniform" else retrain(root, only):
             print(json.dumps({k: row[k] for k in ("run", "top1", "macs")}))
         sys.stdout.write(tables(root))
         return 0
-    for name, mapping, reuse in experiment_configs(args.experiment, SIZES[args.size], data.resolve(), root):
+    for name, mapping, reuse in configs:
         row = run_one(name, mapping, reuse, root)
         print(json.dumps({k: row[k] for k in ("run", "top1", "macs", "layers_kept", "samples_evaluated", "total_seconds")}))
     sys.stdout.write(tables(root))

@@ -77,6 +77,13 @@ def test_flows_reseed_every_step(tmp_path: Path) -> None:
         assert mapping["supernet"]["seed"] == mapping["search"]["seed"] == seed  # final training follows the super-network's
 
 
+def test_only_names_runs_of_the_experiment(cifar_like: Path, tmp_path: Path) -> None:
+    script = _load_script()
+    with pytest.raises(SystemExit, match=r"--only: flow9 is not a run of flows \(flow1, flow2\)"):
+        script.main(["flows", "--size", "smoke", "--data", str(cifar_like), "--out", str(tmp_path), "--only", "flow9"])
+    assert not (tmp_path / "flow1").exists()
+
+
 def test_unknown_data_folder_is_a_clear_error(tmp_path: Path) -> None:
     script = _load_script()
     with pytest.raises(SystemExit, match="not found"):
