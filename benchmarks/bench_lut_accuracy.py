@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--grid", type=int, help="channel grid step of the tables (default: every reachable point)")
     parser.add_argument("--samples", type=int, default=100, help="random sub-networks checked per model")
     parser.add_argument("--min-time", type=float, default=0.05, help="seconds of timed runs per table entry")
-    parser.add_argument("--check-time", type=float, default=0.5, help="seconds of timed runs per checked network")
+    parser.add_argument("--check-time", type=float, default=0.5, help="seconds of timed runs per checked or calibration network")
     parser.add_argument("--passes", type=int, default=2, help="passes over the entries and the checked networks")
     parser.add_argument("--calibrate", type=int, default=20, help="networks measured for the calibration fit")
     parser.add_argument("--fit", choices=FITS, default="linear", help="linear (scale and constant, default) or offset")
@@ -62,7 +62,7 @@ def main() -> None:
         measure = Measurer(backend=args.backend, threads=args.threads, min_time=args.min_time)
         table = build_table(
             net, path, measure=measure, grid=args.grid, statistic=args.statistic, calibrate=args.calibrate, fit=args.fit,
-            passes=args.passes, progress=not args.no_progress,
+            passes=args.passes, network_time=args.check_time, progress=not args.no_progress,
         )  # fmt: skip
         built = time.perf_counter() - began
         began = time.perf_counter()

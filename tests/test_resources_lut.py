@@ -205,6 +205,36 @@ def test_build_resumes_after_interruption(tmp_path):
     assert fourth.calls == 3  # other calibration settings: refit only
 
 
+class MinTimeRecorder(Measurer):
+    """A Measurer that records the ``min_time`` of every call and times nothing (fake MACs)."""
+
+    def __call__(self, module, inputs) -> Timing:
+        SEEN_MIN_TIMES.append(self.min_time)
+        return fake_macs(module, inputs)
+
+
+SEEN_MIN_TIMES: list[float] = []
+
+
+def test_calibration_networks_are_timed_like_checked_networks(tmp_path):
+    """Entries get the measurer's short time, whole calibration networks ``network_time`` (a
+    minimum over a few runs of a whole network sits above its minimum over many); another
+    ``network_time`` refits without measuring the entries again."""
+    net = tiny("mobilenet_v1_cifar")
+    total = len(OpPlan(net).reachable()[0])
+    SEEN_MIN_TIMES.clear()
+    path = tmp_path / "lut.json"
+    table = build_table(net, path, measure=MinTimeRecorder(min_time=0.01), calibrate=3, network_time=0.7, progress=False)
+    assert SEEN_MIN_TIMES.count(0.01) == total + 1  # every entry and the null op
+    assert SEEN_MIN_TIMES.count(0.7) == 3 and len(SEEN_MIN_TIMES) == total + 4
+    assert table.calibration["network_time"] == 0.7 and load_table(path).calibration["network_time"] == 0.7
+    SEEN_MIN_TIMES.clear()
+    build_table(net, path, measure=MinTimeRecorder(min_time=0.01), calibrate=3, network_time=0.3, progress=False)
+    assert SEEN_MIN_TIMES == [0.3] * 3
+    with pytest.raises(NetAdaptError, match="network_time must be positive"):
+        build_table(net, path, measure=fake_macs, network_time=0, progress=False)
+
+
 def test_second_pass_keeps_the_faster_timing(tmp_path):
     net = tiny("mobilenet_v1_cifar")
     total = len(OpPlan(net).reachable()[0])

@@ -12,7 +12,7 @@ from netadapt.model.checkpoint import load_supernet, supernet_from_build
 from netadapt.model.supernet import SuperNet, build_supernet
 from netadapt.resources.lut import load_table
 from netadapt.resources.lut_build import FITS, build_table, check_table
-from netadapt.resources.timing import BACKENDS, STATISTICS, Measurer
+from netadapt.resources.timing import BACKENDS, NETWORK_MIN_TIME, STATISTICS, Measurer
 
 __all__ = ["register"]
 
@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs per measurement (default: 5)")
     p.add_argument("--min-time", type=float, default=0.05, help="seconds of timed runs per layer (default: 0.05)")
     p.add_argument("--calibrate", type=int, default=20, help="whole networks measured for the fit (default: 20)")
+    p.add_argument(
+        "--network-time", type=float, default=NETWORK_MIN_TIME,
+        help=f"seconds of timed runs per calibration network, as lut check (default: {NETWORK_MIN_TIME})",
+    )  # fmt: skip
     p.add_argument("--fit", choices=FITS, default="linear", help="linear: scale and constant (default); offset: constant only")
     p.add_argument("--passes", type=int, default=1, help="measure every entry this many times, keep the fastest (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration networks")
@@ -49,7 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("table", type=Path, help="latency table file")
     p.add_argument("--samples", type=int, default=100, help="random sub-networks (default: 100)")
     p.add_argument("--seed", type=int, default=1, help="seed of the sampled sub-networks (default: 1)")
-    p.add_argument("--min-time", type=float, default=0.5, help="seconds of timed runs per network (default: 0.5)")
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=NETWORK_MIN_TIME,
+        help=f"seconds of timed runs per network (default: {NETWORK_MIN_TIME})",
+    )
     p.add_argument("--passes", type=int, default=2, help="measure every network this many times, minutes apart (default: 2)")
     p.add_argument("--tolerance", type=float, default=0.10, help="relative error counted as accurate (default: 0.10)")
     p.add_argument("--require", type=float, help="exit with status 1 if the share within tolerance is below this")
@@ -77,7 +86,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     measurer = Measurer(backend=args.backend, threads=args.threads, warmup=args.warmup, min_time=args.min_time)
     table = build_table(
         net, args.out, measure=measurer, grid=args.grid, statistic=args.statistic, calibrate=args.calibrate, fit=args.fit,
-        passes=args.passes, seed=args.seed, progress=not args.no_progress,
+        passes=args.passes, seed=args.seed, network_time=args.network_time, progress=not args.no_progress,
     )  # fmt: skip
     print(
         f"{args.out}: {len(table.entries)} entries for {table.model} on {table.backend} "

@@ -18,7 +18,7 @@ import os
 import random
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -30,7 +30,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.model.supernet import SuperNet
 from netadapt.resources.lut import LatencyTable, load_table
 from netadapt.resources.ops import Op, OpMaker, OpPlan
-from netadapt.resources.timing import MeasureFn, Measurer, Timing, check_statistic, environment
+from netadapt.resources.timing import NETWORK_MIN_TIME, MeasureFn, Measurer, Timing, check_statistic, environment
 
 __all__ = [
     "FITS",
@@ -141,6 +141,7 @@ def build_table(
     fit: str = "linear",
     passes: int = 1,
     seed: int = 0,
+    network_time: float = NETWORK_MIN_TIME,
     save_every: float = 10.0,
     progress: bool = True,
 ) -> LatencyTable:
@@ -155,8 +156,11 @@ def build_table(
     measured to fit a scale and a constant (``fit="linear"``) or only the per-network constant
     (``fit="offset"``), see :func:`fit_calibration`.  ``passes`` > 1 measures every entry and
     every calibration network that many times in all, keeping the faster timing (steadier
-    tables on a shared machine).  Rerunning a finished build with other calibration settings
-    refits without measuring the entries again.
+    tables on a shared machine).  Calibration networks are timed for ``network_time`` seconds
+    each, as ``lut check`` times whole networks: a whole network's minimum over a few runs (the
+    entries' ``min_time``) sits well above its minimum over many, which biased the fit upwards
+    (measured at 224×224: scale 1.24 instead of ~1.14).  Rerunning a finished build with other
+    calibration settings refits without measuring the entries again.
     """
     measure = measure if measure is not None else Measurer()
     path = Path(path)
@@ -166,6 +170,8 @@ def build_table(
         raise NetAdaptError(f"unknown calibration fit {fit!r}; choose one of {', '.join(FITS)}")
     if passes < 1:
         raise NetAdaptError(f"passes must be at least 1, got {passes}")
+    if network_time <= 0:
+        raise NetAdaptError(f"network_time must be positive, got {network_time}")
     table = _resume(path, supernet, env, grid, statistic)
     if table is None:
         table = LatencyTable(
@@ -195,14 +201,15 @@ def build_table(
         _measure_all(table, list(wanted.items()), measure, path, save_every, f"lut pass {n}/{passes}", progress)
         table.measure["passes_done"] = n
         table.save(path)
-    wanted_fit = _calibration_wanted(calibrate, fit, passes)
+    network_measure = replace(measure, min_time=network_time) if isinstance(measure, Measurer) else measure
+    wanted_fit = _calibration_wanted(calibrate, fit, passes, _network_time(network_measure))
     if table.complete and calibrate > 0:
         done = {k: (table.calibration or {}).get(k) for k in wanted_fit}
         if done != wanted_fit:  # other calibration settings: refit, the entries stay
             table.complete = False
     if not table.complete:
         table.invalidate()
-        _calibrate(table, supernet, measure, calibrate, seed, fit, passes, progress)
+        _calibrate(table, supernet, network_measure, calibrate, seed, fit, passes, progress)
         table.complete = True
         table.save(path)
     return table
@@ -259,8 +266,12 @@ def measure_networks(
     return [combine(seen) for seen in values]
 
 
-def _calibration_wanted(count: int, fit: str, passes: int) -> dict:
-    return {"count": count, "requested": fit, "passes": passes}
+def _network_time(measure: MeasureFn) -> float | None:
+    return measure.min_time if isinstance(measure, Measurer) else None
+
+
+def _calibration_wanted(count: int, fit: str, passes: int, network_time: float | None) -> dict:
+    return {"count": count, "requested": fit, "passes": passes, "network_time": network_time}
 
 
 def _calibrate(
@@ -281,7 +292,7 @@ def _calibrate(
     )
     table.scale, table.constant, how = fit_calibration(summed, measured, fit)
     table.calibration = {
-        **_calibration_wanted(count, fit, passes),
+        **_calibration_wanted(count, fit, passes, _network_time(measure)),
         "networks": [{"summed": round(s, 6), "measured": round(m, 6)} for s, m in zip(summed, measured, strict=True)],
         "seed": seed,
         "fit": how,
@@ -403,7 +414,7 @@ def check_table(
         raise NetAdaptError(f"samples and passes must be at least 1, got {samples} and {passes}")
     table.check_supernet(supernet)
     if measure is None:
-        measure = Measurer(backend=table.backend, threads=table.threads)
+        measure = Measurer(backend=table.backend, threads=table.threads, min_time=NETWORK_MIN_TIME)
     rng = random.Random(seed)
     plan = OpPlan(supernet)
     archs = [supernet.space.sample(rng) for _ in range(samples)]

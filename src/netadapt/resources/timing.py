@@ -34,7 +34,17 @@ from torch import Tensor, nn
 from netadapt.errors import NetAdaptError
 from netadapt.export.formats import onnx_bytes, onnx_session
 
-__all__ = ["BACKENDS", "STATISTICS", "MeasureFn", "Measurer", "Timing", "check_statistic", "environment", "make_runner"]
+__all__ = [
+    "BACKENDS",
+    "NETWORK_MIN_TIME",
+    "STATISTICS",
+    "MeasureFn",
+    "Measurer",
+    "Timing",
+    "check_statistic",
+    "environment",
+    "make_runner",
+]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +181,11 @@ def _torch_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+# Seconds of timed runs per whole network (latency-table calibration, ``lut check``, measured
+# latency): a few-millisecond network needs hundreds of runs for a steady minimum.
+NETWORK_MIN_TIME = 0.5
 
 
 @dataclass(frozen=True)
