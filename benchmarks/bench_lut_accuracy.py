@@ -14,6 +14,13 @@ kept in ``--dir`` so a rerun resumes the build and only redoes the check.
 
 Options set the cost: ``--grid`` (channel step; the table measures only grid points and
 interpolates), ``--samples`` (checked sub-networks), ``--min-time`` (seconds per layer entry).
+
+``--design together`` (default) measures the calibration networks and the checked networks in
+the same passes, interleaved, so that what is compared is the model (entries summed, scaled,
+plus a constant) and not the machine's drift between a build and a later check: on this
+project's shared VM the whole-network speed itself drifted by ~8% within ten minutes.
+``--design apart`` is what a user does (``lut build`` fits at build time, ``lut check`` measures
+later) and includes that drift.
 """
 
 from __future__ import annotations
@@ -27,7 +34,16 @@ import torch
 
 import netadapt
 from netadapt.io import save_json
-from netadapt.resources.lut_build import FITS, build_table, check_table
+from netadapt.resources.lut_build import (
+    FITS,
+    build_table,
+    calibration_archs,
+    check_archs,
+    check_result,
+    check_table,
+    measure_networks,
+    set_calibration,
+)
 from netadapt.resources.timing import BACKENDS, STATISTICS, Measurer
 
 GOAL = 0.95
@@ -43,7 +59,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="random sub-networks checked per model")
     parser.add_argument("--min-time", type=float, default=0.05, help="seconds of timed runs per table entry")
     parser.add_argument("--check-time", type=float, default=0.5, help="seconds of timed runs per checked or calibration network")
-    parser.add_argument("--passes", type=int, default=2, help="passes over the entries and the checked networks")
+    parser.add_argument("--passes", type=int, default=2, help="passes over the table's entries")
+    parser.add_argument("--network-passes", type=int, default=4, help="passes over the calibration and checked networks")
+    parser.add_argument(
+        "--design", choices=("together", "apart"), default="together",
+        help="calibration and checked networks measured in the same passes (default) or the fit at build time, the check after",
+    )  # fmt: skip
     parser.add_argument("--calibrate", type=int, default=20, help="networks measured for the calibration fit")
     parser.add_argument("--fit", choices=FITS, default="linear", help="linear (scale and constant, default) or offset")
     parser.add_argument("--seed", type=int, default=1, help="seed of the checked sub-networks")
@@ -60,22 +81,40 @@ def main() -> None:
         path = args.dir / f"{name}_{args.backend}_t{args.threads}{suffix}.json"
         began = time.perf_counter()
         measure = Measurer(backend=args.backend, threads=args.threads, min_time=args.min_time)
+        together = args.design == "together"
         table = build_table(
-            net, path, measure=measure, grid=args.grid, statistic=args.statistic, calibrate=args.calibrate, fit=args.fit,
-            passes=args.passes, network_time=args.check_time, progress=not args.no_progress,
+            net, path, measure=measure, grid=args.grid, statistic=args.statistic,
+            calibrate=0 if together else args.calibrate, fit=args.fit, passes=args.passes,
+            network_time=args.check_time, progress=not args.no_progress,
         )  # fmt: skip
         built = time.perf_counter() - began
         began = time.perf_counter()
         check = Measurer(backend=args.backend, threads=args.threads, min_time=args.check_time)
-        result = check_table(
-            table, net, samples=args.samples, seed=args.seed, measure=check, passes=args.passes, progress=not args.no_progress
-        )
+        if together:
+            fit_on = calibration_archs(net, args.calibrate, seed=0)
+            checked_archs = check_archs(net, args.samples, seed=args.seed)
+            measured = measure_networks(
+                net, fit_on + checked_archs, check, statistic=table.statistic, passes=args.network_passes,
+                desc="calibration + check", progress=not args.no_progress,
+            )  # fmt: skip
+            settings = {"count": args.calibrate, "requested": args.fit, "passes": args.network_passes, "seed": 0,
+                        "network_time": args.check_time, "measured_with_check": args.samples}  # fmt: skip
+            set_calibration(table, net, fit_on, measured[: len(fit_on)], args.fit, settings)
+            table.save(path)
+            result = check_result(table, net, checked_archs, measured[len(fit_on) :])
+        else:
+            result = check_table(
+                table, net, samples=args.samples, seed=args.seed, measure=check, passes=args.network_passes,
+                progress=not args.no_progress,
+            )  # fmt: skip
         checked = time.perf_counter() - began
         row = {
             "model": name,
             "entries": len(table.entries),
             "grid": args.grid,
             "statistic": table.statistic,
+            "design": args.design,
+            "network_passes": args.network_passes,
             "scale": table.scale,
             "constant_ms": table.constant,
             "build_s (this run)": round(built, 1),
@@ -90,7 +129,7 @@ def main() -> None:
             f"{name}: {result.within:.1%} of {len(result.rows)} sub-networks within ±10% "
             f"(goal {GOAL:.0%}), MAE {result.mae:.3f} ms ({result.mape:.1%}); {len(table.entries)} entries, "
             f"scale {table.scale:.3f}, constant {table.constant:+.3f} ms; {args.backend}, {args.threads} thread(s), "
-            f"{table.statistic} of blocks, "
+            f"{table.statistic} of blocks, {args.design}, {args.network_passes} network passes, "
             f"{table.environment.get('device')}"
         )
     save_json(args.dir / "summary.json", summary)

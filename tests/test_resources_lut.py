@@ -12,7 +12,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from netadapt import NetAdaptError, build_supernet, count_macs
 from netadapt.resources.lut import LUT_FORMAT, LatencyTable, LatencyTableMetric, load_table
-from netadapt.resources.lut_build import build_table, check_table, fit_calibration, grid_points
+from netadapt.resources.lut_build import (
+    build_table,
+    calibration_archs,
+    check_archs,
+    check_result,
+    check_table,
+    fit_calibration,
+    grid_points,
+    set_calibration,
+)
 from netadapt.resources.ops import Op, OpPlan
 from netadapt.resources.timing import Measurer, Timing
 
@@ -233,6 +242,24 @@ def test_calibration_networks_are_timed_like_checked_networks(tmp_path):
     assert SEEN_MIN_TIMES == [0.3] * 3
     with pytest.raises(NetAdaptError, match="network_time must be positive"):
         build_table(net, path, measure=fake_macs, network_time=0, progress=False)
+
+
+def test_calibration_and_check_from_given_measurements(v1_table, tmp_path):
+    """The benchmark's design: calibration and checked networks measured together elsewhere,
+    then the fit and the check computed from those numbers."""
+    net, built = v1_table
+    table = load_table(built.path)
+    fit_on, checked = calibration_archs(net, 5, seed=0), check_archs(net, 6, seed=1)
+    assert fit_on[0] == net.space.full() and not set(fit_on) & set(checked)
+    summed = [count_macs(net, a) for a in fit_on + checked]  # the fake timer's entries sum to the MACs
+    measured = [1.25 * m + 1000.0 for m in summed]
+    set_calibration(table, net, fit_on, measured[:5], "linear", {"count": 5, "passes": 4})
+    assert (table.scale, table.constant) == (pytest.approx(1.25), pytest.approx(1000.0))
+    assert table.calibration["passes"] == 4 and len(table.calibration["networks"]) == 5
+    result = check_result(table, net, checked, measured[5:])
+    assert result.within == 1.0 and result.mape == pytest.approx(0.0, abs=1e-9)
+    off = check_result(table, net, checked, [m * 1.2 for m in measured[5:]])
+    assert off.within == 0.0 and off.mape == pytest.approx(1 / 6)
 
 
 def test_second_pass_keeps_the_faster_timing(tmp_path):

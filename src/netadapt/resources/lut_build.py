@@ -37,11 +37,15 @@ __all__ = [
     "CheckResult",
     "CheckRow",
     "build_table",
+    "calibration_archs",
+    "check_archs",
+    "check_result",
     "check_table",
     "fit_calibration",
     "grid_points",
     "measure_network",
     "measure_networks",
+    "set_calibration",
 ]
 
 log = logging.getLogger(__name__)
@@ -274,31 +278,49 @@ def _calibration_wanted(count: int, fit: str, passes: int, network_time: float |
     return {"count": count, "requested": fit, "passes": passes, "network_time": network_time}
 
 
-def _calibrate(
-    table: LatencyTable, supernet: SuperNet, measure: MeasureFn, count: int, seed: int, fit: str, passes: int, progress: bool
+def calibration_archs(supernet: SuperNet, count: int, seed: int = 0) -> list[Architecture]:
+    """The ``count`` whole networks a table's fit is calibrated on: the full network and random
+    sub-networks drawn from ``seed``."""
+    rng = random.Random(seed)
+    return [supernet.space.full()] + [supernet.space.sample(rng) for _ in range(count - 1)]
+
+
+def set_calibration(
+    table: LatencyTable, supernet: SuperNet, archs: list[Architecture], measured: list[float], fit: str, settings: dict
 ) -> None:
-    """Measure ``count`` whole networks and fit ``measured ≈ scale × summed + constant``."""
+    """Fit ``measured ≈ scale × summed + constant`` over ``archs`` (whole networks measured on the
+    table's backend) and store the fit and the networks in ``table``; ``settings`` records how
+    they were measured."""
+    plan = OpPlan(supernet)
     table.scale, table.constant = 1.0, 0.0
     table.invalidate()
-    if count <= 0:
-        table.calibration = None
-        return
-    rng = random.Random(seed)
-    archs = [supernet.space.full()] + [supernet.space.sample(rng) for _ in range(count - 1)]
-    plan = OpPlan(supernet)
     summed = [table.summed(plan.trace(arch)) for arch in archs]
-    measured = measure_networks(
-        supernet, archs, measure, statistic=table.statistic, passes=passes, desc="lut calibration", progress=progress
-    )
     table.scale, table.constant, how = fit_calibration(summed, measured, fit)
     table.calibration = {
-        **_calibration_wanted(count, fit, passes, _network_time(measure)),
+        **settings,
         "networks": [{"summed": round(s, 6), "measured": round(m, 6)} for s, m in zip(summed, measured, strict=True)],
-        "seed": seed,
         "fit": how,
     }
     table.invalidate()
     log.info("fitted scale %.4f and per-network constant %.4f ms from %d networks", table.scale, table.constant, len(archs))
+
+
+def _calibrate(
+    table: LatencyTable, supernet: SuperNet, measure: MeasureFn, count: int, seed: int, fit: str, passes: int, progress: bool
+) -> None:
+    """Measure ``count`` whole networks and fit ``measured ≈ scale × summed + constant``."""
+    if count <= 0:
+        table.scale, table.constant = 1.0, 0.0
+        table.calibration = None
+        table.invalidate()
+        return
+    archs = calibration_archs(supernet, count, seed)
+    measured = measure_networks(
+        supernet, archs, measure, statistic=table.statistic, passes=passes, desc="lut calibration", progress=progress
+    )
+    set_calibration(
+        table, supernet, archs, measured, fit, {**_calibration_wanted(count, fit, passes, _network_time(measure)), "seed": seed}
+    )
 
 
 def fit_calibration(summed: list[float], measured: list[float], fit: str = "linear") -> tuple[float, float, str]:
@@ -415,11 +437,23 @@ def check_table(
     table.check_supernet(supernet)
     if measure is None:
         measure = Measurer(backend=table.backend, threads=table.threads, min_time=NETWORK_MIN_TIME)
-    rng = random.Random(seed)
-    plan = OpPlan(supernet)
-    archs = [supernet.space.sample(rng) for _ in range(samples)]
+    archs = check_archs(supernet, samples, seed)
     measured = measure_networks(
         supernet, archs, measure, statistic=table.statistic, passes=passes, desc="lut check", progress=progress
     )
+    return check_result(table, supernet, archs, measured, tolerance)
+
+
+def check_archs(supernet: SuperNet, samples: int, seed: int = 1) -> list[Architecture]:
+    """The random sub-networks :func:`check_table` checks."""
+    rng = random.Random(seed)
+    return [supernet.space.sample(rng) for _ in range(samples)]
+
+
+def check_result(
+    table: LatencyTable, supernet: SuperNet, archs: list[Architecture], measured: list[float], tolerance: float = 0.10
+) -> CheckResult:
+    """The table's predictions for ``archs`` against their ``measured`` latencies."""
+    plan = OpPlan(supernet)
     rows = [CheckRow(arch, table.predict_ops(plan.trace(arch)), m) for arch, m in zip(archs, measured, strict=True)]
     return CheckResult(tuple(rows), tolerance)
