@@ -74,6 +74,38 @@ def test_ordered_dropout_batch_equals_per_image_runs(name):
     assert torch.allclose(batch, single, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["mobilenet_v1_cifar", "mobilenet_v3_small_cifar"])
+def test_ordered_dropout_forward_compiles_to_one_graph(name):
+    """torch.compile (the GPU path of issue 3) sees the whole ordered-dropout forward as one
+    graph: no data-dependent step breaks it (per-layer graph breaks made torch.compile recompile
+    once per layer and fall back to eager), and the compiled batch equals the eager one,
+    forward and backward, with per-image kernel sizes."""
+    torch._dynamo.reset()
+    net = small(name, width_mult=0.5).train()  # BatchNorm on batch statistics, as in training
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0  # the classifier's dropout would draw other masks in each run
+    b = 6
+    archs = extremes(net) + [net.space.sample(random.Random(i)) for i in range(b - 2)]
+    widths = torch.tensor([a.filters for a in archs])
+    kernels = torch.tensor([a.kernels for a in archs])
+    assert name != "mobilenet_v3_small_cifar" or kernels.unique(dim=0).shape[0] > 1  # several kernel sizes per layer
+    x = torch.randn(b, 3, net.input_size, net.input_size)
+    explained = torch._dynamo.explain(net)(x, widths=widths, kernels=kernels)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    compiled = torch.compile(net, backend="aot_eager", fullgraph=True)
+    eager_out = net(x, widths=widths, kernels=kernels)
+    eager_out.square().sum().backward()
+    eager_grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+    net.zero_grad()
+    out = compiled(x, widths=widths, kernels=kernels)
+    out.square().sum().backward()
+    assert torch.allclose(out, eager_out, rtol=1e-4, atol=1e-5)
+    for n, p in net.named_parameters():
+        assert torch.allclose(p.grad, eager_grads[n], rtol=1e-3, atol=1e-5), n
+    torch._dynamo.reset()
+
+
 def test_ordered_dropout_trains_every_parameter():
     net = netadapt.build_supernet("mobilenet_v3_small_cifar").train()
     b = 8

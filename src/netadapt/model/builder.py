@@ -114,6 +114,7 @@ def build_from_definition(
         return ElasticConv(
             name, c_in, filters, kernel, in_size=size, stride=stride, depthwise=depthwise, bypass=t,
             norm_layer=norm, act_layer=ACTIVATIONS[act], index=index,
+            kernels=reg.layers[index].kernels if index is not None else None,
         )  # fmt: skip
 
     blocks: list[nn.Module] = []

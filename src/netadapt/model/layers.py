@@ -103,6 +103,7 @@ class ElasticConv(nn.Module):
         act_layer: ModuleFactory | None = None,
         bias: bool = False,
         index: int | None = None,
+        kernels: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         if depthwise and filters > in_channels:
@@ -116,6 +117,9 @@ class ElasticConv(nn.Module):
         self.depthwise = depthwise
         self.bypass = bypass
         self.index = index
+        # The kernel sizes the search space lets this layer choose (superkernel), fixed at build
+        # time: with one choice the ordered-dropout forward needs no per-image grouping.
+        self.kernel_options = tuple(kernels) if kernels else (kernel,)
         self.norm_layer = norm_layer
         self.act_layer = act_layer
         self.has_bias = bias
@@ -152,6 +156,17 @@ class ElasticConv(nn.Module):
         return F.conv2d(x, weight, self.conv.bias, self.stride, kernel // 2, 1, self.conv.groups)
 
     def _conv_per_image_kernel(self, x: Tensor, kernels: Tensor) -> Tensor:
+        if len(self.kernel_options) == 1:  # the space gives this layer one kernel size
+            return self._conv_with_kernel(x, self.kernel_options[0])
+        if torch.compiler.is_compiling():
+            # Grouping the batch by kernel size depends on the data (a graph break in every
+            # layer, then one recompilation per layer until torch.compile gives up).  Compiled:
+            # every kernel size over the whole batch, each image selecting its own -- more
+            # arithmetic in the (cheap, depthwise) superkernel layers, one static graph.
+            y = self._conv_with_kernel(x, self.kernel_options[0])
+            for k in self.kernel_options[1:]:
+                y = torch.where((kernels == k)[:, None, None, None], self._conv_with_kernel(x, k), y)
+            return y
         values = torch.unique(kernels).tolist()
         if len(values) == 1:
             return self._conv_with_kernel(x, int(values[0]))

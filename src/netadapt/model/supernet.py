@@ -136,7 +136,8 @@ class SuperNet(nn.Module):
         if widths.shape != (batch, n):
             raise NetAdaptError(f"widths must have shape (batch, layers) = ({batch}, {n}), got {tuple(widths.shape)}")
         widths = widths.to(self._max_filters.device, torch.long)
-        if bool((widths < 0).any()) or bool((widths > self._max_filters).any()):
+        # (Checked in eager mode; reading a tensor's value would break a compiled graph.)
+        if not torch.compiler.is_compiling() and (bool((widths < 0).any()) or bool((widths > self._max_filters).any())):
             raise NetAdaptError("widths must lie between 0 and each layer's full width")
         if kernels is None:
             kernels = self._full_kernels.expand(batch, -1)
