@@ -197,6 +197,19 @@ def _train_like(source: Path, folder: Path, architecture, space, changes: dict) 
     return load_supernet_extra(train_supernet(config_from_dict(SupernetTrainConfig, mapping)))
 
 
+def _trained_row(root: Path, name: str, extra: dict, macs: int) -> dict:
+    """The result row of one network trained by :func:`_train_like` (also appended to results.jsonl)."""
+    row = {
+        "run": name,
+        "top1": extra["metrics"]["val_top1"],
+        "macs": macs,
+        "train_seconds": extra["timing"]["wall_seconds"],
+        "machine": machine(),
+    }
+    append_jsonl(root / "results.jsonl", row)
+    return row
+
+
 def _v2_summary(root: Path, experiment: str) -> dict:
     if not (root / "v2" / "summary.json").exists():
         raise SystemExit(f"the {experiment} experiment builds on v2's run: run the v2 experiment first")
@@ -216,15 +229,7 @@ def uniform_above(root: Path) -> list[dict]:
     if above is None:
         raise SystemExit("no uniformly scaled network is larger than the discovered one")
     extra = _train_like(root / "v2" / "baseline" / "config.yaml", root / "uniform_above", above, net.space, {})
-    row = {
-        "run": "uniform_above",
-        "top1": extra["metrics"]["val_top1"],
-        "macs": count_macs(net, above),
-        "train_seconds": extra["timing"]["wall_seconds"],
-        "machine": machine(),
-    }
-    append_jsonl(root / "results.jsonl", row)
-    return [row]
+    return [_trained_row(root, "uniform_above", extra, count_macs(net, above))]
 
 
 def retrain(root: Path, only: set[str] | None = None) -> list[dict]:
@@ -243,15 +248,7 @@ def retrain(root: Path, only: set[str] | None = None) -> list[dict]:
         if only is not None and name not in only:
             continue
         extra = _train_like(root / "v2" / "final" / "config.yaml", root / name, discovered, net.space, {"seed": seed})
-        row = {
-            "run": name,
-            "top1": extra["metrics"]["val_top1"],
-            "macs": summary["discovered"]["macs"],
-            "train_seconds": extra["timing"]["wall_seconds"],
-            "machine": machine(),
-        }
-        append_jsonl(root / "results.jsonl", row)
-        rows.append(row)
+        rows.append(_trained_row(root, name, extra, summary["discovered"]["macs"]))
     return rows
 
 
@@ -461,25 +458,20 @@ def main(argv: list[str] | None = None) -> int:
     data = resolve_data(args.data)
     root.mkdir(parents=True, exist_ok=True)
     only = None if args.only is None else set(args.only)
-    if args.experiment in ("uniform", "retrain"):
-        configs, names = [], {"uniform_above"} if args.experiment == "uniform" else {f"retrain{s}" for s in SEEDS}
+    if args.experiment == "uniform":  # these two train networks of v2's run, not whole runs
+        names, runs = {"uniform_above"}, lambda: uniform_above(root)
+    elif args.experiment == "retrain":
+        names, runs = {f"retrain{s}" for s in SEEDS}, lambda: retrain(root, only)
     else:
         configs = experiment_configs(args.experiment, SIZES[args.size], data.resolve(), root)
-        names = {name for name, _, _ in configs}
-    if only is not None:
-        if only - names:
-            raise SystemExit(
-                f"--only: {', '.join(sorted(only - names))} is not a run of {args.experiment} ({', '.join(sorted(names))})"
-            )
-        configs = [c for c in configs if c[0] in only]
-    if args.experiment in ("uniform", "retrain"):
-        for row in uniform_above(root) if args.experiment == "uniform" else retrain(root, only):
-            print(json.dumps({k: row[k] for k in ("run", "top1", "macs")}))
-        sys.stdout.write(tables(root))
-        return 0
-    for name, mapping, reuse in configs:
-        row = run_one(name, mapping, reuse, root)
-        print(json.dumps({k: row[k] for k in ("run", "top1", "macs", "layers_kept", "samples_evaluated", "total_seconds")}))
+        names, runs = {c[0] for c in configs}, lambda: (run_one(*c, root) for c in configs if only is None or c[0] in only)
+    if only is not None and only - names:
+        raise SystemExit(
+            f"--only: {', '.join(sorted(only - names))} is not a run of {args.experiment} ({', '.join(sorted(names))})"
+        )
+    shown = ("run", "top1", "macs", "layers_kept", "samples_evaluated", "total_seconds")
+    for row in runs():
+        print(json.dumps({k: row[k] for k in shown if k in row}))
     sys.stdout.write(tables(root))
     return 0
 
