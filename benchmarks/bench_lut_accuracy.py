@@ -38,12 +38,13 @@ from netadapt.resources.lut_build import (
     FITS,
     build_table,
     calibration_archs,
+    calibration_settings,
     check_archs,
     check_result,
     check_table,
-    measure_networks,
     set_calibration,
 )
+from netadapt.resources.networks import NETWORK_CHUNK, NETWORK_MIN_TIME, NETWORK_ROUNDS, measure_networks
 from netadapt.resources.timing import BACKENDS, STATISTICS, Measurer
 
 GOAL = 0.95
@@ -58,15 +59,24 @@ def main() -> None:
     parser.add_argument("--grid", type=int, help="channel grid step of the tables (default: every reachable point)")
     parser.add_argument("--samples", type=int, default=100, help="random sub-networks checked per model")
     parser.add_argument("--min-time", type=float, default=0.05, help="seconds of timed runs per table entry")
-    parser.add_argument("--check-time", type=float, default=0.5, help="seconds of timed runs per checked or calibration network")
+    parser.add_argument(
+        "--check-time",
+        type=float,
+        default=NETWORK_MIN_TIME,
+        help="seconds of timed runs per checked or calibration network and pass",
+    )
+    parser.add_argument("--rounds", type=int, default=NETWORK_ROUNDS, help="interleaved windows the --check-time is split into")
+    parser.add_argument("--chunk", type=int, default=NETWORK_CHUNK, help="networks kept ready (sessions open) at once")
     parser.add_argument("--passes", type=int, default=2, help="passes over the table's entries")
-    parser.add_argument("--network-passes", type=int, default=4, help="passes over the calibration and checked networks")
+    parser.add_argument("--network-passes", type=int, default=2, help="passes over the calibration and checked networks")
     parser.add_argument(
         "--design", choices=("together", "apart"), default="together",
         help="calibration and checked networks measured in the same passes (default) or the fit at build time, the check after",
     )  # fmt: skip
     parser.add_argument("--calibrate", type=int, default=20, help="networks measured for the calibration fit")
-    parser.add_argument("--fit", choices=FITS, default="linear", help="linear (scale and constant, default) or offset")
+    parser.add_argument(
+        "--fit", choices=FITS, default="weights", help="weights (scale, cost per parameter, constant; default), linear or offset"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the checked sub-networks")
     parser.add_argument("--dir", type=Path, default=Path("runs/bench_lut"), help="where tables and results go")
     parser.add_argument("--no-progress", action="store_true")
@@ -85,7 +95,7 @@ def main() -> None:
         table = build_table(
             net, path, measure=measure, grid=args.grid, statistic=args.statistic,
             calibrate=0 if together else args.calibrate, fit=args.fit, passes=args.passes,
-            network_time=args.check_time, progress=not args.no_progress,
+            network_time=args.check_time, network_rounds=args.rounds, network_chunk=args.chunk, progress=not args.no_progress,
         )  # fmt: skip
         built = time.perf_counter() - began
         began = time.perf_counter()
@@ -95,17 +105,17 @@ def main() -> None:
             checked_archs = check_archs(net, args.samples, seed=args.seed)
             measured = measure_networks(
                 net, fit_on + checked_archs, check, statistic=table.statistic, passes=args.network_passes,
-                desc="calibration + check", progress=not args.no_progress,
+                rounds=args.rounds, chunk=args.chunk, desc="calibration + check", progress=not args.no_progress,
             )  # fmt: skip
-            settings = {"count": args.calibrate, "requested": args.fit, "passes": args.network_passes, "seed": 0,
-                        "network_time": args.check_time, "measured_with_check": args.samples}  # fmt: skip
+            settings = calibration_settings(args.calibrate, args.fit, args.network_passes, args.rounds, args.check_time)
+            settings.update(seed=0, measured_with_check=args.samples)
             set_calibration(table, net, fit_on, measured[: len(fit_on)], args.fit, settings)
             table.save(path)
             result = check_result(table, net, checked_archs, measured[len(fit_on) :])
         else:
             result = check_table(
                 table, net, samples=args.samples, seed=args.seed, measure=check, passes=args.network_passes,
-                progress=not args.no_progress,
+                rounds=args.rounds, chunk=args.chunk, progress=not args.no_progress,
             )  # fmt: skip
         checked = time.perf_counter() - began
         row = {
@@ -115,8 +125,11 @@ def main() -> None:
             "statistic": table.statistic,
             "design": args.design,
             "network_passes": args.network_passes,
+            "rounds": args.rounds,
+            "chunk": args.chunk,
             "scale": table.scale,
             "constant_ms": table.constant,
+            "param_cost_ms_per_M": table.param_cost,
             "build_s (this run)": round(built, 1),
             "check_s": round(checked, 1),
             **{k: v for k, v in result.to_dict().items() if k != "rows"},
@@ -128,8 +141,8 @@ def main() -> None:
         print(
             f"{name}: {result.within:.1%} of {len(result.rows)} sub-networks within ±10% "
             f"(goal {GOAL:.0%}), MAE {result.mae:.3f} ms ({result.mape:.1%}); {len(table.entries)} entries, "
-            f"scale {table.scale:.3f}, constant {table.constant:+.3f} ms; {args.backend}, {args.threads} thread(s), "
-            f"{table.statistic} of blocks, {args.design}, {args.network_passes} network passes, "
+            f"scale {table.scale:.3f}, {table.param_cost:.4f} ms/M params, constant {table.constant:+.3f} ms; {args.backend}, {args.threads} thread(s), "
+            f"{table.statistic} of blocks, {args.design}, {args.network_passes} network passes of {args.rounds} rounds, "
             f"{table.environment.get('device')}"
         )
     save_json(args.dir / "summary.json", summary)

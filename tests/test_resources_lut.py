@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from netadapt import NetAdaptError, build_supernet, count_macs
+from netadapt import NetAdaptError, build_supernet, count_macs, count_params
 from netadapt.resources.lut import LUT_FORMAT, LatencyTable, LatencyTableMetric, load_table
 from netadapt.resources.lut_build import (
     build_table,
@@ -107,37 +107,61 @@ def test_fake_timer_table_predicts_exact_sum(name, tmp_path):
         assert metric(arch) == pytest.approx(count_macs(net, arch), rel=1e-12)
 
 
-def test_prediction_is_scaled_sum_of_entries_plus_constant(v1_table):
+def test_prediction_is_scaled_sum_of_entries_plus_parameters_plus_constant(v1_table):
     net, table = v1_table
     table = LatencyTable.from_dict(table.to_dict())
     # entries whose minimum differs from their median: the table's statistic picks one
     table.entries = {op: Timing(t.mean, 0.0, t.median + 1.0, t.median, 3) for op, t in table.entries.items()}
-    table.scale, table.constant, table.overhead = 1.1, 0.25, Timing.exact(0.5)
+    table.scale, table.param_cost, table.constant, table.overhead = 1.1, 40.0, 0.25, Timing.exact(0.5)
     arch = net.space.sample(random.Random(3))
     ops = OpPlan(net).trace(arch)
+    params = count_params(net, arch)
+    assert params == count_params(net.extract(arch))  # the parameters of the network that runs
     for statistic, extra in (("min", 0.0), ("median", 1.0)):
         table.statistic = statistic
         table.invalidate()
-        expected = 1.1 * sum(table.entries[op].min + extra - 0.5 for op in ops) + 0.25
+        expected = 1.1 * sum(table.entries[op].min + extra - 0.5 for op in ops) + 40.0 * params / 1e6 + 0.25
         assert table.predict(net, arch) == pytest.approx(expected)
+        assert LatencyTableMetric(table, net)(arch) == pytest.approx(expected)
 
 
 def test_fit_calibration():
     summed = [1.0, 2.0, 3.0, 5.0]
     linear = [1.1 * s + 0.2 for s in summed]
-    scale, constant, how = fit_calibration(summed, linear, "linear")
-    assert scale == pytest.approx(1.1) and constant == pytest.approx(0.2) and "scale" in how
+    fit = fit_calibration(summed, linear, "linear")
+    assert (fit.scale, fit.param_cost, fit.constant) == (pytest.approx(1.1), 0.0, pytest.approx(0.2)) and "scale" in fit.how
     # the offset fit is the median offset, robust to one noisy network
-    assert fit_calibration(summed, [1.3, 2.3, 3.3, 9.0], "offset") == (1.0, pytest.approx(0.3), "median offset")
+    assert fit_calibration(summed, [1.3, 2.3, 3.3, 9.0], "offset") == (1.0, 0.0, pytest.approx(0.3), "median offset")
     # an offset that fits exactly needs no scale
-    assert fit_calibration(summed, [s + 0.3 for s in summed]) == (1.0, pytest.approx(0.3), "median offset")
+    assert fit_calibration(summed, [s + 0.3 for s in summed]) == (1.0, 0.0, pytest.approx(0.3), "median offset")
     # two networks cannot tell a slope from noise: offset only
-    assert fit_calibration([1.0, 2.0], [1.5, 2.1], "linear")[0] == 1.0
+    assert fit_calibration([1.0, 2.0], [1.5, 2.1], "linear").scale == 1.0
     # an implausible slope (noise) falls back to the median offset
-    scale, constant, how = fit_calibration(summed, [4.0, 1.0, 9.0, 30.0], "linear")
-    assert scale == 1.0 and how == "median offset"
+    fit = fit_calibration(summed, [4.0, 1.0, 9.0, 30.0], "linear")
+    assert fit.scale == 1.0 and fit.how == "median offset"
     with pytest.raises(NetAdaptError, match="unknown calibration fit"):
         fit_calibration(summed, linear, "cubic")
+
+
+def test_fit_calibration_with_parameters():
+    """The default fit adds a cost per parameter (weights fetched from beyond the cache inside a
+    network); it falls back to scale and constant when the networks cannot tell it apart."""
+    summed = [1.0, 2.0, 3.0, 5.0, 4.0]
+    params = [2_000_000, 1_000_000, 5_000_000, 3_000_000, 8_000_000]
+    measured = [1.05 * s + 0.1 * p / 1e6 - 0.2 for s, p in zip(summed, params, strict=True)]
+    fit = fit_calibration(summed, measured, "weights", params)
+    assert (fit.scale, fit.param_cost, fit.constant) == (pytest.approx(1.05), pytest.approx(0.1), pytest.approx(-0.2))
+    assert "param_cost" in fit.how and fit_calibration(summed, measured, params=params) == fit  # the default
+    linear = [1.1 * s + 0.2 for s in summed]
+    for why, kwargs in (
+        ("no parameter counts", {}),
+        ("all alike", {"params": [3_000_000] * 5}),
+        ("a negative cost per parameter", {"params": [1_000_000 * s for s in (5, 4, 3, 1, 2)]}),
+    ):
+        got = fit_calibration(summed, [1.1 * s + 0.2 - 0.01 * i for i, s in enumerate(summed)] if "negative" in why else linear,
+                              "weights", **kwargs)  # fmt: skip
+        assert got.param_cost == 0.0 and "param_cost" not in got.how, why
+    assert fit_calibration(summed[:3], measured[:3], "weights", params[:3]).param_cost == 0.0  # 3 networks, 3 terms
 
 
 def test_round_trip(v1_table, tmp_path):
@@ -152,6 +176,10 @@ def test_round_trip(v1_table, tmp_path):
     arch = net.space.sample(random.Random(4))
     assert loaded.predict(net, arch) == table.predict(net, arch)
     assert Op.from_key(next(iter(data["entries"]))) in loaded.entries
+    table.param_cost = 0.5
+    assert load_table(table.save(tmp_path / "weights.json")).param_cost == 0.5
+    del data["param_cost"]  # a table from before the cost per parameter predicts without it
+    assert LatencyTable.from_dict(data).param_cost == 0.0
 
 
 def test_table_for_another_model_or_space_is_rejected(v1_table):
@@ -202,46 +230,59 @@ def test_build_resumes_after_interruption(tmp_path):
     with pytest.raises(NetAdaptError, match="did not finish"):
         LatencyTableMetric(partial, net)(net.space.full())
     second = CountingMeasure()
-    table = build_table(net, path, measure=second, calibrate=2, progress=False)
-    # only the missing ops (+ 2 calibration networks) are measured the second time
-    assert second.calls == total - len(partial.entries) + 2
+    table = build_table(net, path, measure=second, calibrate=2, network_rounds=3, progress=False)
+    # only the missing ops (+ 2 calibration networks, 3 windows each) are measured the second time
+    assert second.calls == total - len(partial.entries) + 2 * 3
     assert table.complete and len(table.entries) == total
     third = CountingMeasure()
-    build_table(net, path, measure=third, calibrate=2, progress=False)
+    build_table(net, path, measure=third, calibrate=2, network_rounds=3, progress=False)
     assert third.calls == 0  # finished: nothing to do
     fourth = CountingMeasure()
-    build_table(net, path, measure=fourth, calibrate=3, progress=False)
-    assert fourth.calls == 3  # other calibration settings: refit only
+    build_table(net, path, measure=fourth, calibrate=3, network_rounds=3, progress=False)
+    assert fourth.calls == 3 * 3  # other calibration settings: refit only
 
 
 class MinTimeRecorder(Measurer):
-    """A Measurer that records the ``min_time`` of every call and times nothing (fake MACs)."""
+    """A Measurer that records the ``min_time`` of every measurement and times nothing: layers
+    get their MACs, whole networks (timed through a prepared runner) 1 ms."""
 
     def __call__(self, module, inputs) -> Timing:
         SEEN_MIN_TIMES.append(self.min_time)
         return fake_macs(module, inputs)
+
+    def time(self, run) -> Timing:
+        SEEN_MIN_TIMES.append(self.min_time)
+        return Timing.exact(1.0)
 
 
 SEEN_MIN_TIMES: list[float] = []
 
 
 def test_calibration_networks_are_timed_like_checked_networks(tmp_path):
-    """Entries get the measurer's short time, whole calibration networks ``network_time`` (a
-    minimum over a few runs of a whole network sits above its minimum over many); another
-    ``network_time`` refits without measuring the entries again."""
+    """Entries get the measurer's short time, whole calibration networks ``network_time`` split
+    into ``network_rounds`` windows (a minimum over a few runs of a whole network sits above its
+    minimum over many); other network settings refit without measuring the entries again."""
     net = tiny("mobilenet_v1_cifar")
     total = len(OpPlan(net).reachable()[0])
     SEEN_MIN_TIMES.clear()
     path = tmp_path / "lut.json"
-    table = build_table(net, path, measure=MinTimeRecorder(min_time=0.01), calibrate=3, network_time=0.7, progress=False)
+    measure = MinTimeRecorder(backend="torch", min_time=0.01)
+    table = build_table(net, path, measure=measure, calibrate=3, network_time=0.7, network_rounds=2, progress=False)
     assert SEEN_MIN_TIMES.count(0.01) == total + 1  # every entry and the null op
-    assert SEEN_MIN_TIMES.count(0.7) == 3 and len(SEEN_MIN_TIMES) == total + 4
-    assert table.calibration["network_time"] == 0.7 and load_table(path).calibration["network_time"] == 0.7
+    assert SEEN_MIN_TIMES.count(0.35) == 3 * 2 and len(SEEN_MIN_TIMES) == total + 1 + 6
+    saved = load_table(path).calibration
+    assert (
+        (saved["network_time"], saved["rounds"]) == (0.7, 2) == (table.calibration["network_time"], table.calibration["rounds"])
+    )
     SEEN_MIN_TIMES.clear()
-    build_table(net, path, measure=MinTimeRecorder(min_time=0.01), calibrate=3, network_time=0.3, progress=False)
-    assert SEEN_MIN_TIMES == [0.3] * 3
-    with pytest.raises(NetAdaptError, match="network_time must be positive"):
-        build_table(net, path, measure=fake_macs, network_time=0, progress=False)
+    build_table(net, path, measure=measure, calibrate=3, network_time=0.3, network_rounds=2, progress=False)
+    assert SEEN_MIN_TIMES == [0.15] * 6
+    SEEN_MIN_TIMES.clear()
+    build_table(net, path, measure=measure, calibrate=3, network_time=0.3, network_rounds=3, progress=False)
+    assert len(SEEN_MIN_TIMES) == 9 and all(t == pytest.approx(0.1) for t in SEEN_MIN_TIMES)
+    for bad in ({"network_time": 0}, {"network_rounds": 0}):
+        with pytest.raises(NetAdaptError, match="network_time must be positive and network_rounds at least 1"):
+            build_table(net, path, measure=fake_macs, progress=False, **bad)
 
 
 def test_calibration_and_check_from_given_measurements(v1_table, tmp_path):
@@ -260,6 +301,13 @@ def test_calibration_and_check_from_given_measurements(v1_table, tmp_path):
     assert result.within == 1.0 and result.mape == pytest.approx(0.0, abs=1e-9)
     off = check_result(table, net, checked, [m * 1.2 for m in measured[5:]])
     assert off.within == 0.0 and off.mape == pytest.approx(1 / 6)
+    # the default fit: a cost per parameter too, stored with each network and used by the check
+    params = [count_params(net, a) for a in fit_on + checked]
+    measured = [1.25 * m + 2e4 * p / 1e6 + 1000.0 for m, p in zip(summed, params, strict=True)]
+    set_calibration(table, net, fit_on, measured[:5], "weights", {"count": 5})
+    assert (table.scale, table.param_cost, table.constant) == (pytest.approx(1.25), pytest.approx(2e4), pytest.approx(1000.0))
+    assert [n["params"] for n in table.calibration["networks"]] == params[:5]
+    assert check_result(table, net, checked, measured[5:]).mape == pytest.approx(0.0, abs=1e-9)
 
 
 def test_second_pass_keeps_the_faster_timing(tmp_path):
@@ -320,7 +368,7 @@ def test_real_onnxruntime_build_and_check(tmp_path):
     pytest.importorskip("onnxruntime")
     net = tiny("mobilenet_v1_cifar", num_widths=3, bypass="none")
     measure = Measurer(backend="onnxruntime", threads=1, warmup=1, min_time=0.002)
-    table = build_table(net, tmp_path / "ort.json", measure=measure, calibrate=2, progress=False)
+    table = build_table(net, tmp_path / "ort.json", measure=measure, calibrate=2, network_time=0.05, progress=False)
     assert table.complete and table.backend == "onnxruntime"
     assert "onnxruntime" in table.environment["versions"]
     assert all(t.median > 0 and t.count >= 1 for t in table.entries.values())

@@ -7,6 +7,7 @@ from netadapt.resources.latency import MeasuredLatencyMetric
 from netadapt.resources.lut import LatencyTable, LatencyTableMetric, load_table
 from netadapt.resources.lut_build import build_table, check_table
 from netadapt.resources.metrics import CallableMetric, MacsMetric, Metric, MetricSet, ParamsMetric
+from netadapt.resources.networks import measure_network, measure_networks
 from netadapt.resources.parse import parse_metric
 from netadapt.resources.timing import Measurer, Timing
 
@@ -29,5 +30,7 @@ __all__ = [
     "counted_macs",
     "counted_params",
     "load_table",
+    "measure_network",
+    "measure_networks",
     "parse_metric",
 ]

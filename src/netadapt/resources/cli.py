@@ -12,7 +12,8 @@ from netadapt.model.checkpoint import load_supernet, supernet_from_build
 from netadapt.model.supernet import SuperNet, build_supernet
 from netadapt.resources.lut import load_table
 from netadapt.resources.lut_build import FITS, build_table, check_table
-from netadapt.resources.timing import BACKENDS, NETWORK_MIN_TIME, STATISTICS, Measurer
+from netadapt.resources.networks import NETWORK_CHUNK, NETWORK_MIN_TIME, NETWORK_ROUNDS
+from netadapt.resources.timing import BACKENDS, STATISTICS, Measurer
 
 __all__ = ["register"]
 
@@ -41,9 +42,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibrate", type=int, default=20, help="whole networks measured for the fit (default: 20)")
     p.add_argument(
         "--network-time", type=float, default=NETWORK_MIN_TIME,
-        help=f"seconds of timed runs per calibration network, as lut check (default: {NETWORK_MIN_TIME})",
+        help=f"seconds of timed runs per calibration network and pass, as lut check (default: {NETWORK_MIN_TIME})",
     )  # fmt: skip
-    p.add_argument("--fit", choices=FITS, default="linear", help="linear: scale and constant (default); offset: constant only")
+    p.add_argument(
+        "--network-rounds", type=int, default=NETWORK_ROUNDS,
+        help=f"windows each calibration network's time is split into, interleaved with the others (default: {NETWORK_ROUNDS})",
+    )  # fmt: skip
+    p.add_argument(
+        "--network-chunk", type=int, default=NETWORK_CHUNK,
+        help=f"whole networks kept ready at once; lower it if memory runs short (default: {NETWORK_CHUNK})",
+    )  # fmt: skip
+    p.add_argument(
+        "--fit", choices=FITS, default="weights",
+        help="weights: scale, cost per parameter and constant (default); linear: scale and constant; offset: constant only",
+    )  # fmt: skip
     p.add_argument("--passes", type=int, default=1, help="measure every entry this many times, keep the fastest (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration networks")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -54,12 +66,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=100, help="random sub-networks (default: 100)")
     p.add_argument("--seed", type=int, default=1, help="seed of the sampled sub-networks (default: 1)")
     p.add_argument(
-        "--min-time",
-        type=float,
-        default=NETWORK_MIN_TIME,
-        help=f"seconds of timed runs per network (default: {NETWORK_MIN_TIME})",
-    )
-    p.add_argument("--passes", type=int, default=2, help="measure every network this many times, minutes apart (default: 2)")
+        "--min-time", type=float, default=NETWORK_MIN_TIME,
+        help=f"seconds of timed runs per network and pass (default: {NETWORK_MIN_TIME})",
+    )  # fmt: skip
+    p.add_argument(
+        "--rounds", type=int, default=NETWORK_ROUNDS,
+        help=f"windows each network's time is split into, interleaved with the other networks (default: {NETWORK_ROUNDS})",
+    )  # fmt: skip
+    p.add_argument(
+        "--passes", type=int, default=2,
+        help="measure every network in this many passes, each with a fresh session (default: 2)",
+    )  # fmt: skip
+    p.add_argument(
+        "--chunk", type=int, default=NETWORK_CHUNK,
+        help=f"networks kept ready at once; lower it if memory runs short (default: {NETWORK_CHUNK})",
+    )  # fmt: skip
     p.add_argument("--tolerance", type=float, default=0.10, help="relative error counted as accurate (default: 0.10)")
     p.add_argument("--require", type=float, help="exit with status 1 if the share within tolerance is below this")
     p.add_argument("--out", type=Path, help="also write every row and the summary to this JSON file")
@@ -86,12 +107,15 @@ def _cmd_build(args: argparse.Namespace) -> int:
     measurer = Measurer(backend=args.backend, threads=args.threads, warmup=args.warmup, min_time=args.min_time)
     table = build_table(
         net, args.out, measure=measurer, grid=args.grid, statistic=args.statistic, calibrate=args.calibrate, fit=args.fit,
-        passes=args.passes, seed=args.seed, network_time=args.network_time, progress=not args.no_progress,
+        passes=args.passes, seed=args.seed, network_time=args.network_time, network_rounds=args.network_rounds,
+        network_chunk=args.network_chunk,
+        progress=not args.no_progress,
     )  # fmt: skip
     print(
         f"{args.out}: {len(table.entries)} entries for {table.model} on {table.backend} "
         f"({table.threads} thread(s), {table.environment.get('device')}); fitted scale {table.scale:.3f}, "
-        f"per-network constant {table.constant:+.4f} ms ({table.statistic} timings)"
+        f"{table.param_cost:.4f} ms per million parameters, per-network constant {table.constant:+.4f} ms "
+        f"({table.statistic} timings)"
     )
     full = table.predict(net, net.space.full())
     print(f"predicted latency of the full network: {full:.3f} ms")
@@ -108,6 +132,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         samples=args.samples,
         seed=args.seed,
         measure=measurer,
+        passes=args.passes,
+        rounds=args.rounds,
+        chunk=args.chunk,
         tolerance=args.tolerance,
         progress=not args.no_progress,
     )

@@ -12,7 +12,7 @@ import os
 from netadapt.arch.space import Architecture
 from netadapt.model.supernet import SuperNet
 from netadapt.resources.cache import MetricCache
-from netadapt.resources.lut_build import measure_network
+from netadapt.resources.networks import measure_network
 from netadapt.resources.timing import Measurer, check_statistic, environment
 
 __all__ = ["MeasuredLatencyMetric"]

@@ -4,13 +4,17 @@ A :class:`LatencyTable` maps every :class:`~netadapt.resources.ops.Op` a search 
 produce to its measured :class:`~netadapt.resources.timing.Timing`.  The latency of an
 architecture is predicted as
 
-    scale × sum over its operations of (entry − overhead) + constant
+    scale × sum over its operations of (entry − overhead)
+      + param_cost × parameters (millions) + constant
 
 where ``overhead`` is the time the backend takes to run an empty operation by itself (the call
-into the runtime — paid once per network, not once per layer), and ``scale`` and ``constant``
-are fitted at build time from whole-network measurements of a few sub-networks (``constant``
-alone with ``fit="offset"``): at 224×224 a whole network runs ~10% slower than its operations
-timed one by one, at 32×32 they add up (``docs/resources.md``).  Entries and measurements use
+into the runtime — paid once per network, not once per layer), and ``scale``, ``param_cost``
+and ``constant`` are fitted at build time from whole-network measurements of a few
+sub-networks (``fit="weights"``; ``"linear"`` leaves out the parameters, ``"offset"`` fits the
+constant alone).  At 224×224 a whole network runs ~10% slower than its operations timed one by
+one, and more so the more weights it has: an operation timed by itself finds its weights in the
+cache, inside a network they were evicted by the layers before it; at 32×32 the operations
+add up (``docs/resources.md``).  Entries and measurements use
 one statistic of their timings, the table's ``statistic`` (minimum or median).
 
 Tables built on a coarser channel grid (NetAdaptV1 measured channel steps of 8) hold entries only
@@ -33,6 +37,7 @@ from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
 from netadapt.io import load_json, save_json
 from netadapt.model.supernet import SuperNet
+from netadapt.resources.counting import count_params
 from netadapt.resources.ops import Op, OpPlan
 from netadapt.resources.timing import Timing, check_statistic
 
@@ -57,6 +62,7 @@ class LatencyTable:
     statistic: str = "min"  # which timing statistic the entries and the fit use
     scale: float = 1.0  # factor on the sum of the entries (1 with fit="offset")
     constant: float = 0.0  # ms, fitted per-network constant
+    param_cost: float = 0.0  # ms per million parameters of the network (fit="weights")
     calibration: dict[str, Any] | None = None
     complete: bool = False
     path: Path | None = field(default=None, compare=False)
@@ -151,9 +157,9 @@ class LatencyTable:
             total += weight * timing.value(self.statistic)
         return total
 
-    def predict_ops(self, ops: list[Op]) -> float:
-        """Predicted latency (ms) of a network made of ``ops``."""
-        return self.scale * self.summed(ops) + self.constant
+    def predict_ops(self, ops: list[Op], params: int = 0) -> float:
+        """Predicted latency (ms) of a network made of ``ops`` with ``params`` parameters."""
+        return self.scale * self.summed(ops) + self.param_cost * params / 1e6 + self.constant
 
     def summed(self, ops: list[Op]) -> float:
         """Sum of the entries of ``ops`` minus the per-call overhead: the additive model alone."""
@@ -162,8 +168,7 @@ class LatencyTable:
     def predict(self, supernet: SuperNet, arch: Architecture) -> float:
         """Predicted latency (ms) of ``arch`` (builds an :class:`OpPlan`; use
         :class:`LatencyTableMetric` inside loops)."""
-        self.check_supernet(supernet)
-        return self.predict_ops(OpPlan(supernet).trace(arch))
+        return LatencyTableMetric(self, supernet)(arch)
 
     # -- serialization ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -183,6 +188,7 @@ class LatencyTable:
             "statistic": self.statistic,
             "scale": self.scale,
             "constant": self.constant,
+            "param_cost": self.param_cost,
             "calibration": self.calibration,
             "entries": {op.key: _rounded(t.to_dict()) for op, t in sorted(self.entries.items())},
         }
@@ -208,6 +214,7 @@ class LatencyTable:
                 statistic=str(d.get("statistic", "median")),
                 scale=float(d.get("scale", 1.0)),
                 constant=float(d.get("constant", 0.0)),
+                param_cost=float(d.get("param_cost", 0.0)),
                 calibration=d.get("calibration"),
                 complete=bool(d.get("complete", False)),
                 path=path,
@@ -260,7 +267,8 @@ class LatencyTableMetric:
         self.name = name
 
     def __call__(self, arch: Architecture) -> float:
-        return self.table.predict_ops(self.plan.trace(arch))
+        params = count_params(self.supernet, arch) if self.table.param_cost else 0
+        return self.table.predict_ops(self.plan.trace(arch), params)
 
     def __repr__(self) -> str:
         return f"LatencyTableMetric({self.table.path or 'in memory'}, {self.table.backend}, threads={self.table.threads})"

@@ -3,8 +3,8 @@
 :func:`build_table` enumerates every operation the search space can produce
 (:meth:`OpPlan.reachable`), measures each one by itself on a backend, and writes the table as
 it grows: an interrupted build continues where it stopped when run again with the same output
-file.  Afterwards a few whole sub-networks are measured to fit the per-network constant (or a
-scale and a constant) on the sum.
+file.  Afterwards a few whole sub-networks are measured to fit a scale on the sum, a cost per
+parameter and a per-network constant (:func:`fit_calibration`).
 
 :func:`check_table` measures random sub-networks whole and compares them with the table's
 prediction: the accuracy figure of ``netadapt lut check`` and ``benchmarks/bench_lut_accuracy.py``.
@@ -20,6 +20,7 @@ import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -28,29 +29,31 @@ from tqdm import tqdm
 from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
 from netadapt.model.supernet import SuperNet
-from netadapt.resources.lut import LatencyTable, load_table
+from netadapt.resources.counting import count_params
+from netadapt.resources.lut import LatencyTable, LatencyTableMetric, load_table
+from netadapt.resources.networks import NETWORK_CHUNK, NETWORK_MIN_TIME, NETWORK_ROUNDS, measure_networks
 from netadapt.resources.ops import Op, OpMaker, OpPlan
-from netadapt.resources.timing import NETWORK_MIN_TIME, MeasureFn, Measurer, Timing, check_statistic, environment
+from netadapt.resources.timing import MeasureFn, Measurer, check_statistic, environment
 
 __all__ = [
     "FITS",
     "CheckResult",
     "CheckRow",
+    "Fit",
     "build_table",
     "calibration_archs",
+    "calibration_settings",
     "check_archs",
     "check_result",
     "check_table",
     "fit_calibration",
     "grid_points",
-    "measure_network",
-    "measure_networks",
     "set_calibration",
 ]
 
 log = logging.getLogger(__name__)
 
-FITS = ("offset", "linear")
+FITS = ("offset", "linear", "weights")
 
 
 def grid_points(ops: dict[Op, OpMaker], step: int) -> dict[Op, OpMaker]:
@@ -88,14 +91,6 @@ def grid_points(ops: dict[Op, OpMaker], step: int) -> dict[Op, OpMaker]:
 def _null_op() -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     """The smallest operation there is: its time is the backend's per-call overhead."""
     return nn.ReLU(), (torch.zeros(1, 1, 1, 1),)
-
-
-def measure_network(supernet: SuperNet, arch: Architecture, measure: MeasureFn) -> Timing:
-    """Timing of ``arch``'s whole compact network, batch 1."""
-    net = supernet.extract(arch).eval()
-    size = supernet.input_size
-    x = torch.randn(1, supernet.in_channels, size, size, generator=torch.Generator().manual_seed(0))
-    return measure(net, (x,))
 
 
 def _measure_settings(measure: MeasureFn) -> dict:
@@ -142,10 +137,12 @@ def build_table(
     grid: int | None = None,
     statistic: str = "min",
     calibrate: int = 20,
-    fit: str = "linear",
+    fit: str = "weights",
     passes: int = 1,
     seed: int = 0,
     network_time: float = NETWORK_MIN_TIME,
+    network_rounds: int = NETWORK_ROUNDS,
+    network_chunk: int = NETWORK_CHUNK,
     save_every: float = 10.0,
     progress: bool = True,
 ) -> LatencyTable:
@@ -157,14 +154,18 @@ def build_table(
     rewritten atomically every ``save_every`` seconds and at the end, so an interrupted build
     resumes.  ``statistic`` ("min" or "median") is the timing statistic entries and fit use.
     ``calibrate`` whole sub-networks (the full network and random ones from ``seed``) are
-    measured to fit a scale and a constant (``fit="linear"``) or only the per-network constant
-    (``fit="offset"``), see :func:`fit_calibration`.  ``passes`` > 1 measures every entry and
+    measured to fit a scale, a cost per parameter and a constant (``fit="weights"``), a scale
+    and a constant (``"linear"``) or only the constant (``"offset"``), see
+    :func:`fit_calibration`.  ``passes`` > 1 measures every entry and
     every calibration network that many times in all, keeping the faster timing (steadier
-    tables on a shared machine).  Calibration networks are timed for ``network_time`` seconds
-    each, as ``lut check`` times whole networks: a whole network's minimum over a few runs (the
-    entries' ``min_time``) sits well above its minimum over many, which biased the fit upwards
-    (measured at 224×224: scale 1.24 instead of ~1.14).  Rerunning a finished build with other
-    calibration settings refits without measuring the entries again.
+    tables on a shared machine).  Calibration networks are timed as ``lut check`` times whole
+    networks: ``network_time`` seconds each per pass, split into ``network_rounds`` windows
+    interleaved with the other networks of a chunk of at most ``network_chunk`` kept ready at
+    once (:func:`~netadapt.resources.networks.measure_networks`).
+    A whole network's minimum over a few runs (the entries' ``min_time``) sits well above its
+    minimum over many, which biased the fit upwards (measured at 224×224: scale 1.24 instead of
+    ~1.14).  Rerunning a finished build with other calibration settings refits without measuring
+    the entries again.
     """
     measure = measure if measure is not None else Measurer()
     path = Path(path)
@@ -174,8 +175,10 @@ def build_table(
         raise NetAdaptError(f"unknown calibration fit {fit!r}; choose one of {', '.join(FITS)}")
     if passes < 1:
         raise NetAdaptError(f"passes must be at least 1, got {passes}")
-    if network_time <= 0:
-        raise NetAdaptError(f"network_time must be positive, got {network_time}")
+    if network_time <= 0 or network_rounds < 1:
+        raise NetAdaptError(
+            f"network_time must be positive and network_rounds at least 1, got {network_time} and {network_rounds}"
+        )
     table = _resume(path, supernet, env, grid, statistic)
     if table is None:
         table = LatencyTable(
@@ -206,14 +209,14 @@ def build_table(
         table.measure["passes_done"] = n
         table.save(path)
     network_measure = replace(measure, min_time=network_time) if isinstance(measure, Measurer) else measure
-    wanted_fit = _calibration_wanted(calibrate, fit, passes, _network_time(network_measure))
+    wanted_fit = calibration_settings(calibrate, fit, passes, network_rounds, _network_time(network_measure))
     if table.complete and calibrate > 0:
         done = {k: (table.calibration or {}).get(k) for k in wanted_fit}
         if done != wanted_fit:  # other calibration settings: refit, the entries stay
             table.complete = False
     if not table.complete:
         table.invalidate()
-        _calibrate(table, supernet, network_measure, calibrate, seed, fit, passes, progress)
+        _calibrate(table, supernet, network_measure, calibrate, seed, fit, passes, network_rounds, network_chunk, progress)
         table.complete = True
         table.save(path)
     return table
@@ -244,38 +247,14 @@ def _measure_all(
     table.save(path)
 
 
-def measure_networks(
-    supernet: SuperNet,
-    archs: list[Architecture],
-    measure: MeasureFn,
-    *,
-    statistic: str,
-    passes: int,
-    desc: str = "networks",
-    progress: bool = False,
-) -> list[float]:
-    """Whole-network latency of each architecture, measured once in each of ``passes`` passes.
-
-    Each network keeps its minimum (statistic "min") or median over the passes: the passes are
-    minutes apart, so a burst of load from other processes during one measurement does not
-    decide it.
-    """
-    values: list[list[float]] = [[] for _ in archs]
-    with tqdm(total=len(archs) * passes, desc=desc, unit="net", disable=not progress, dynamic_ncols=True) as bar:
-        for _ in range(passes):
-            for arch, seen in zip(archs, values, strict=True):
-                seen.append(measure_network(supernet, arch, measure).value(statistic))
-                bar.update()
-    combine = min if statistic == "min" else statistics.median
-    return [combine(seen) for seen in values]
-
-
 def _network_time(measure: MeasureFn) -> float | None:
     return measure.min_time if isinstance(measure, Measurer) else None
 
 
-def _calibration_wanted(count: int, fit: str, passes: int, network_time: float | None) -> dict:
-    return {"count": count, "requested": fit, "passes": passes, "network_time": network_time}
+def calibration_settings(count: int, fit: str, passes: int, rounds: int, network_time: float | None) -> dict:
+    """How a table's calibration networks were measured, as recorded in the table (a rerun of
+    :func:`build_table` with other settings refits)."""
+    return {"count": count, "requested": fit, "passes": passes, "rounds": rounds, "network_time": network_time}
 
 
 def calibration_archs(supernet: SuperNet, count: int, seed: int = 0) -> list[Architecture]:
@@ -288,73 +267,127 @@ def calibration_archs(supernet: SuperNet, count: int, seed: int = 0) -> list[Arc
 def set_calibration(
     table: LatencyTable, supernet: SuperNet, archs: list[Architecture], measured: list[float], fit: str, settings: dict
 ) -> None:
-    """Fit ``measured ≈ scale × summed + constant`` over ``archs`` (whole networks measured on the
-    table's backend) and store the fit and the networks in ``table``; ``settings`` records how
-    they were measured."""
+    """Fit ``measured ≈ scale × summed + param_cost × parameters + constant`` over ``archs``
+    (whole networks measured on the table's backend, see :func:`fit_calibration`) and store the
+    fit and the networks in ``table``; ``settings`` records how they were measured."""
     plan = OpPlan(supernet)
-    table.scale, table.constant = 1.0, 0.0
+    table.scale, table.param_cost, table.constant = 1.0, 0.0, 0.0
     table.invalidate()
     summed = [table.summed(plan.trace(arch)) for arch in archs]
-    table.scale, table.constant, how = fit_calibration(summed, measured, fit)
+    params = [count_params(supernet, arch) for arch in archs]
+    got = fit_calibration(summed, measured, fit, params)
+    table.scale, table.param_cost, table.constant = got.scale, got.param_cost, got.constant
     table.calibration = {
         **settings,
-        "networks": [{"summed": round(s, 6), "measured": round(m, 6)} for s, m in zip(summed, measured, strict=True)],
-        "fit": how,
+        "networks": [
+            {"summed": round(s, 6), "params": p, "measured": round(m, 6)}
+            for s, p, m in zip(summed, params, measured, strict=True)
+        ],
+        "fit": got.how,
     }
     table.invalidate()
-    log.info("fitted scale %.4f and per-network constant %.4f ms from %d networks", table.scale, table.constant, len(archs))
+    log.info(
+        "fitted scale %.4f, %.4f ms per million parameters and per-network constant %.4f ms from %d networks",
+        table.scale, table.param_cost, table.constant, len(archs),
+    )  # fmt: skip
 
 
 def _calibrate(
-    table: LatencyTable, supernet: SuperNet, measure: MeasureFn, count: int, seed: int, fit: str, passes: int, progress: bool
+    table: LatencyTable,
+    supernet: SuperNet,
+    measure: MeasureFn,
+    count: int,
+    seed: int,
+    fit: str,
+    passes: int,
+    rounds: int,
+    chunk: int,
+    progress: bool,
 ) -> None:
-    """Measure ``count`` whole networks and fit ``measured ≈ scale × summed + constant``."""
+    """Measure ``count`` whole networks and fit the table's prediction to them."""
     if count <= 0:
-        table.scale, table.constant = 1.0, 0.0
+        table.scale, table.param_cost, table.constant = 1.0, 0.0, 0.0
         table.calibration = None
         table.invalidate()
         return
     archs = calibration_archs(supernet, count, seed)
     measured = measure_networks(
-        supernet, archs, measure, statistic=table.statistic, passes=passes, desc="lut calibration", progress=progress
+        supernet,
+        archs,
+        measure,
+        statistic=table.statistic,
+        passes=passes,
+        rounds=rounds,
+        chunk=chunk,
+        desc="lut calibration",
+        progress=progress,
     )
     set_calibration(
-        table, supernet, archs, measured, fit, {**_calibration_wanted(count, fit, passes, _network_time(measure)), "seed": seed}
+        table,
+        supernet,
+        archs,
+        measured,
+        fit,
+        {**calibration_settings(count, fit, passes, rounds, _network_time(measure)), "seed": seed},
     )
 
 
-def fit_calibration(summed: list[float], measured: list[float], fit: str = "linear") -> tuple[float, float, str]:
-    """(scale, constant, how) with ``measured ≈ scale × summed + constant``.
+class Fit(NamedTuple):
+    """A calibration: ``measured ≈ scale × summed + param_cost × parameters / 10⁶ + constant``."""
+
+    scale: float
+    param_cost: float  # ms per million parameters
+    constant: float  # ms
+    how: str
+
+
+def fit_calibration(summed: list[float], measured: list[float], fit: str = "weights", params: list[int] | None = None) -> Fit:
+    """Fit the prediction to whole networks: ``summed`` entries, ``params`` parameters and
+    ``measured`` latency of each.
 
     ``fit="offset"``: scale 1 and the median of ``measured − summed`` (robust to a noisy
-    network).  ``fit="linear"``: least squares on the *relative* residuals (the accuracy goal is
-    relative), falling back to the offset when there are fewer than 3 networks of different
-    sizes or the fitted scale is implausible (outside 0.5-2: too noisy to tell a slope).
+    network).  ``fit="linear"``: scale and constant by least squares on the *relative*
+    residuals (the accuracy goal is relative).  ``fit="weights"`` (default): scale, cost per
+    parameter and constant the same way — inside a 224×224 network each layer's weights come
+    from beyond the cache, which a layer timed by itself does not pay.  Each falls back to the
+    simpler one when the networks cannot tell its terms apart (fewer networks than terms + 1,
+    sizes or parameter counts within 5% of each other) or the fit is implausible (scale outside
+    0.5-2 or a negative cost per parameter: noise).
     """
     if fit not in FITS:
         raise NetAdaptError(f"unknown calibration fit {fit!r}; choose one of {', '.join(FITS)}")
     offset = statistics.median(m - s for s, m in zip(summed, measured, strict=True))
-    only_offset = (1.0, offset, "median offset")
+    only_offset = Fit(1.0, 0.0, offset, "median offset")
     if fit == "offset" or all(abs(m - s - offset) <= 1e-9 * abs(m) for s, m in zip(summed, measured, strict=True)):
         return only_offset
-    if len(summed) < 3 or max(summed) - min(summed) <= 0.05 * max(summed):
+    if fit == "weights" and params is not None and len(summed) >= 4 and _spread(params):
+        got = _relative_lstsq([summed, [p / 1e6 for p in params], [1.0] * len(summed)], measured)
+        if got is not None and 0.5 <= got[0] <= 2.0 and got[1] >= 0.0:
+            return Fit(
+                got[0], got[1], got[2], "measured = scale * summed + param_cost * Mparams + constant, least relative squares"
+            )
+        log.warning("calibration fit with parameters gave %s; measurements too noisy, fitting scale and constant only", got)
+    if len(summed) < 3 or not _spread(summed):
         return only_offset
-    # minimise sum(((a*s + b - m) / m)^2): weighted least squares with weights 1/m
-    w = [1.0 / m for m in measured]
-    sxx = sum((wi * s) ** 2 for wi, s in zip(w, summed, strict=True))
-    sx1 = sum(wi * s * wi for wi, s in zip(w, summed, strict=True))
-    s11 = sum(wi * wi for wi in w)
-    sxy = sum(wi * s * wi * m for wi, s, m in zip(w, summed, measured, strict=True))
-    s1y = sum(wi * wi * m for wi, m in zip(w, measured, strict=True))
-    det = sxx * s11 - sx1 * sx1
-    if det <= 0:
+    got = _relative_lstsq([summed, [1.0] * len(summed)], measured)
+    if got is None or not 0.5 <= got[0] <= 2.0:
+        log.warning("calibration fit gave %s; measurements too noisy, using a constant only", got)
         return only_offset
-    scale = (sxy * s11 - sx1 * s1y) / det
-    constant = (sxx * s1y - sx1 * sxy) / det
-    if not 0.5 <= scale <= 2.0:
-        log.warning("calibration fit gave scale %.3f; measurements too noisy, using a constant only", scale)
-        return only_offset
-    return scale, constant, "measured = scale * summed + constant, least relative squares"
+    return Fit(got[0], 0.0, got[1], "measured = scale * summed + constant, least relative squares")
+
+
+def _spread(values: list[float] | list[int]) -> bool:
+    return max(values) - min(values) > 0.05 * max(values)
+
+
+def _relative_lstsq(columns: list[list[float]], measured: list[float]) -> list[float] | None:
+    """Coefficients minimising ``sum(((X @ c − m) / m)²)``, or None when ``X`` is rank-deficient."""
+    m = torch.tensor(measured, dtype=torch.float64)
+    x = torch.tensor(columns, dtype=torch.float64).T / m[:, None]
+    solution = torch.linalg.lstsq(x, torch.ones_like(m)[:, None], driver="gelsd")
+    if int(solution.rank) < len(columns):
+        return None
+    return solution.solution[:, 0].tolist()
 
 
 @dataclass(frozen=True)
@@ -420,26 +453,38 @@ def check_table(
     seed: int = 1,
     measure: MeasureFn | None = None,
     passes: int = 2,
+    rounds: int = NETWORK_ROUNDS,
+    chunk: int = NETWORK_CHUNK,
     tolerance: float = 0.10,
     progress: bool = True,
 ) -> CheckResult:
     """Compare the table's predictions with whole-network measurements of random sub-networks.
 
     ``measure`` defaults to the table's own backend and thread count; the table's statistic
-    (minimum or median) is compared on both sides.  Every network is measured once in each of
-    ``passes`` passes over the sample and keeps its minimum (or median) over the passes: the
-    passes are minutes apart, so a burst of load from other processes during one measurement
-    does not decide it.  The seed differs from the calibration seed so that the checked
+    (minimum or median) is compared on both sides.  Every network is timed in ``rounds``
+    windows per pass, interleaved with the other networks, in each of ``passes`` passes, and
+    keeps its minimum (or median) over all of them; at most ``chunk`` networks are kept ready at
+    once
+    (:func:`~netadapt.resources.networks.measure_networks`): the windows are spread over minutes,
+    so a slow spell of the machine during one of them does not decide it.  The seed differs from the calibration seed so that the checked
     networks are not the ones the constant was fitted on.
     """
-    if samples < 1 or passes < 1:
-        raise NetAdaptError(f"samples and passes must be at least 1, got {samples} and {passes}")
+    if samples < 1:
+        raise NetAdaptError(f"samples must be at least 1, got {samples}")
     table.check_supernet(supernet)
     if measure is None:
         measure = Measurer(backend=table.backend, threads=table.threads, min_time=NETWORK_MIN_TIME)
     archs = check_archs(supernet, samples, seed)
     measured = measure_networks(
-        supernet, archs, measure, statistic=table.statistic, passes=passes, desc="lut check", progress=progress
+        supernet,
+        archs,
+        measure,
+        statistic=table.statistic,
+        passes=passes,
+        rounds=rounds,
+        chunk=chunk,
+        desc="lut check",
+        progress=progress,
     )
     return check_result(table, supernet, archs, measured, tolerance)
 
@@ -454,6 +499,6 @@ def check_result(
     table: LatencyTable, supernet: SuperNet, archs: list[Architecture], measured: list[float], tolerance: float = 0.10
 ) -> CheckResult:
     """The table's predictions for ``archs`` against their ``measured`` latencies."""
-    plan = OpPlan(supernet)
-    rows = [CheckRow(arch, table.predict_ops(plan.trace(arch)), m) for arch, m in zip(archs, measured, strict=True)]
+    predict = LatencyTableMetric(table, supernet)
+    rows = [CheckRow(arch, predict(arch), m) for arch, m in zip(archs, measured, strict=True)]
     return CheckResult(tuple(rows), tolerance)

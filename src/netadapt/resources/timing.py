@@ -36,7 +36,6 @@ from netadapt.export.formats import onnx_bytes, onnx_session
 
 __all__ = [
     "BACKENDS",
-    "NETWORK_MIN_TIME",
     "STATISTICS",
     "MeasureFn",
     "Measurer",
@@ -181,11 +180,6 @@ def _torch_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-# Seconds of timed runs per whole network (latency-table calibration, ``lut check``, measured
-# latency): a few-millisecond network needs hundreds of runs for a steady minimum.
-NETWORK_MIN_TIME = 0.5
 
 
 @dataclass(frozen=True)
