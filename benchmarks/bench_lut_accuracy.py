@@ -16,11 +16,13 @@ Options set the cost: ``--grid`` (channel step; the table measures only grid poi
 interpolates), ``--samples`` (checked sub-networks), ``--min-time`` (seconds per layer entry).
 
 ``--design together`` (default) measures the calibration networks and the checked networks in
-the same passes, interleaved, so that what is compared is the model (entries summed, scaled,
-plus a constant) and not the machine's drift between a build and a later check: on this
-project's shared VM the whole-network speed itself drifted by ~8% within ten minutes.
-``--design apart`` is what a user does (``lut build`` fits at build time, ``lut check`` measures
-later) and includes that drift.
+the same rounds, interleaved, so that what is compared is the model (entries summed, scaled,
+plus a cost per parameter and a constant) and not the machine's drift between a build and a
+later check: on this project's shared VM the whole-network speed itself drifted by ~8% within
+ten minutes.  ``--design apart`` is what a user does (``lut build`` fits at build time,
+``lut check`` measures later): the calibration networks are measured and fitted first, then
+the check measures them again among the checked ones and reports the drift.  Whole networks
+are timed in ``--rounds`` interleaved windows per pass (``resources/networks.py``).
 """
 
 from __future__ import annotations
@@ -91,28 +93,27 @@ def main() -> None:
         path = args.dir / f"{name}_{args.backend}_t{args.threads}{suffix}.json"
         began = time.perf_counter()
         measure = Measurer(backend=args.backend, threads=args.threads, min_time=args.min_time)
-        together = args.design == "together"
         table = build_table(
-            net, path, measure=measure, grid=args.grid, statistic=args.statistic,
-            calibrate=0 if together else args.calibrate, fit=args.fit, passes=args.passes,
-            network_time=args.check_time, network_rounds=args.rounds, network_chunk=args.chunk, progress=not args.no_progress,
+            net, path, measure=measure, grid=args.grid, statistic=args.statistic, calibrate=0, passes=args.passes,
+            progress=not args.no_progress,
         )  # fmt: skip
         built = time.perf_counter() - began
         began = time.perf_counter()
         check = Measurer(backend=args.backend, threads=args.threads, min_time=args.check_time)
-        if together:
-            fit_on = calibration_archs(net, args.calibrate, seed=0)
-            checked_archs = check_archs(net, args.samples, seed=args.seed)
-            measured = measure_networks(
-                net, fit_on + checked_archs, check, statistic=table.statistic, passes=args.network_passes,
-                rounds=args.rounds, chunk=args.chunk, desc="calibration + check", progress=not args.no_progress,
-            )  # fmt: skip
-            settings = calibration_settings(args.calibrate, args.fit, args.network_passes, args.rounds, args.check_time)
-            settings.update(seed=0, measured_with_check=args.samples)
-            set_calibration(table, net, fit_on, measured[: len(fit_on)], args.fit, settings)
-            table.save(path)
+        fit_on = calibration_archs(net, args.calibrate, seed=0)
+        checked_archs = check_archs(net, args.samples, seed=args.seed)
+        timed = fit_on + checked_archs if args.design == "together" else fit_on
+        measured = measure_networks(
+            net, timed, check, statistic=table.statistic, passes=args.network_passes, rounds=args.rounds,
+            chunk=args.chunk, desc=f"networks ({args.design})", progress=not args.no_progress,
+        )  # fmt: skip
+        settings = calibration_settings(args.calibrate, args.fit, args.network_passes, args.rounds, args.check_time)
+        settings.update(seed=0, measured_with_check=args.samples if args.design == "together" else 0)
+        set_calibration(table, net, fit_on, measured[: len(fit_on)], args.fit, settings)
+        table.save(path)
+        if args.design == "together":
             result = check_result(table, net, checked_archs, measured[len(fit_on) :])
-        else:
+        else:  # the check afterwards measures the calibration networks again: the drift since the fit
             result = check_table(
                 table, net, samples=args.samples, seed=args.seed, measure=check, passes=args.network_passes,
                 rounds=args.rounds, chunk=args.chunk, progress=not args.no_progress,
@@ -143,7 +144,8 @@ def main() -> None:
             f"(goal {GOAL:.0%}), MAE {result.mae:.3f} ms ({result.mape:.1%}); {len(table.entries)} entries, "
             f"scale {table.scale:.3f}, {table.param_cost:.4f} ms/M params, constant {table.constant:+.3f} ms; {args.backend}, {args.threads} thread(s), "
             f"{table.statistic} of blocks, {args.design}, {args.network_passes} network passes of {args.rounds} rounds, "
-            f"{table.environment.get('device')}"
+            + (f"calibration networks now {result.drift:.3f}x their calibration time, " if result.drift is not None else "")
+            + f"{table.environment.get('device')}"
         )
     save_json(args.dir / "summary.json", summary)
 

@@ -45,6 +45,11 @@ def test_build_then_check(tmp_path, capsys):
     data = json.loads(report.read_text())
     assert data["samples"] == 3 and len(data["rows"]) == 3 and 0.0 <= data["within"] <= 1.0
     assert run(["lut", "check", str(out), "--samples", "1", "--min-time", "0.002", "--require", "1.01", "--no-progress"]) == 1
+    capsys.readouterr()
+    refit = ["lut", "check", str(out), "--samples", "2", "--min-time", "0.005", "--rounds", "1", "--passes", "1", "--refit"]
+    assert run([*refit, "--no-progress"]) == 0
+    assert "the table was refit to them" in capsys.readouterr().out
+    assert load_table(out).calibration["measured_with_check"] == 2
 
 
 def test_bad_arguments(tmp_path):

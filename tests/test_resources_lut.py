@@ -375,3 +375,26 @@ def test_real_onnxruntime_build_and_check(tmp_path):
     result = check_table(table, net, samples=2, measure=measure, progress=False)
     assert len(result.rows) == 2 and all(r.measured > 0 and r.predicted > 0 for r in result.rows)
     assert 0.0 <= result.within <= 1.0 and result.mae >= 0.0
+
+
+def test_check_reports_drift_and_refits(tmp_path):
+    """The check measures the table's calibration networks again: how much the machine's speed
+    changed since the fit (drift), and with ``refit`` a table fitted to the new measurements."""
+    net = tiny("mobilenet_v1_cifar")
+    table = build_table(net, tmp_path / "lut.json", measure=fake_macs, calibrate=4, progress=False)
+
+    def slower(module, inputs):  # the machine now runs everything 20% slower
+        return Timing.exact(1.2 * fake_macs(module, inputs).min)
+
+    plain = check_table(table, net, samples=5, measure=slower, rounds=2, progress=False)
+    assert plain.drift == pytest.approx(1.2) and plain.within == 0.0  # predicted 1/1.2 of the time
+    assert check_table(table, net, samples=5, measure=slower, rounds=2, calibration_networks=False, progress=False).drift is None
+    refit = check_table(table, net, samples=5, measure=slower, rounds=2, refit=True, progress=False)
+    assert refit.drift == pytest.approx(1.2) and refit.within == 1.0 and refit.mape == pytest.approx(0.0, abs=1e-9)
+    assert table.scale == pytest.approx(1.2) and table.calibration["measured_with_check"] == 5
+    again = check_table(table, net, samples=5, measure=slower, rounds=2, progress=False)
+    assert again.drift == pytest.approx(1.0)  # measured against the refit
+    bare = build_table(net, tmp_path / "bare.json", measure=fake_macs, calibrate=0, progress=False)
+    assert check_table(bare, net, samples=2, measure=fake_macs, rounds=1, progress=False).drift is None
+    with pytest.raises(NetAdaptError, match="no calibration networks to refit"):
+        check_table(bare, net, samples=2, measure=fake_macs, rounds=1, refit=True, progress=False)

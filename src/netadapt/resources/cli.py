@@ -81,6 +81,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--chunk", type=int, default=NETWORK_CHUNK,
         help=f"networks kept ready at once; lower it if memory runs short (default: {NETWORK_CHUNK})",
     )  # fmt: skip
+    p.add_argument(
+        "--refit", action="store_true",
+        help="refit the table to its calibration networks measured with the check, and save it (the machine's speed drifts)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-drift", action="store_true",
+        help="do not measure the table's calibration networks again to report how the machine's speed changed",
+    )  # fmt: skip
     p.add_argument("--tolerance", type=float, default=0.10, help="relative error counted as accurate (default: 0.10)")
     p.add_argument("--require", type=float, help="exit with status 1 if the share within tolerance is below this")
     p.add_argument("--out", type=Path, help="also write every row and the summary to this JSON file")
@@ -136,6 +144,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         chunk=args.chunk,
         tolerance=args.tolerance,
+        calibration_networks=not args.no_drift,
+        refit=args.refit,
         progress=not args.no_progress,
     )
     print(f"{'#':>4} {'predicted ms':>13} {'measured ms':>12} {'error':>8}")
@@ -145,6 +155,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
         f"{table.model} on {table.backend} ({table.threads} thread(s)): {result.within:.1%} of {len(result.rows)} "
         f"sub-networks within ±{result.tolerance:.0%}; mean absolute error {result.mae:.3f} ms ({result.mape:.1%})"
     )
+    if result.drift is not None:
+        print(
+            f"the table's calibration networks now run {result.drift:.3f}x their time at calibration (median); "
+            + (
+                f"the table was refit to them: scale {table.scale:.3f}, {table.param_cost:.4f} ms per million parameters, "
+                f"constant {table.constant:+.4f} ms"
+                if args.refit
+                else "far from 1, the machine's speed changed since the fit: --refit fits the table to the new measurements"
+            )
+        )
+    if args.refit:
+        table.save()
     if args.out is not None:
         save_json(args.out, {"table": str(args.table), "environment": table.environment, **result.to_dict()})
     if args.require is not None and result.within < args.require:

@@ -410,6 +410,9 @@ class CheckResult:
 
     rows: tuple[CheckRow, ...]
     tolerance: float = 0.10
+    # the table's calibration networks measured with the check, over their calibration
+    # measurement (median): how much the machine's speed changed since the fit
+    drift: float | None = None
 
     @property
     def within(self) -> float:
@@ -433,6 +436,7 @@ class CheckResult:
             "within": self.within,
             "mae_ms": self.mae,
             "mape": self.mape,
+            "drift": self.drift,
             "rows": [
                 {
                     "filters": list(r.arch.filters),
@@ -456,6 +460,8 @@ def check_table(
     rounds: int = NETWORK_ROUNDS,
     chunk: int = NETWORK_CHUNK,
     tolerance: float = 0.10,
+    calibration_networks: bool = True,
+    refit: bool = False,
     progress: bool = True,
 ) -> CheckResult:
     """Compare the table's predictions with whole-network measurements of random sub-networks.
@@ -464,20 +470,31 @@ def check_table(
     (minimum or median) is compared on both sides.  Every network is timed in ``rounds``
     windows per pass, interleaved with the other networks, in each of ``passes`` passes, and
     keeps its minimum (or median) over all of them; at most ``chunk`` networks are kept ready at
-    once
-    (:func:`~netadapt.resources.networks.measure_networks`): the windows are spread over minutes,
-    so a slow spell of the machine during one of them does not decide it.  The seed differs from the calibration seed so that the checked
-    networks are not the ones the constant was fitted on.
+    once (:func:`~netadapt.resources.networks.measure_networks`): the windows are spread over
+    minutes, so a slow spell of the machine during one of them does not decide it.  The seed
+    differs from the calibration seed so that the checked networks are not the ones the table
+    was fitted on.
+
+    With ``calibration_networks`` the table's calibration networks are measured again among the
+    checked ones, and :attr:`CheckResult.drift` says how much slower (> 1) or faster the machine
+    runs them now than when the table was fitted: a shared machine's speed wanders by several
+    percent within an hour.  ``refit`` then fits the table to these new measurements (the
+    caller saves it), so that the check compares the model, not the machine's drift.
     """
     if samples < 1:
         raise NetAdaptError(f"samples must be at least 1, got {samples}")
     table.check_supernet(supernet)
     if measure is None:
         measure = Measurer(backend=table.backend, threads=table.threads, min_time=NETWORK_MIN_TIME)
+    fit_on, before = _calibration_networks(table, supernet) if calibration_networks or refit else ([], [])
+    if refit and not fit_on:
+        raise NetAdaptError(
+            f"{table.path or 'the latency table'} keeps no calibration networks to refit; rebuild it with --calibrate N"
+        )
     archs = check_archs(supernet, samples, seed)
     measured = measure_networks(
         supernet,
-        archs,
+        fit_on + archs,
         measure,
         statistic=table.statistic,
         passes=passes,
@@ -486,7 +503,30 @@ def check_table(
         desc="lut check",
         progress=progress,
     )
-    return check_result(table, supernet, archs, measured, tolerance)
+    now, measured = measured[: len(fit_on)], measured[len(fit_on) :]
+    drift = statistics.median(n / b for n, b in zip(now, before, strict=True)) if fit_on else None
+    if refit:
+        requested = str(table.calibration.get("requested", "weights")) if table.calibration else "weights"
+        settings = calibration_settings(len(fit_on), requested, passes, rounds, _network_time(measure))
+        settings.update(seed=table.calibration.get("seed"), measured_with_check=samples)
+        set_calibration(table, supernet, fit_on, now, requested, settings)
+    return check_result(table, supernet, archs, measured, tolerance, drift)
+
+
+def _calibration_networks(table: LatencyTable, supernet: SuperNet) -> tuple[list[Architecture], list[float]]:
+    """The table's calibration networks and their measurements at calibration, or nothing when
+    the table does not say how to draw them again (or they do not sum as recorded)."""
+    cal = table.calibration or {}
+    networks, count, seed = cal.get("networks") or [], cal.get("count"), cal.get("seed")
+    if not isinstance(seed, int) or count != len(networks) or not networks:
+        return [], []
+    archs = calibration_archs(supernet, count, seed)
+    plan = OpPlan(supernet)
+    summed = [table.summed(plan.trace(arch)) for arch in archs]
+    if any(abs(s - n["summed"]) > 1e-4 * max(abs(s), 1e-9) for s, n in zip(summed, networks, strict=True)):
+        log.warning("the table's calibration networks cannot be drawn again (their sums differ); no drift measured")
+        return [], []
+    return archs, [float(n["measured"]) for n in networks]
 
 
 def check_archs(supernet: SuperNet, samples: int, seed: int = 1) -> list[Architecture]:
@@ -496,9 +536,14 @@ def check_archs(supernet: SuperNet, samples: int, seed: int = 1) -> list[Archite
 
 
 def check_result(
-    table: LatencyTable, supernet: SuperNet, archs: list[Architecture], measured: list[float], tolerance: float = 0.10
+    table: LatencyTable,
+    supernet: SuperNet,
+    archs: list[Architecture],
+    measured: list[float],
+    tolerance: float = 0.10,
+    drift: float | None = None,
 ) -> CheckResult:
     """The table's predictions for ``archs`` against their ``measured`` latencies."""
     predict = LatencyTableMetric(table, supernet)
     rows = [CheckRow(arch, predict(arch), m) for arch, m in zip(archs, measured, strict=True)]
-    return CheckResult(tuple(rows), tolerance)
+    return CheckResult(tuple(rows), tolerance, drift)
