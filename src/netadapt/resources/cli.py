@@ -40,18 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs per measurement (default: 5)")
     p.add_argument("--min-time", type=float, default=0.05, help="seconds of timed runs per layer (default: 0.05)")
     p.add_argument("--calibrate", type=int, default=20, help="whole networks measured for the fit (default: 20)")
-    p.add_argument(
-        "--network-time", type=float, default=NETWORK_MIN_TIME,
-        help=f"seconds of timed runs per calibration network and pass, as lut check (default: {NETWORK_MIN_TIME})",
-    )  # fmt: skip
-    p.add_argument(
-        "--network-rounds", type=int, default=NETWORK_ROUNDS,
-        help=f"windows each calibration network's time is split into, interleaved with the others (default: {NETWORK_ROUNDS})",
-    )  # fmt: skip
-    p.add_argument(
-        "--network-chunk", type=int, default=NETWORK_CHUNK,
-        help=f"whole networks kept ready at once; lower it if memory runs short (default: {NETWORK_CHUNK})",
-    )  # fmt: skip
+    _network_options(p, "--network-time", "--network-rounds", "--network-chunk", "calibration network")
     p.add_argument(
         "--fit", choices=FITS, default="weights",
         help="weights: scale, cost per parameter and constant (default); linear: scale and constant; offset: constant only",
@@ -65,21 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("table", type=Path, help="latency table file")
     p.add_argument("--samples", type=int, default=100, help="random sub-networks (default: 100)")
     p.add_argument("--seed", type=int, default=1, help="seed of the sampled sub-networks (default: 1)")
-    p.add_argument(
-        "--min-time", type=float, default=NETWORK_MIN_TIME,
-        help=f"seconds of timed runs per network and pass (default: {NETWORK_MIN_TIME})",
-    )  # fmt: skip
-    p.add_argument(
-        "--rounds", type=int, default=NETWORK_ROUNDS,
-        help=f"windows each network's time is split into, interleaved with the other networks (default: {NETWORK_ROUNDS})",
-    )  # fmt: skip
+    _network_options(p, "--min-time", "--rounds", "--chunk", "network")
     p.add_argument(
         "--passes", type=int, default=2,
         help="measure every network in this many passes, each with a fresh session (default: 2)",
-    )  # fmt: skip
-    p.add_argument(
-        "--chunk", type=int, default=NETWORK_CHUNK,
-        help=f"networks kept ready at once; lower it if memory runs short (default: {NETWORK_CHUNK})",
     )  # fmt: skip
     p.add_argument(
         "--refit", action="store_true",
@@ -94,6 +72,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="also write every row and the summary to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_check)
+
+
+def _network_options(p: argparse.ArgumentParser, time_flag: str, rounds_flag: str, chunk_flag: str, what: str) -> None:
+    """How whole networks are timed (:func:`~netadapt.resources.networks.measure_networks`)."""
+    p.add_argument(
+        time_flag, type=float, default=NETWORK_MIN_TIME,
+        help=f"seconds of timed runs per {what} and pass (default: {NETWORK_MIN_TIME})",
+    )  # fmt: skip
+    p.add_argument(
+        rounds_flag, type=int, default=NETWORK_ROUNDS,
+        help=f"windows each {what}'s time is split into, interleaved with the others (default: {NETWORK_ROUNDS})",
+    )  # fmt: skip
+    p.add_argument(
+        chunk_flag, type=int, default=NETWORK_CHUNK,
+        help=f"networks kept ready at once; lower it if memory runs short (default: {NETWORK_CHUNK})",
+    )  # fmt: skip
 
 
 def _supernet(args: argparse.Namespace) -> SuperNet:

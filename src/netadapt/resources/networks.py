@@ -2,10 +2,10 @@
 
 A lookup table's calibration and its check (:mod:`netadapt.resources.lut_build`) compare the
 table with whole networks measured on the backend.  On a shared machine a whole network's speed
-wanders: measured on this project's 2-vCPU VM, the minimum over 0.5 s of the same
-``mobilenet_v3_large`` sub-network moved by 5-15% between measurements a few seconds apart,
-for minutes at a time, while a network that stayed in one session moved by 2%.  A minimum over
-one contiguous stretch of runs therefore records the machine's state at that moment.
+wanders: measured on this project's 2-vCPU VM, one 0.5 s minimum of a ``mobilenet_v3_large``
+sub-network was on average 6.5% (up to 23%) above its best of six such measurements minutes
+apart, and slow spells lasted minutes.  A minimum over one contiguous stretch of runs therefore
+records the machine's state at that moment (``docs/resources.md``).
 
 :func:`measure_networks` keeps a chunk of networks ready (extracted and, for ONNX Runtime,
 exported with a session open) and times them in turn, ``rounds`` short windows each, so that
