@@ -105,6 +105,19 @@ def test_measurer_times_blocks_of_runs():
     assert len(calls) == 2 + 3 + timing.count * timing.number  # warm-up, block-size probe, blocks
 
 
+def test_cuda_blocks_are_bracketed_by_synchronization(monkeypatch):
+    """The CUDA backend's timing logic, checked without a device: every timed block (and the
+    warm-up and the block-size probe) starts and ends with a device synchronization, so queued
+    kernels are inside the block they belong to.  The device itself is never reached here."""
+    events = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: events.append("sync"))
+    timing = Measurer(backend="cuda", warmup=1, min_time=0.002, block_time=1e-4, min_blocks=3).time(lambda: events.append("run"))
+    blocks = "".join("|" if e == "sync" else "r" for e in events).split("||")
+    assert events[0] == events[-1] == "sync" and events.count("sync") == 2 * (1 + 3 + timing.count)
+    assert [len(b.strip("|")) for b in blocks] == [1, 1, 1, 1] + [timing.number] * timing.count
+
+
 def test_measurer_rejects_bad_settings():
     with pytest.raises(NetAdaptError, match="unknown latency backend"):
         Measurer(backend="tpu")
