@@ -156,7 +156,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 f"the table was refit to them: scale {table.scale:.3f}, {table.param_cost:.4f} ms per million parameters, "
                 f"constant {table.constant:+.4f} ms"
                 if args.refit
-                else "far from 1, the machine's speed changed since the fit: --refit fits the table to the new measurements"
+                else "a ratio far from 1 means the machine's speed changed since the fit: --refit fits the table to the new measurements"
             )
         )
     if args.refit:

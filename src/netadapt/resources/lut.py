@@ -232,7 +232,7 @@ class LatencyTable:
         return target
 
     def invalidate(self) -> None:
-        """Forget derived lookups after entries, overhead or constant changed."""
+        """Forget derived lookups (entry minus overhead, grids) after entries or overhead changed."""
         self._costs.clear()
         self._grids.clear()
 

@@ -271,8 +271,7 @@ def set_calibration(
     (whole networks measured on the table's backend, see :func:`fit_calibration`) and store the
     fit and the networks in ``table``; ``settings`` records how they were measured."""
     plan = OpPlan(supernet)
-    table.scale, table.param_cost, table.constant = 1.0, 0.0, 0.0
-    table.invalidate()
+    table.invalidate()  # entries may have changed since the last lookup; the fit does not enter the sums
     summed = [table.summed(plan.trace(arch)) for arch in archs]
     params = [count_params(supernet, arch) for arch in archs]
     got = fit_calibration(summed, measured, fit, params)
@@ -285,7 +284,6 @@ def set_calibration(
         ],
         "fit": got.how,
     }
-    table.invalidate()
     log.info(
         "fitted scale %.4f, %.4f ms per million parameters and per-network constant %.4f ms from %d networks",
         table.scale, table.param_cost, table.constant, len(archs),
@@ -308,7 +306,6 @@ def _calibrate(
     if count <= 0:
         table.scale, table.param_cost, table.constant = 1.0, 0.0, 0.0
         table.calibration = None
-        table.invalidate()
         return
     archs = calibration_archs(supernet, count, seed)
     measured = measure_networks(
@@ -506,7 +503,7 @@ def check_table(
     now, measured = measured[: len(fit_on)], measured[len(fit_on) :]
     drift = statistics.median(n / b for n, b in zip(now, before, strict=True)) if fit_on else None
     if refit:
-        requested = str(table.calibration.get("requested", "weights")) if table.calibration else "weights"
+        requested = str(table.calibration.get("requested", "weights"))  # fit_on came from table.calibration
         settings = calibration_settings(len(fit_on), requested, passes, rounds, _network_time(measure))
         settings.update(seed=table.calibration.get("seed"), measured_with_check=samples)
         set_calibration(table, supernet, fit_on, now, requested, settings)
