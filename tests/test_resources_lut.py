@@ -69,26 +69,43 @@ def v1_table(tmp_path_factory):
     return net, build_table(net, path, measure=fake_macs, calibrate=3, progress=False)
 
 
+def _removed_layer_names(net, arch) -> set[str]:
+    """Names of the layers of every block ``arch`` removes (all its convolutions at 0 filters)."""
+    names = set()
+    for i, block in enumerate(net.blocks):
+        removal = getattr(block, "removal", None)
+        if removal and all(arch.filters[j] == 0 for j in removal):
+            names |= {layer.name for layer in net.space.layers if layer.name.startswith(f"b{i}.")}
+    return names
+
+
+@pytest.mark.parametrize("removal", ["block", "layer"])
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_trace_matches_layer_costs(name):
-    """The ops of every conv/SE/linear layer have the shapes ``supernet.costs`` computes."""
-    net = tiny(name)
+def test_trace_matches_layer_costs(name, removal):
+    """The ops of every conv/SE/linear layer have the shapes ``supernet.costs`` computes; a
+    removed block has no op at all."""
+    net = tiny(name, removal=removal)
     plan = OpPlan(net)
     rng = random.Random(0)
+    removed_any = False
     for _ in range(10):
         arch = net.space.sample(rng)
+        gone = _removed_layer_names(net, arch)
+        removed_any |= bool(gone)
         layer_ops = [
             op for op in plan.trace(arch) if op.family.split("/")[0] in ("conv", "dw", "se") or op.family.startswith("linear")
         ]
-        costs = [c for c in net.costs(arch) if not (c.kind == "se" and c.filters == 0)]
+        costs = [c for c in net.costs(arch) if not (c.kind == "se" and c.filters == 0) and c.name not in gone]
         assert [op.dims for op in layer_ops] == [
             (c.in_channels,) if c.kind == "linear" else (c.in_channels, c.filters) for c in costs
         ]
+    assert removed_any or removal == "layer"
 
 
+@pytest.mark.parametrize("removal", ["block", "layer"])
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_reachable_ops_cover_sampled_architectures(name):
-    net = tiny(name)
+def test_reachable_ops_cover_sampled_architectures(name, removal):
+    net = tiny(name, removal=removal)
     plan = OpPlan(net)
     ops, _ = plan.reachable()
     rng = random.Random(1)
@@ -352,7 +369,7 @@ def test_grid_table_interpolates(tmp_path):
 
 
 def test_grid_points_bracket_every_op():
-    net = tiny("mobilenet_v1_cifar")
+    net = tiny("mobilenet_v1_cifar", removal="layer")  # the paper's per-layer space: many widths per op
     ops, _ = OpPlan(net).reachable()
     points = grid_points(ops, 8)
     assert len(points) < len(ops)

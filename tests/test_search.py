@@ -376,3 +376,23 @@ def test_a_search_whose_samples_all_fail_stops_as_stalled(tmp_path):
     assert result.status == "stalled" and not result.reached_target
     assert len(result.trajectory) == 1
     assert json.loads((tmp_path / "search_state.json").read_text())["status"] == "stalled"
+
+
+def test_shrinking_a_removable_block_past_its_fewest_filters_removes_it_whole():
+    from netadapt import build_supernet
+
+    space = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, num_classes=10).space
+    shrinker = Shrinker(space)
+    group = space.removal_groups()[2]
+    conv = next(i for i in group if space.layers[i].kind != "se")
+    unit = next(u for u, members in enumerate(shrinker.units) if conv in members)
+    arch, steps = space.full(), 0
+    while shrinker.can_shrink_filters(arch, unit):
+        arch = space.validate(shrinker.step(arch, unit, "filters"))
+        steps += 1
+    nonzero = [w for w in space.layers[conv].widths if w > 0]
+    assert steps == len(nonzero)  # every non-zero width, then the block
+    assert space.removed_blocks(arch) == [group]
+    assert not shrinker.feasible_modes(arch, unit)  # a removed block shrinks no further
+    assert shrinker.step(arch, unit, "kernel") is None
+    assert space.validate(shrinker.minimum(space.full())).filters == space.smallest().filters

@@ -58,7 +58,7 @@ def test_uniform_keeps_every_layer(net):
 def test_rejects_width_outside_the_space_naming_layer_and_choices(net):
     full = net.space.full()
     bad = full.replace(filters=(3,) + full.filters[1:])
-    with pytest.raises(NetAdaptError, match=r"layer b0: 3 filters is not allowed; choose one of \[0, 2, 4"):
+    with pytest.raises(NetAdaptError, match=r"layer b0: 3 filters is not allowed; choose one of \[2, 4"):
         net.space.validate(bad)
     bad_kernel = full.replace(kernels=(5,) + full.kernels[1:])
     with pytest.raises(NetAdaptError, match="layer b0: kernel 5 is not allowed"):
@@ -113,8 +113,10 @@ def test_space_serialization_round_trip(net):
 
 def test_min_width_fraction_with_and_without_removal():
     build_supernet = netadapt.build_supernet
-    narrow = build_supernet("mobilenet_v3_small_cifar", num_classes=10, min_width_fraction=0.5)
-    removable = build_supernet("mobilenet_v3_small_cifar", num_classes=10, min_width_fraction=0.5, keep_removal=True)
+    narrow = build_supernet("mobilenet_v3_small_cifar", num_classes=10, min_width_fraction=0.5, removal="layer")
+    removable = build_supernet(
+        "mobilenet_v3_small_cifar", num_classes=10, min_width_fraction=0.5, keep_removal=True, removal="layer"
+    )
     for a, b in zip(narrow.space.layers, removable.space.layers, strict=True):
         assert min(a.widths) >= 0.5 * a.max_filters
         assert {w for w in b.widths if w > 0} == set(a.widths)
@@ -123,3 +125,50 @@ def test_min_width_fraction_with_and_without_removal():
     assert any(0 in layer.widths for layer in removable.space.layers)
     with pytest.raises(NetAdaptError, match="min_width_fraction"):
         build_supernet("mobilenet_v1_cifar", num_classes=10, min_width_fraction=1.5)
+
+
+def test_block_removal_ties_zero_within_each_removable_block():
+    net = netadapt.build_supernet("mobilenet_v3_small_cifar", num_classes=10)
+    space = net.space
+    groups = space.removal_groups()
+    residual = [b for b in net.blocks if getattr(b, "residual", False)]
+    assert len(groups) == len(residual) == 7  # every residual block, nothing else
+    in_blocks = {i for g in groups for i in g}
+    for i, layer in enumerate(space.layers):  # outside removable blocks no convolution keeps 0
+        if i not in in_blocks and layer.kind != "se":
+            assert 0 not in layer.widths, layer.name
+    full = space.full()
+    group = groups[0]
+    filters = list(full.filters)
+    filters[group[0]] = 0  # one layer of a block alone
+    with pytest.raises(NetAdaptError, match="removed whole or not at all") as info:
+        space.validate(full.replace(filters=filters))
+    assert "\n" not in str(info.value)
+    for i in group:
+        filters[i] = 0
+    removed = space.validate(full.replace(filters=filters))
+    assert space.removed_blocks(removed) == [group]
+    se = [i for i in group if space.layers[i].kind == "se"]
+    if se:  # a kept block may still drop its squeeze-excitation
+        kept = list(full.filters)
+        kept[se[0]] = 0
+        space.validate(full.replace(filters=kept))
+    # random architectures remove blocks whole, some of them
+    archs = [space.sample(random.Random(i)) for i in range(40)]
+    assert any(space.removed_blocks(a) for a in archs)
+    assert space.smallest() == space.validate(space.smallest())
+    assert len(space.removed_blocks(space.smallest())) == len(groups)
+
+
+def test_removal_modes():
+    def space(**kw):
+        return netadapt.build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=16, **kw).space
+
+    layer, block, none = space(removal="layer"), space(), space(removal="none")
+    assert sum(0 in s.widths for s in layer.layers) == 27  # the paper's space: every layer
+    assert not layer.removal_groups() and not none.removal_groups()
+    assert not any(0 in s.widths for s in none.layers)
+    # MobileNetV1 pairs that keep their input's width and resolution: b3, b5, b7..b11 and b13
+    assert [block.layers[g[0]].name for g in block.removal_groups()] == [f"b{i}.dw" for i in (3, 5, 7, 8, 9, 10, 11, 13)]
+    with pytest.raises(NetAdaptError, match="unknown removal mode"):
+        space(removal="sometimes")

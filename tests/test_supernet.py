@@ -194,3 +194,69 @@ def test_bad_inputs_give_one_line_errors():
         with pytest.raises(NetAdaptError, match=message) as info:
             fn()
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small_cifar", "mobilenet_v1_cifar", "mobilenet_v2_cifar"])
+def test_a_removed_block_computes_exactly_its_input(name):
+    """removal: block — a removed block is the identity in the ordered-dropout forward and in
+    the extracted network (no operation left), and its MACs and parameters drop by exactly the
+    block's own."""
+    net = small(name, width_mult=0.5)
+    space = net.space
+    group = space.removal_groups()[1]
+    full = space.full()
+    arch = space.validate(full.replace(filters=[0 if i in group else f for i, f in enumerate(full.filters)]))
+    block = next(i for i, b in enumerate(net.blocks) if getattr(b, "removal", None) and set(b.removal) <= set(group))
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        # the masked forward with the block skipped by hand, block by block
+        choice = net.choice(arch, 3)
+        h, width = x, torch.full((3,), 3)
+        for i, b in enumerate(net.blocks):
+            if i != block:
+                h, width = b.forward_masked(h, width, choice)
+        assert torch.allclose(net(x, arch), h, atol=1e-6)
+        compact = net.extract(arch)
+        assert isinstance(compact.blocks[block], torch.nn.Identity)
+        assert torch.allclose(compact(x), h, rtol=1e-4, atol=1e-5)
+    block_costs = [c for c in net.costs(full) if c.name in {space.layers[i].name for i in group}]
+    assert netadapt.count_macs(net, full) - netadapt.count_macs(net, arch) == sum(c.macs for c in block_costs)
+    assert netadapt.count_params(net, full) - netadapt.count_params(net, arch) == sum(c.params for c in block_costs)
+
+
+def test_ordered_dropout_batch_with_removed_blocks_equals_per_image_runs():
+    from netadapt.train import OrderedDropoutSampler
+
+    net = small("mobilenet_v3_small_cifar", width_mult=0.5)
+    widths, kernels = OrderedDropoutSampler(net.space, sandwich=True).sample(12, torch.Generator().manual_seed(1))
+    archs = [net.space.make(w.tolist(), k.tolist()) for w, k in zip(widths, kernels, strict=True)]
+    assert sum(bool(net.space.removed_blocks(a)) for a in archs) >= 3
+    x = torch.randn(12, 3, 32, 32)
+    with torch.no_grad():
+        batch = net(x, widths=widths, kernels=kernels)
+        single = torch.cat([net.extract(a)(x[i : i + 1]) for i, a in enumerate(archs)])
+    assert torch.allclose(batch, single, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small_cifar", "mobilenet_v1_cifar", "fastdepth", "netadaptv2_macs"])
+def test_implant_is_the_inverse_of_extraction(name):
+    """Train-extracted-then-implant: a changed compact network written back into the
+    super-network makes the super-network at that architecture compute the changed network."""
+    net = small(name)
+    arch = net.space.sample(random.Random(5))
+    compact = net.extract(arch)
+    with torch.no_grad():
+        for p in compact.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        for m in compact.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.add_(0.1)
+    x = torch.randn(2, 3, net.input_size, net.input_size)
+    other = netadapt.build_supernet(name, input_size=net.input_size)  # untouched weights elsewhere
+    other.load_state_dict(net.state_dict())
+    other.implant_(compact, arch).eval()
+    again = other.extract(arch).state_dict()
+    assert again.keys() == compact.state_dict().keys()
+    assert all(torch.equal(again[k], v) for k, v in compact.state_dict().items())  # exactly the inverse
+    with torch.no_grad():
+        assert torch.allclose(other(x, arch), compact.eval()(x), rtol=1e-4, atol=1e-5)

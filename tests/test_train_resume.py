@@ -160,3 +160,29 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
         tiny(tmp_path / "c", "optim.nme=sgd")
     with pytest.raises(NetAdaptError, match="fastdepth"):
         train_supernet(tiny(tmp_path / "d", "model.name=fastdepth"))
+
+
+def test_progressive_phases_and_validation_of_sub_networks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ordered_dropout.full_epochs / width_epochs: the first steps train the initial network
+    alone, then widths, then everything; every epoch validates the initial, half-width and
+    smallest networks, each with recalibrated BatchNorm."""
+    from netadapt.train import OrderedDropoutSampler
+
+    phases: list[str] = []
+    original = OrderedDropoutSampler.sample
+
+    def spy(self, batch, generator, phase="all"):
+        phases.append(phase)
+        return original(self, batch, generator, phase)
+
+    monkeypatch.setattr(OrderedDropoutSampler, "sample", spy)
+    config = tiny(tmp_path / "run", "epochs=3", "ordered_dropout.full_epochs=1", "ordered_dropout.width_epochs=1",
+                  "ordered_dropout.sandwich=true", "val_calibration_images=64", "checkpoint_every=0")  # fmt: skip
+    train_supernet(config)
+    records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    per_epoch = records[0]["step"]
+    assert per_epoch > 1
+    assert phases == ["width"] * per_epoch + ["all"] * per_epoch  # epoch 1 ran the initial network plainly
+    for r in records:
+        assert {"val_top1", "val_top1_half", "val_top1_min"} <= r.keys()
+        assert 0.0 <= r["val_top1_min"] <= 1.0

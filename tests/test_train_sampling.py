@@ -30,7 +30,7 @@ def test_leftover_choices_are_not_biased_to_small_widths() -> None:
 
 
 def test_sampler_stratifies_every_layer_and_respects_ties() -> None:
-    net = build_supernet("mobilenet_v2_cifar", width_mult=0.35, input_size=16, num_classes=10, bypass="none")
+    net = build_supernet("mobilenet_v2_cifar", width_mult=0.35, input_size=16, num_classes=10, bypass="none", removal="layer")
     space = net.space
     ties = [g for g in space.tie_groups() if len(g) > 1]
     assert ties  # without bypass, depthwise layers are tied to the layer feeding them
@@ -72,9 +72,47 @@ def test_sampler_kernels_and_sandwich() -> None:
 
 def test_sampler_is_a_function_of_its_generator() -> None:
     space = build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=16, num_classes=10).space
+    assert space.removal_groups()  # removable pairs draw their own columns too
     sampler = OrderedDropoutSampler(space)
     a = sampler.sample(16, torch.Generator().manual_seed(7))
     b = sampler.sample(16, torch.Generator().manual_seed(7))
     c = sampler.sample(16, torch.Generator().manual_seed(8))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small_cifar", "mobilenet_v1_cifar"])
+def test_removable_blocks_are_removed_whole_in_a_stratified_share(name: str) -> None:
+    space = build_supernet(name, width_mult=0.5, input_size=16, num_classes=10).space
+    groups = space.removal_groups()
+    assert len(groups) >= 5  # residual blocks (V3) or width-keeping pairs (V1)
+    batch = 90
+    widths, kernels = OrderedDropoutSampler(space).sample(batch, torch.Generator().manual_seed(4))
+    for group in groups:
+        convs = [i for i in group if space.layers[i].kind != "se"]
+        gone = (widths[:, convs] == 0).all(1)
+        rate = 1 / len(space.layers[convs[0]].widths)
+        assert abs(int(gone.sum()) - rate * batch) <= 1  # a stratified share, not a coin per image
+        assert not (widths[~gone][:, convs] == 0).any()  # kept blocks keep every convolution
+        assert not widths[gone][:, list(group)].any()  # removed blocks keep nothing
+    for row in range(batch):
+        space.make(widths[row].tolist(), kernels[row].tolist())
+    # Each block draws its own rows: the removal patterns of two blocks differ.
+    patterns = {tuple((widths[:, g[0]] == 0).tolist()) for g in groups}
+    assert len(patterns) > 1
+
+
+def test_phases_restrict_what_a_batch_varies() -> None:
+    space = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, input_size=16, num_classes=10).space
+    sampler = OrderedDropoutSampler(space, sandwich=True)
+    full, _ = sampler.sample(8, torch.Generator().manual_seed(0), phase="full")
+    assert (full == torch.tensor([space.full().filters])).all()
+    width, _ = sampler.sample(40, torch.Generator().manual_seed(0), phase="width")
+    convs = [i for i, layer in enumerate(space.layers) if layer.kind != "se"]
+    assert not (width[:, convs] == 0).any()  # no block removed, no convolution at 0
+    assert len(set(width[2:, convs[3]].tolist())) > 3  # widths still vary
+    every, _ = sampler.sample(40, torch.Generator().manual_seed(0), phase="all")
+    assert (every[:, convs] == 0).any()
+    assert every[1].tolist() == list(space.smallest().filters)
+    with pytest.raises(ValueError, match="phase"):
+        sampler.sample(4, torch.Generator(), phase="depth")

@@ -24,20 +24,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from netadapt.arch.space import Architecture
 from netadapt.data.config import DataConfig
 from netadapt.depth.metrics import METRICS as DEPTH_METRICS
 from netadapt.depth.metrics import masked_l1_loss, per_image_errors, search_metric
 from netadapt.errors import NetAdaptError
+from netadapt.model.norm import recalibrate_bn_
 from netadapt.model.supernet import SuperNet
 from netadapt.search.evaluate import MetricFn, top1_metric
 
 if TYPE_CHECKING:
     from netadapt.train.distributed import DistContext
 
-__all__ = ["TASKS", "ClassificationTask", "DepthTask", "Score", "Task", "task_for", "task_named"]
+__all__ = ["TASKS", "ClassificationTask", "DepthTask", "Score", "Task", "task_for", "task_named", "validate_networks"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class ClassificationTask:
     scores = ("top1",)
     default_score = "top1"
     train_key = "train_top1"  # the per-image statistic of the training batches
+    val_key = "val_top1"  # the headline validation number …
+    sub_keys = ("val_top1",)  # … and what is logged of each validated sub-network
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b
 
     def loss(self, outputs: Tensor, targets: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
         return F.cross_entropy(outputs.float(), targets, label_smoothing=label_smoothing)
@@ -78,6 +84,13 @@ class ClassificationTask:
         """The target of the zero-weight dummy image of an all-unreadable batch."""
         return torch.zeros(1, dtype=torch.long)
 
+    def evaluate(self, model: nn.Module, loader: Iterable, context: DistContext | None) -> dict[str, float]:
+        """Validation numbers of one network: ``val_top1`` and ``val_loss``."""
+        from netadapt.train.evaluate import evaluate  # netadapt.train imports this module
+
+        result = evaluate(model, loader, context=context)
+        return {"val_top1": result["top1"], "val_loss": result["loss"]}
+
     def validate(
         self,
         net: SuperNet,
@@ -85,20 +98,12 @@ class ClassificationTask:
         context: DistContext | None,
         *,
         arch: Architecture | None = None,
-        sub_networks: bool = False,
+        calibration: Iterable | None = None,
     ) -> dict[str, float]:
-        """Validation accuracy of the full network and (with ordered dropout) of the half-width
-        one; of ``arch`` alone when one architecture is trained."""
-        from netadapt.train.evaluate import evaluate  # netadapt.train imports this module
-
-        if arch is not None:
-            result = evaluate(net, loader, arch, context=context)
-            return {"val_top1": result["top1"], "val_loss": result["loss"]}
-        full = evaluate(net, loader, context=context)
-        out = {"val_top1": full["top1"], "val_loss": full["loss"]}
-        if sub_networks:
-            out["val_top1_half"] = evaluate(net, loader, net.space.uniform(0.5), context=context)["top1"]
-        return out
+        """Validation accuracy of the initial network, or of ``arch`` alone when one architecture
+        is trained; with ``calibration`` images (ordered dropout) also of the half-width and the
+        smallest sub-network, every network with its own recalibrated BatchNorm."""
+        return validate_networks(self, net, loader, context, arch=arch, calibration=calibration)
 
     def score(self, name: str | None = None) -> Score:
         name = name or self.default_score
@@ -120,6 +125,11 @@ class DepthTask:
     # (``search.score: delta1`` selects by Table 7's other column).
     default_score = "rmse"
     train_key = "train_delta1"
+    val_key = "val_rmse"
+    sub_keys = ("val_rmse", "val_delta1")
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b  # an error
 
     def loss(self, outputs: Tensor, targets: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
         """FastDepth's masked L1 loss (``label_smoothing`` is a classification setting, unused)."""
@@ -143,6 +153,13 @@ class DepthTask:
     def empty_target(self, net: SuperNet) -> Tensor:
         return torch.zeros(1, 1, net.input_size, net.input_size)  # no valid pixel: a zero loss
 
+    def evaluate(self, model: nn.Module, loader: Iterable, context: DistContext | None) -> dict[str, float]:
+        """Validation numbers of one network: RMSE, REL, δ1–δ3, MAE and the L1 loss."""
+        from netadapt.train.evaluate import evaluate_depth  # netadapt.train imports this module
+
+        result = evaluate_depth(model, loader, context=context)
+        return {**{f"val_{m}": result[m] for m in DEPTH_METRICS}, "val_loss": result["loss"]}
+
     def validate(
         self,
         net: SuperNet,
@@ -150,19 +167,11 @@ class DepthTask:
         context: DistContext | None,
         *,
         arch: Architecture | None = None,
-        sub_networks: bool = False,
+        calibration: Iterable | None = None,
     ) -> dict[str, float]:
-        """RMSE, REL, δ1–δ3, MAE and the L1 loss of the full network (or of ``arch``), and with
-        ordered dropout RMSE and δ1 of the uniform half-width sub-network."""
-        from netadapt.train.evaluate import evaluate_depth  # netadapt.train imports this module
-
-        result = evaluate_depth(net, loader, arch, context=context)
-        out = {f"val_{m}": result[m] for m in DEPTH_METRICS}
-        out["val_loss"] = result["loss"]
-        if sub_networks and arch is None:
-            half = evaluate_depth(net, loader, net.space.uniform(0.5), context=context)
-            out["val_rmse_half"], out["val_delta1_half"] = half["rmse"], half["delta1"]
-        return out
+        """Depth metrics of the initial network (or of ``arch``); with ``calibration`` images also
+        RMSE and δ1 of the half-width and the smallest sub-network, BatchNorm recalibrated."""
+        return validate_networks(self, net, loader, context, arch=arch, calibration=calibration)
 
     def score(self, name: str | None = None) -> Score:
         name = name or self.default_score
@@ -176,6 +185,36 @@ class DepthTask:
 
 
 Task = ClassificationTask | DepthTask
+
+
+def validate_networks(
+    task: Task,
+    net: SuperNet,
+    loader: Iterable,
+    context: DistContext | None,
+    *,
+    arch: Architecture | None = None,
+    calibration: Iterable | None = None,
+) -> dict[str, float]:
+    """The task's validation numbers of ``net``'s initial network (or of ``arch``, with the
+    statistics it was trained with), and with ``calibration`` batches those of the half-width
+    (``_half``) and smallest (``_min``) sub-networks -- each network extracted and its BatchNorm
+    recalibrated on the same images, so that no network is judged with statistics that mixed
+    many sub-networks (paper §2.3)."""
+    if arch is not None:
+        return task.evaluate(net.extract(arch), loader, context)
+    if calibration is None:
+        return task.evaluate(net, loader, context)
+    space = net.space
+    archs = {"": space.full(), "_half": space.uniform(0.5), "_min": space.smallest()}
+    out: dict[str, float] = {}
+    for suffix, sub in archs.items():
+        compact = recalibrate_bn_(net.extract(sub), (batch[0] for batch in calibration))
+        values = task.evaluate(compact, loader, context)
+        out.update(values if not suffix else {f"{k}{suffix}": values[k] for k in task.sub_keys})
+    return out
+
+
 TASKS: dict[str, Task] = {"classification": ClassificationTask(), "depth": DepthTask()}
 
 

@@ -9,7 +9,8 @@ checkpoints.
 A :class:`SearchSpace` lists the searchable layers with their allowed choices: widths (default
 nine uniformly spaced values from 0 to the full width, appendix A), odd kernel sizes from 3 to the
 layer's full size, the bypass limit ``T`` of channel-level bypass connections, and ties (layers
-that must keep the same number of filters).
+that must keep the same number of filters) and removal groups (the layers of one block, which
+are removed together or not at all: a removed block computes exactly its input).
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ class LayerSpec:
 
     ``bypass`` is the paper's ``T``: how many input channels channel-level bypass may pass
     through; ``None`` means unlimited (∞, used for depthwise layers) and ``0`` means no bypass.
-    Layers with the same ``tie`` id must keep the same number of filters.
+    Layers with the same ``tie`` id must keep the same number of filters.  Layers with the same
+    ``block`` id form one removable block: its convolutions keep 0 filters together (the block
+    is removed and computes exactly its input) or none of them does; a removed block's
+    squeeze-excitation keeps 0 too.  ``None``: not part of a removable block.
     """
 
     name: str
@@ -91,9 +95,10 @@ class LayerSpec:
     kernels: tuple[int, ...]
     bypass: int | None
     tie: int | None = None
+    block: int | None = None
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "name": self.name,
             "kind": self.kind,
             "max_filters": self.max_filters,
@@ -103,6 +108,9 @@ class LayerSpec:
             "bypass": self.bypass,
             "tie": self.tie,
         }
+        if self.block is not None:  # absent otherwise, so that older spaces keep their fingerprint
+            d["block"] = self.block
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> LayerSpec:
@@ -115,6 +123,7 @@ class LayerSpec:
             kernels=tuple(int(k) for k in d["kernels"]),
             bypass=None if d["bypass"] is None else int(d["bypass"]),
             tie=None if d.get("tie") is None else int(d["tie"]),
+            block=None if d.get("block") is None else int(d["block"]),
         )
 
 
@@ -214,6 +223,14 @@ class SearchSpace:
             widths = {self.layers[i].widths for i in group}
             if len(widths) != 1:
                 raise ValueError(f"tied layers {[self.layers[i].name for i in group]} have different width choices")
+            if len({self.layers[i].block for i in group}) != 1:
+                raise ValueError(f"tied layers {[self.layers[i].name for i in group]} belong to different removable blocks")
+        for group in self.removal_groups():
+            for i in group:
+                if 0 not in self.layers[i].widths:
+                    raise ValueError(f"layer {self.layers[i].name} of a removable block has no width 0")
+            if not self._convs(group):
+                raise ValueError(f"removable block {[self.layers[i].name for i in group]} has no convolution")
 
     # -- identity ---------------------------------------------------------------------------
     @cached_property
@@ -233,6 +250,22 @@ class SearchSpace:
             if layer.name == name:
                 return i
         raise NetAdaptError(f"search space of {self.model} has no layer named {name!r}")
+
+    def removal_groups(self) -> list[tuple[int, ...]]:
+        """Layer indices of every removable block (``LayerSpec.block``), in space order."""
+        groups: dict[int, list[int]] = {}
+        for i, layer in enumerate(self.layers):
+            if layer.block is not None:
+                groups.setdefault(layer.block, []).append(i)
+        return [tuple(g) for g in groups.values()]
+
+    def _convs(self, group: Sequence[int]) -> tuple[int, ...]:
+        """The convolutions of a removable block (its squeeze-excitation may be 0 on its own)."""
+        return tuple(i for i in group if self.layers[i].kind != "se")
+
+    def removed_blocks(self, arch: Architecture) -> list[tuple[int, ...]]:
+        """The removable blocks that ``arch`` removes (each as its layer indices)."""
+        return [g for g in self._removal if all(arch.filters[i] == 0 for i in self._convs(g))]
 
     def tie_groups(self) -> list[tuple[int, ...]]:
         """Groups of layer indices that must keep equal filters (singletons for untied layers)."""
@@ -273,14 +306,31 @@ class SearchSpace:
             filters.append(min(options, key=lambda w: (abs(w - target), -w)))
         return self._arch(filters, [s.max_kernel for s in self.layers])
 
+    def smallest(self) -> Architecture:
+        """Every layer at its fewest filters and smallest kernel (every removable block removed)."""
+        return self._arch([min(s.widths) for s in self.layers], [min(s.kernels) for s in self.layers])
+
     def sample(self, rng: RandomSource) -> Architecture:
-        """A uniformly random architecture; ``rng`` is a ``random.Random`` or ``torch.Generator``."""
+        """A random architecture; ``rng`` is a ``random.Random`` or ``torch.Generator``.
+
+        Every layer (tie group) draws one of its widths uniformly.  A removable block is removed
+        with the probability a lone width 0 would have (one in the number of its first
+        convolution's widths); otherwise its convolutions draw non-zero widths.
+        """
         filters = [0] * len(self.layers)
         for group in self.tie_groups():
-            w = _choose(self.layers[group[0]].widths, rng)
+            widths = self.layers[group[0]].widths
+            if self.layers[group[0]].block is not None and self.layers[group[0]].kind != "se":
+                widths = tuple(w for w in widths if w > 0)
+            w = _choose(widths, rng)
             for i in group:
                 filters[i] = w
         kernels = [_choose(layer.kernels, rng) for layer in self.layers]
+        for group in self._removal:
+            choices = self.layers[self._convs(group)[0]].widths
+            if _choose(range(len(choices)), rng) == 0:
+                for i in group:
+                    filters[i] = 0
         return self._arch(filters, kernels)
 
     # -- checking ---------------------------------------------------------------------------
@@ -307,6 +357,16 @@ class SearchSpace:
             if len(values) > 1:
                 names = [self.layers[i].name for i in group]
                 raise NetAdaptError(f"tied layers {names} must keep the same number of filters, got {sorted(values)}")
+        for group in self._removal:
+            convs = self._convs(group)
+            zeros = [arch.filters[i] == 0 for i in convs]
+            if (any(zeros) and not all(zeros)) or (all(zeros) and any(arch.filters[i] for i in group)):
+                names = [self.layers[i].name for i in group]
+                kept = [arch.filters[i] for i in group]
+                raise NetAdaptError(
+                    f"block {names} is removed whole or not at all: it keeps {kept} filters; "
+                    "set every one of them to 0, or none of its convolutions"
+                )
         return arch
 
     @cached_property
@@ -316,6 +376,10 @@ class SearchSpace:
     @cached_property
     def _ties(self) -> list[tuple[int, ...]]:
         return [g for g in self.tie_groups() if len(g) > 1]
+
+    @cached_property
+    def _removal(self) -> list[tuple[int, ...]]:
+        return self.removal_groups()
 
     # -- serialization ----------------------------------------------------------------------
     def to_dict(self, *, with_fingerprint: bool = True) -> dict:

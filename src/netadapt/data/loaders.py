@@ -36,6 +36,7 @@ __all__ = [
     "DataSets",
     "build_datasets",
     "build_search_loaders",
+    "calibration_set",
     "collate_fn",
     "depth_data_config",
     "make_eval_loader",
@@ -246,10 +247,15 @@ def build_search_loaders(
         data["root"] = root
     config = config_from_dict(DataConfig, data, prefix="data.")
     sets = build_datasets(config, split)
-    pool = sets.calibration_pool
-    count = min(calibration_images, len(pool))
-    positions = sorted(random.Random(seed).sample(pool, count))
-    # the training images' type (SampleDataset or DepthSamples) with the evaluation transform
-    calibration = type(sets.heldout)(sets.train_source, [sets.train.indices[p] for p in positions], sets.heldout.transform)
+    calibration = calibration_set(sets, calibration_images, seed)
     kwargs = {"batch_size": batch_size, "workers": workers, "pin_memory": pin_memory}
     return make_eval_loader(sets.heldout, config, **kwargs), make_eval_loader(calibration, config, **kwargs)
+
+
+def calibration_set(sets: DataSets, images: int, seed: int) -> Dataset:
+    """``images`` training images (never held-out ones) chosen with ``random.Random(seed)``, in a
+    fixed order and with the evaluation transform: BatchNorm recalibration of sub-networks."""
+    pool = sets.calibration_pool
+    positions = sorted(random.Random(seed).sample(pool, min(images, len(pool))))
+    # the training images' type (SampleDataset or DepthSamples) with the evaluation transform
+    return type(sets.heldout)(sets.train_source, [sets.train.indices[p] for p in positions], sets.heldout.transform)

@@ -9,6 +9,7 @@ sub-networks, ``trace(width, arch, costs)`` for integer shapes and costs, and
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -27,6 +28,42 @@ def chosen(layer: ElasticConv, arch: ArchView) -> tuple[int, int]:
 
 def extract_layer(layer: ElasticConv, width: int, arch: ArchView) -> ElasticConv:
     return layer.shrink(width, *chosen(layer, arch))
+
+
+def removal_indices(layers: list[ElasticConv]) -> tuple[int, ...] | None:
+    """Search-space indices of a removable block's convolutions (``None`` if one is fixed)."""
+    indices = tuple(layer.index for layer in layers)
+    return None if any(i is None for i in indices) else indices  # type: ignore[return-value]
+
+
+def is_removed(indices: tuple[int, ...] | None, arch: ArchView) -> bool:
+    """Whether ``arch`` removes the block whose convolutions are ``indices``: all keep 0 filters."""
+    return indices is not None and all(arch.filters[i] == 0 for i in indices)
+
+
+def removed_rows(indices: tuple[int, ...] | None, choice: Choice) -> Tensor | None:
+    """(B,) bool: the images whose sub-network removes the block (``None``: never removable)."""
+    if indices is None:
+        return None
+    return (choice.filters[:, list(indices)] == 0).all(1)
+
+
+def skip_removed(gone: Tensor | None, x: Tensor, width: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """The block's output ``(y, w)`` per image, or its input ``(x, width)`` where it is removed:
+    a removed block computes exactly its input (and its extracted network has no operation)."""
+    if gone is None:
+        return y, w
+    return torch.where(gone[:, None, None, None], x, y), torch.where(gone, width, w)
+
+
+def removed_costs(layers: list[nn.Module], width: int, costs: list[LayerCost] | None) -> int:
+    """Zero-cost rows for the layers of a removed block (listed with 0 filters); its output is its input."""
+    if costs is not None:
+        for layer in layers:
+            kind = "se" if isinstance(layer, SqueezeExcite) else ("depthwise" if layer.depthwise else "conv")
+            kernel, stride, size = (1, 1, 1) if kind == "se" else (layer.kernel, layer.stride, layer.in_size)
+            costs.append(LayerCost(layer.name, kind, width, 0, kernel, stride, size, width, 0, 0))
+    return width
 
 
 class ConvBlock(nn.Module):
@@ -50,15 +87,25 @@ class ConvBlock(nn.Module):
     def extract(self, width: int, arch: ArchView) -> ConvBlock:
         return ConvBlock(extract_layer(self.conv, width, arch))
 
+    def implant_(self, small: ConvBlock) -> None:
+        self.conv.implant_(small.conv)
+
 
 class Sequential(nn.Module):
-    """Elastic layers in a chain: MobileNetV1's depthwise-separable pair."""
+    """Elastic layers in a chain: MobileNetV1's depthwise-separable pair.
+
+    ``removable``: the pair keeps its input's width and resolution, so when all its layers keep
+    0 filters it is removed and computes exactly its input (the search space's ``removal:
+    block``); otherwise a layer with 0 filters is a channel-level bypass (paper §2.2).
+    """
 
     kind = "ds"
 
-    def __init__(self, *layers: ElasticConv) -> None:
+    def __init__(self, *layers: ElasticConv, removable: bool = False) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        self.removable = removable
+        self.removal = removal_indices(list(layers)) if removable else None
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:
@@ -66,30 +113,40 @@ class Sequential(nn.Module):
         return x
 
     def forward_masked(self, x: Tensor, width: Tensor, choice: Choice) -> tuple[Tensor, Tensor]:
+        y, w = x, width
         for layer in self.layers:
-            x, width = layer.forward_masked(x, width, choice)
-        return x, width
+            y, w = layer.forward_masked(y, w, choice)
+        return skip_removed(removed_rows(self.removal, choice), x, width, y, w)
 
     def trace(self, width: int, arch: ArchView, costs: list[LayerCost] | None) -> int:
+        if is_removed(self.removal, arch):
+            return removed_costs(list(self.layers), width, costs)
         for layer in self.layers:
             width = layer.trace(width, arch, costs)
         return width
 
-    def extract(self, width: int, arch: ArchView) -> Sequential:
+    def extract(self, width: int, arch: ArchView) -> nn.Module:
+        if is_removed(self.removal, arch):
+            return nn.Identity()
         layers = []
         for layer in self.layers:
             layers.append(extract_layer(layer, width, arch))
             width = layer.trace(width, arch, None)
         return Sequential(*layers)
 
+    def implant_(self, small: nn.Module) -> None:
+        if isinstance(small, Sequential):  # a removed pair (nn.Identity) has no weights
+            for layer, part in zip(self.layers, small.layers, strict=True):
+                layer.implant_(part)
+
 
 class InvertedResidual(nn.Module):
     """MobileNetV2/V3 block: expansion → depthwise → squeeze-excitation → projection.
 
     With a residual connection the block output is the zero-padded sum of the projection and
-    the block input, so the output width is the larger of the two.  When every layer keeps 0
-    filters the block computes only bypasses and the addition: no convolution remains and the
-    block has vanished (paper Table 8 block 12, Table 9 blocks 7, 8, 12, 15).
+    the block input, so the output width is the larger of the two.  When every convolution of a
+    residual block keeps 0 filters the block is removed: it computes exactly its input and its
+    extracted network has no operation (paper Table 8 block 12, Table 9 blocks 7, 8, 12, 15).
     """
 
     kind = "mnv3"
@@ -109,6 +166,8 @@ class InvertedResidual(nn.Module):
         self.se = se
         self.project = project
         self.residual = residual
+        convs = [m for m in (expand, depthwise, project) if m is not None]
+        self.removal = removal_indices(convs) if residual else None
 
     def _layers(self) -> list[nn.Module]:
         # Read the registry directly: nn.Module.__getattr__ is slow, and the search traces every
@@ -126,17 +185,22 @@ class InvertedResidual(nn.Module):
         y, w = x, width
         for layer in self._layers():
             y, w = layer.forward_masked(y, w, choice)
-        if self.residual:  # same full width; the narrower sub-network is zero beyond its width
-            return y + x, w.maximum(width)
-        return y, w
+        if not self.residual:
+            return y, w
+        # same full width; the narrower sub-network is zero beyond its width
+        return skip_removed(removed_rows(self.removal, choice), x, width, y + x, w.maximum(width))
 
     def trace(self, width: int, arch: ArchView, costs: list[LayerCost] | None) -> int:
+        if is_removed(self.removal, arch):
+            return removed_costs(self._layers(), width, costs)
         w = width
         for layer in self._layers():
             w = layer.trace(w, arch, costs)
         return max(w, width) if self.residual else w
 
-    def extract(self, width: int, arch: ArchView) -> InvertedResidual:
+    def extract(self, width: int, arch: ArchView) -> nn.Module:
+        if is_removed(self.removal, arch):
+            return nn.Identity()
         w = width
         expand = se = None
         if self.expand is not None:
@@ -148,6 +212,16 @@ class InvertedResidual(nn.Module):
             se = self.se.shrink(w, chosen_se(self.se, arch))
         project = extract_layer(self.project, w, arch)
         return InvertedResidual(expand, depthwise, se, project, residual=self.residual)
+
+    def implant_(self, small: nn.Module) -> None:
+        if not isinstance(small, InvertedResidual):  # a removed block (nn.Identity) has no weights
+            return
+        if self.expand is not None:
+            self.expand.implant_(small.expand)
+        self.depthwise.implant_(small.depthwise)
+        if self.se is not None and small.se is not None:
+            self.se.implant_(small.se)
+        self.project.implant_(small.project)
 
 
 def chosen_se(se: SqueezeExcite, arch: ArchView) -> int:
@@ -180,6 +254,10 @@ class DecoderStage(nn.Module):
         depthwise = extract_layer(self.depthwise, width, arch)
         pointwise = extract_layer(self.pointwise, self.depthwise.trace(width, arch, None), arch)
         return DecoderStage(depthwise, pointwise, self.scale)
+
+    def implant_(self, small: DecoderStage) -> None:
+        self.depthwise.implant_(small.depthwise)
+        self.pointwise.implant_(small.pointwise)
 
 
 class ClassifierHead(nn.Module):
@@ -226,3 +304,13 @@ class ClassifierHead(nn.Module):
         classifier.weight.data.copy_(weight[:, :, 0, 0])
         classifier.bias.data.copy_(slice_vector(self.classifier.bias, self.classifier.out_features))
         return ClassifierHead(hidden, classifier, self.dropout.p)
+
+    def implant_(self, small: ClassifierHead) -> None:
+        if self.hidden is not None:
+            self.hidden.implant_(small.hidden)
+        width = small.classifier.in_features
+        with torch.no_grad():
+            slice_conv_weight(self.classifier.weight[:, :, None, None], self.classifier.out_features, width, 1)[:, :, 0, 0].copy_(
+                small.classifier.weight
+            )
+            self.classifier.bias.copy_(small.classifier.bias)

@@ -23,6 +23,7 @@ ACTIVATIONS = {
     "none": None,
 }
 BYPASS_MODES = ("resolution", "none", "unlimited")
+REMOVAL_MODES = ("block", "layer", "none")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,14 @@ class BuildOptions:
     ``bypass``: ``"resolution"`` (the paper's per-resolution ``T``, appendix B), ``"none"`` (no
     channel-level bypass: the "without CBC" ablation; depthwise layers are tied to the layer
     feeding them and no layer may reach 0 filters) or ``"unlimited"`` (``T = ∞`` everywhere).
+
+    ``removal`` says how depth is searched: ``"block"`` (default) — 0 filters only for whole
+    removable blocks (residual inverted-residual blocks, and MobileNetV1 pairs that keep their
+    input's width and resolution), removed together and computing exactly their input;
+    ``"layer"`` — the paper's per-layer form: any layer with a bypass may keep 0 filters on its
+    own (channel-level bypass, §2.2; a residual block whose convolutions all keep 0 is removed);
+    ``"none"`` — no convolution keeps 0 filters.  ``docs/training.md`` has the measurements
+    behind the default.
     """
 
     num_widths: int | None = None  # None: the definition's (9, or 11 for netadaptv2_macs)
@@ -47,6 +56,7 @@ class BuildOptions:
     # With a min_width_fraction, still allow 0 filters where a bypass makes that valid (the layer
     # or block is removed): depth stays searchable while near-empty widths are left out.
     keep_removal: bool = False
+    removal: str = "block"
 
 
 class _Registry:
@@ -58,20 +68,40 @@ class _Registry:
         self.num_widths = num_widths
         self.layers: list[LayerSpec] = []
         self._next_tie = 0
+        self._next_block = 0
 
     def new_tie(self) -> int:
         self._next_tie += 1
         return self._next_tie - 1
 
-    def add(self, name: str, kind: str, filters: int, kernel: int, bypass: int | None, tie: int | None = None) -> int:
+    def new_block(self) -> int:
+        self._next_block += 1
+        return self._next_block - 1
+
+    def _zero(self, kind: str, bypass: int | None, block: int | None) -> bool:
+        """Whether the layer may keep 0 filters (see ``BuildOptions.removal``)."""
+        floor, mode = self.options.min_width_fraction, self.options.removal
+        if mode == "layer":
+            return (kind == "se" or bypass != 0) and (floor == 0 or self.options.keep_removal)
+        return block is not None or (kind == "se" and floor == 0)
+
+    def add(
+        self,
+        name: str,
+        kind: str,
+        filters: int,
+        kernel: int,
+        bypass: int | None,
+        tie: int | None = None,
+        block: int | None = None,
+    ) -> int:
         floor = self.options.min_width_fraction
-        allow_zero = (kind == "se" or bypass != 0) and (floor == 0 or self.options.keep_removal)
-        widths = width_choices(filters, self.num_widths, self.options.width_divisor, allow_zero=allow_zero)
+        zero = self._zero(kind, bypass, block)
+        widths = width_choices(filters, self.num_widths, self.options.width_divisor, allow_zero=zero)
         if floor > 0:
-            removable = self.options.keep_removal and (kind == "se" or bypass != 0)
-            widths = tuple(w for w in widths if w >= floor * filters or (removable and w == 0)) or (filters,)
+            widths = tuple(w for w in widths if w >= floor * filters or (zero and w == 0)) or (filters,)
         kernels = kernel_choices(kernel) if self.options.superkernel else (kernel,)
-        self.layers.append(LayerSpec(name, kind, filters, kernel, widths, kernels, bypass, tie))
+        self.layers.append(LayerSpec(name, kind, filters, kernel, widths, kernels, bypass, tie, block))
         return len(self.layers) - 1
 
 
@@ -91,6 +121,8 @@ def build_from_definition(
         raise NetAdaptError(f"min_width_fraction must be in [0, 1], got {options.min_width_fraction}")
     if options.bypass not in BYPASS_MODES:
         raise NetAdaptError(f"unknown bypass mode {options.bypass!r}; choose one of {', '.join(BYPASS_MODES)}")
+    if options.removal not in REMOVAL_MODES:
+        raise NetAdaptError(f"unknown removal mode {options.removal!r}; choose one of {', '.join(REMOVAL_MODES)}")
     norm = partial(nn.BatchNorm2d, eps=definition.bn_eps, momentum=definition.bn_momentum)
     base = options.bypass_base or definition.bypass_base
     tie_dw = options.tie_depthwise if options.tie_depthwise is not None else options.bypass == "none"
@@ -107,10 +139,14 @@ def build_from_definition(
         # network; clamp it so the full sub-network is the initial network.
         return min(filters, max(1, base * 2**d // 2))
 
-    def conv(name, c_in, filters, kernel, stride, size, act, *, depthwise=False, searchable=True, tie=None, bypass="auto"):
+    by_block = options.removal == "block"
+
+    def conv(
+        name, c_in, filters, kernel, stride, size, act, *, depthwise=False, searchable=True, tie=None, bypass="auto", block=None
+    ):
         out_size = math.ceil(size / stride)
         t = limit(filters, out_size, depthwise) if bypass == "auto" else bypass
-        index = reg.add(name, "depthwise" if depthwise else "conv", filters, kernel, t, tie) if searchable else None
+        index = reg.add(name, "depthwise" if depthwise else "conv", filters, kernel, t, tie, block) if searchable else None
         return ElasticConv(
             name, c_in, filters, kernel, in_size=size, stride=stride, depthwise=depthwise, bypass=t,
             norm_layer=norm, act_layer=ACTIVATIONS[act], index=index,
@@ -135,27 +171,34 @@ def build_from_definition(
             # Without bypass the depthwise layer must match the layer feeding it: tie both.
             if tie is not None and reg.layers:
                 reg.layers[-1] = _with_tie(reg.layers[-1], tie)
-            dw = conv(f"{name}.dw", c, c, row.kernel, row.stride, size, row.act, depthwise=True, tie=tie)
+            # A pair that keeps its input's width and resolution can be removed whole.
+            removable = by_block and row.stride == 1 and c == row.filters and tie is None
+            block = reg.new_block() if removable else None
+            dw = conv(f"{name}.dw", c, c, row.kernel, row.stride, size, row.act, depthwise=True, tie=tie, block=block)
             size = math.ceil(size / row.stride)
-            pw = conv(f"{name}.pw", c, row.filters, 1, 1, size, row.act)
-            blk, c = Sequential(dw, pw), row.filters
+            pw = conv(f"{name}.pw", c, row.filters, 1, 1, size, row.act, block=block)
+            blk, c = Sequential(dw, pw, removable=removable), row.filters
         elif isinstance(row, MBConv):
             expand = None
             exp_c = c
             tie = reg.new_tie() if tie_dw else None
-            if row.expand != c or row.force_expand:
-                expand = conv(f"{name}.expand", c, row.expand, 1, 1, size, row.act, tie=tie)
+            has_expand = row.expand != c or row.force_expand
+            residual = row.stride == 1 and c == row.filters
+            # A residual block is removable unless its depthwise layer is tied to the layer before it.
+            block = reg.new_block() if by_block and residual and (has_expand or tie is None) else None
+            if has_expand:
+                expand = conv(f"{name}.expand", c, row.expand, 1, 1, size, row.act, tie=tie, block=block)
                 exp_c = row.expand
             elif tie is not None and reg.layers:
                 reg.layers[-1] = _with_tie(reg.layers[-1], tie)
-            dw = conv(f"{name}.dw", exp_c, exp_c, row.kernel, row.stride, size, row.act, depthwise=True, tie=tie)
+            dw = conv(f"{name}.dw", exp_c, exp_c, row.kernel, row.stride, size, row.act, depthwise=True, tie=tie, block=block)
             size = math.ceil(size / row.stride)
             se = None
             if row.se:
-                index = reg.add(f"{name}.se", "se", row.se, 1, None)
+                index = reg.add(f"{name}.se", "se", row.se, 1, None, block=block)
                 se = SqueezeExcite(f"{name}.se", exp_c, row.se, index=index)
-            pw = conv(f"{name}.project", exp_c, row.filters, 1, 1, size, "none")
-            blk = InvertedResidual(expand, dw, se, pw, residual=row.stride == 1 and c == row.filters)
+            pw = conv(f"{name}.project", exp_c, row.filters, 1, 1, size, "none", block=block)
+            blk = InvertedResidual(expand, dw, se, pw, residual=residual)
             c = row.filters
         elif isinstance(row, Decoder):
             tie = reg.new_tie() if tie_dw else None

@@ -30,6 +30,8 @@ SUPERNET_VERSION = 1
 
 def supernet_from_build(build: dict) -> SuperNet:
     """Rebuild a super-network (random weights) from :meth:`SuperNet.build_config`."""
+    # Files written before the ``removal`` option searched depth layer by layer.
+    options = {"removal": "layer", **build.get("options", {})}
     try:
         return build_supernet(
             build["model"],
@@ -37,7 +39,7 @@ def supernet_from_build(build: dict) -> SuperNet:
             input_size=build["input_size"],
             in_channels=build.get("in_channels", 3),
             width_mult=build.get("width_mult"),
-            **build.get("options", {}),
+            **options,
         )
     except KeyError as exc:
         raise NetAdaptError(f"super-network description lacks {exc}") from None

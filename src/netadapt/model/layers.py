@@ -249,6 +249,19 @@ class ElasticConv(nn.Module):
                 copy_norm_(small.bn, self.bn, filters)
         return small.train(self.training)
 
+    def implant_(self, small: ElasticConv) -> None:
+        """Write the weights of ``small`` (made by :meth:`shrink`) back into this layer's slices:
+        the inverse of extraction, through the same slicing functions (views of the full tensors)."""
+        if small.conv is None:
+            return
+        in_channels = None if self.depthwise else small.in_channels
+        with torch.no_grad():
+            slice_conv_weight(self.conv.weight, small.filters, in_channels, small.kernel).copy_(small.conv.weight)
+            if small.conv.bias is not None:
+                slice_vector(self.conv.bias, small.filters).copy_(small.conv.bias)
+        if small.bn is not None:
+            implant_norm_(self.bn, small.bn, small.filters)
+
     def extra_repr(self) -> str:
         t = "inf" if self.bypass is None else self.bypass
         return f"name={self.name}, in={self.in_channels}, filters={self.filters}, out={self.out_channels}, T={t}"
@@ -261,6 +274,17 @@ def copy_norm_(dst: nn.Module, src: nn.Module, size: int) -> None:
             d, s = getattr(dst, name, None), getattr(src, name, None)
             if d is not None and s is not None:
                 d.copy_(slice_vector(s, size))
+        if getattr(src, "num_batches_tracked", None) is not None:
+            dst.num_batches_tracked.copy_(src.num_batches_tracked)
+
+
+def implant_norm_(dst: nn.Module, src: nn.Module, size: int) -> None:
+    """Write a small BatchNorm's parameters and statistics into the first ``size`` channels of ``dst``."""
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            d, s = getattr(dst, name, None), getattr(src, name, None)
+            if d is not None and s is not None:
+                slice_vector(d, size).copy_(s)
         if getattr(src, "num_batches_tracked", None) is not None:
             dst.num_batches_tracked.copy_(src.num_batches_tracked)
 
@@ -327,3 +351,12 @@ class SqueezeExcite(nn.Module):
             small.fc2.weight.copy_(slice_conv_weight(self.fc2.weight, channels, hidden, 1))
             small.fc2.bias.copy_(slice_vector(self.fc2.bias, channels))
         return small.train(self.training)
+
+    def implant_(self, small: SqueezeExcite) -> None:
+        """Write the weights of ``small`` (made by :meth:`shrink`) back into this module's slices."""
+        channels, hidden = small.channels, small.hidden
+        with torch.no_grad():
+            slice_conv_weight(self.fc1.weight, hidden, channels, 1).copy_(small.fc1.weight)
+            slice_vector(self.fc1.bias, hidden).copy_(small.fc1.bias)
+            slice_conv_weight(self.fc2.weight, channels, hidden, 1).copy_(small.fc2.weight)
+            slice_vector(self.fc2.bias, channels).copy_(small.fc2.bias)

@@ -198,6 +198,17 @@ class SuperNet(nn.Module):
         net.train(self.training)
         return net.to(self._max_filters.device)
 
+    def implant_(self, compact: CompactNet, arch: Architecture) -> SuperNet:
+        """Write the weights of ``compact`` (extracted at ``arch``, then trained) back into this
+        super-network's tensors: afterwards ``self(x, arch)`` equals ``compact(x)``.  The inverse
+        of :meth:`extract`, through the same slicing functions; weights outside ``arch`` stay."""
+        self.space.validate(arch)
+        if len(compact.blocks) != len(self.blocks):
+            raise NetAdaptError(f"the compact network has {len(compact.blocks)} blocks, {self.name} has {len(self.blocks)}")
+        for block, small in zip(self.blocks, compact.blocks, strict=True):
+            block.implant_(small)
+        return self
+
 
 def init_weights_(module: nn.Module) -> None:
     """torchvision's MobileNet initialisation (kaiming-normal fan-out convs, unit BN, small linear)."""

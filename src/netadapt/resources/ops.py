@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from netadapt.arch.space import Architecture, SearchSpace
-from netadapt.model.blocks import ClassifierHead, ConvBlock, DecoderStage, InvertedResidual, Sequential
+from netadapt.model.blocks import ClassifierHead, ConvBlock, DecoderStage, InvertedResidual, Sequential, is_removed
 from netadapt.model.layers import ArchView, ElasticConv, SqueezeExcite
 from netadapt.model.slicing import pad_add
 from netadapt.model.supernet import SuperNet
@@ -317,11 +317,14 @@ class OpPlan:
     def __init__(self, supernet: SuperNet) -> None:
         self.supernet = supernet
         self.blocks: list[list[_Step]] = []
+        # The convolutions whose 0 filters remove each block (a removed block runs no operation).
+        self.removal: list[tuple[int, ...] | None] = []
         for block, skip in zip(supernet.blocks, supernet.skips, strict=True):
             steps = _block_steps(block)
             if skip is not None:
                 steps.append(_AddStep(skip))
             self.blocks.append(steps)
+            self.removal.append(getattr(block, "removal", None))
 
     def trace(self, arch: Architecture, *, validate: bool = True) -> list[Op]:
         """The operations of ``arch``'s compact network, in execution order."""
@@ -332,7 +335,10 @@ class OpPlan:
         width, size = net.in_channels, net.input_size
         ops: list[Op] = []
         outs: list[int] = []
-        for steps in self.blocks:
+        for steps, removal in zip(self.blocks, self.removal, strict=True):
+            if is_removed(removal, view):
+                outs.append(width)
+                continue
             block_in = width
             for step in steps:
                 other = 0
@@ -359,7 +365,7 @@ class OpPlan:
         outs: list[set[int]] = []
         found: dict[Op, OpMaker] = {}
         makers: dict[str, OpMaker] = {}
-        for steps in self.blocks:
+        for steps, removal in zip(self.blocks, self.removal, strict=True):
             block_in = widths
             for step in steps:
                 others = [0]
@@ -377,6 +383,8 @@ class OpPlan:
                             found[op] = maker
                 widths = new
                 size = step.out_size(size)
+            if removal is not None:  # a removed block passes its input on unchanged
+                widths = widths | block_in
             outs.append(widths)
         return found, makers
 

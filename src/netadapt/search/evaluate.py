@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import torch
-from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch import Tensor
 
 from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
-from netadapt.model.layers import ElasticConv
+from netadapt.model.norm import Forward, fold_bn_, recalibrate_bn_, recalibrated_bn
 from netadapt.model.supernet import SuperNet
 from netadapt.search.distributed import map_shared
 
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 #: Iterables of (images, targets, ...) batches: plain pairs or ``netadapt.data.Batch`` tuples
 #: (whose extra fields are ignored).
 Batches = Iterable[tuple[Tensor, ...]]
-Forward = Callable[[Tensor], Tensor]
 #: ``metric_fn(outputs, targets) -> (sum, count)`` for one batch; the score is
 #: ``finalize(total_sum / total_count)`` (e.g. ``finalize=math.sqrt`` on squared errors = RMSE).
 MetricFn = Callable[[Tensor, Tensor], tuple[float, int]]
@@ -69,80 +67,6 @@ def batch_pair(batch: Any) -> tuple[Tensor, Tensor]:
 def top1_metric(outputs: Tensor, targets: Tensor) -> tuple[float, int]:
     """Correct top-1 predictions and images in the batch."""
     return float((outputs.argmax(1) == targets).sum()), int(targets.shape[0])
-
-
-# -- BatchNorm recalibration ---------------------------------------------------------------------
-def _batchnorms(model: nn.Module) -> list[_BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-
-
-def recalibrate_bn_(model: nn.Module, images: Iterable[Tensor], *, forward: Forward | None = None) -> nn.Module:
-    """Recompute every BatchNorm's running statistics of ``model`` in place; leave it in eval mode.
-
-    Statistics are reset and re-estimated as a cumulative average over ``images`` (``momentum =
-    None``: every batch weighs the same, whatever the order), with only the BN layers in training
-    mode so that dropout and the like stay off.  ``forward`` (default ``model``) runs a batch,
-    e.g. ``lambda x: supernet(x, arch)`` for a masked sub-network.
-    """
-    forward = forward or model
-    norms = _batchnorms(model)
-    momenta = [bn.momentum for bn in norms]
-    model.eval()
-    try:
-        for bn in norms:
-            bn.reset_running_stats()
-            bn.momentum = None
-            bn.train()
-        with torch.no_grad():
-            seen = 0
-            for x in images:
-                forward(x)
-                seen += 1
-        if seen == 0 and norms:
-            raise NetAdaptError("BatchNorm recalibration got no calibration images")
-    finally:
-        for bn, momentum in zip(norms, momenta, strict=True):
-            bn.momentum = momentum
-        model.eval()
-    return model
-
-
-@contextmanager
-def recalibrated_bn(model: nn.Module, images: Iterable[Tensor], *, forward: Forward | None = None) -> Iterator[nn.Module]:
-    """:func:`recalibrate_bn_` for the duration of a ``with`` block: the BatchNorm statistics
-    and every module's training mode are restored on exit (for the shared super-network)."""
-    norms = _batchnorms(model)
-    saved = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()) for bn in norms]
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        yield recalibrate_bn_(model, images, forward=forward)
-    finally:
-        with torch.no_grad():
-            for bn, (mean, var, count) in zip(norms, saved, strict=True):
-                bn.running_mean.copy_(mean)
-                bn.running_var.copy_(var)
-                bn.num_batches_tracked.copy_(count)
-        for m, training in modes:
-            m.training = training
-
-
-def fold_bn_(net: nn.Module) -> nn.Module:
-    """Fold every eval-mode BatchNorm that directly follows a convolution of an
-    :class:`~netadapt.model.layers.ElasticConv` into that convolution's weight and bias (in
-    place; for an extracted copy whose statistics are final).  The outputs are unchanged up to
-    rounding; one pass over every activation map is saved per layer."""
-    for m in net.modules():
-        if isinstance(m, ElasticConv) and m.conv is not None and isinstance(m.bn, nn.BatchNorm2d):
-            conv, bn = m.conv, m.bn
-            with torch.no_grad():
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (F,)
-                bias = bn.bias - bn.running_mean * scale
-                if conv.bias is not None:
-                    bias = bias + conv.bias * scale
-                conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
-                conv.bias = nn.Parameter(bias)
-            m.bn = None  # ElasticConv skips a missing norm
-    return net
 
 
 # -- fixed image sets ----------------------------------------------------------------------------

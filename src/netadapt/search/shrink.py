@@ -5,7 +5,8 @@ the same number of filters, so they always move together.  Shrinking a unit by o
 fewer filters (the next smaller width of ``LayerSpec.widths``, down to 0 where bypass allows
 it), a smaller kernel (the next smaller of ``LayerSpec.kernels``, on every layer of the group)
 or both (paper §2.4: "shrinking a layer involves removing filters, reducing the kernel size, or
-both").
+both").  A convolution of a removable block (``SearchSpace.removal_groups``) at its fewest
+filters shrinks by removing the whole block; a removed block shrinks no further.
 
 Randomness is derived from strings of (seed, iteration, ...) so a sample can be rebuilt exactly
 after a restart, whatever happened before it.
@@ -51,6 +52,12 @@ class Shrinker:
         self.units: list[tuple[int, ...]] = space.tie_groups()
         self._widths = [sorted(layer.widths) for layer in space.layers]
         self._kernels = [sorted(layer.kernels) for layer in space.layers]
+        # The removable block of every layer (None outside one), and its convolutions.
+        self._block: list[tuple[int, ...] | None] = [None] * len(space.layers)
+        for group in space.removal_groups():
+            for i in group:
+                self._block[i] = group
+        self._block_convs = {g: tuple(i for i in g if space.layers[i].kind != "se") for g in space.removal_groups()}
 
     def unit_name(self, unit: int) -> str:
         return "+".join(self.space.layers[i].name for i in self.units[unit])
@@ -60,14 +67,29 @@ class Shrinker:
         smaller = [v for v in options if v < value]
         return smaller[-1] if smaller else None
 
+    def _removed(self, arch: Architecture, i: int) -> bool:
+        block = self._block[i]
+        return block is not None and all(arch.filters[j] == 0 for j in self._block_convs[block])
+
+    def _fewer_filters(self, arch: Architecture, i: int) -> int | None:
+        """Layer ``i``'s next smaller width (0 = remove its block), or ``None``."""
+        block = self._block[i]
+        if block is None or self.space.layers[i].kind == "se":
+            return self._smaller(self._widths[i], arch.filters[i])
+        if self._removed(arch, i):
+            return None
+        smaller = self._smaller([w for w in self._widths[i] if w > 0], arch.filters[i])
+        return 0 if smaller is None else smaller
+
     def can_shrink_filters(self, arch: Architecture, unit: int) -> bool:
-        i = self.units[unit][0]
-        return self._smaller(self._widths[i], arch.filters[i]) is not None
+        return self._fewer_filters(arch, self.units[unit][0]) is not None
 
     def can_shrink_kernel(self, arch: Architecture, unit: int) -> bool:
         if self.filters_only:
             return False
-        return any(self._smaller(self._kernels[i], arch.kernels[i]) is not None for i in self.units[unit])
+        return any(
+            not self._removed(arch, i) and self._smaller(self._kernels[i], arch.kernels[i]) is not None for i in self.units[unit]
+        )
 
     def feasible_modes(self, arch: Architecture, unit: int) -> tuple[str, ...]:
         f, k = self.can_shrink_filters(arch, unit), self.can_shrink_kernel(arch, unit)
@@ -90,11 +112,16 @@ class Shrinker:
         if not (shrink_f or shrink_k):
             return None
         filters, kernels = list(arch.filters), list(arch.kernels)
+        fewer = self._fewer_filters(arch, self.units[unit][0]) if shrink_f else None
         for i in self.units[unit]:
             if shrink_f:
-                filters[i] = self._smaller(self._widths[i], filters[i])
+                filters[i] = fewer
             if shrink_k:
                 kernels[i] = self._smaller(self._kernels[i], kernels[i]) or kernels[i]
+        block = self._block[self.units[unit][0]]
+        if fewer == 0 and block is not None and self.space.layers[self.units[unit][0]].kind != "se":
+            for i in block:  # the block goes whole
+                filters[i] = 0
         return arch.replace(filters=filters, kernels=kernels)
 
     def minimum(self, arch: Architecture) -> Architecture:

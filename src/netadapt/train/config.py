@@ -72,16 +72,34 @@ class ScheduleConfig:
 
 @dataclass
 class OrderedDropoutConfig:
-    """Ordered dropout (paper §2.3) and two options that go beyond the paper."""
+    """Ordered dropout (paper §2.3) and options that go beyond the paper (docs/training.md)."""
 
     enabled: bool = True  # False: plain training of the initial network only
     kernels: bool = True  # also draw per-image superkernel sizes
     sandwich: bool = False  # beyond the paper: every batch holds the largest and smallest sub-network
     distill: float = 0.0  # beyond the paper: weight of in-place distillation from the largest sub-network
+    # Beyond the paper, a progressive schedule (Once-for-All's order): the first `full_epochs`
+    # train the initial network alone, the next `width_epochs` vary widths without removing any
+    # block or layer, the rest vary everything.
+    full_epochs: float = 0.0
+    width_epochs: float = 0.0
+    # Share of the images that run without each removable block (None: one in the number of
+    # width choices, the share a width-0 choice would get).
+    block_drop: float | None = None
 
     def validate(self) -> None:
         if not 0.0 <= self.distill <= 1.0:
             raise NetAdaptError(f"ordered_dropout.distill must be in [0, 1], got {self.distill}")
+        if self.full_epochs < 0 or self.width_epochs < 0:
+            raise NetAdaptError("ordered_dropout.full_epochs and ordered_dropout.width_epochs must not be negative")
+        if self.block_drop is not None and not 0.0 <= self.block_drop <= 1.0:
+            raise NetAdaptError(f"ordered_dropout.block_drop must be in [0, 1] or null, got {self.block_drop}")
+
+    def phase(self, epoch: float) -> str:
+        """What a batch at (fractional) ``epoch`` may vary: ``full``, ``width`` or ``all``."""
+        if epoch < self.full_epochs:
+            return "full"
+        return "width" if epoch < self.full_epochs + self.width_epochs else "all"
 
 
 @dataclass
@@ -107,6 +125,9 @@ class SupernetTrainConfig:
     # it; ordered dropout must then be off), optionally starting from a super-network file's
     # weights and distilling from a teacher super-network file's full network.
     architecture: str | None = None
+    # Train `architecture` inside the full super-network's tensors with fixed masks instead of as
+    # its extracted compact network: the same result (tests/test_train_final.py) at the full cost.
+    masked: bool = False
     init_from: str | None = None
     # Depth (paper §4.2.1, appendix A.2): an ImageNet MobileNetV1 checkpoint whose weights start
     # FastDepth's encoder (formats: netadapt.depth.load_encoder_); init_from, when also given,
@@ -118,6 +139,9 @@ class SupernetTrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (torchrun: cuda:LOCAL_RANK)
     checkpoint_every: int = 0  # optimizer steps between mid-epoch checkpoints; 0: every epoch only
     eval_every: int = 1  # epochs between validation passes (the last epoch always evaluates)
+    # Validation of sub-networks recalibrates each one's BatchNorm on this many training images
+    # (the shared statistics fit no single sub-network; the search recalibrates the same way).
+    val_calibration_images: int = 500
     log_every: int = 50  # steps between log lines when no progress bar is shown
     progress: bool = True  # tqdm progress bar (only on a terminal, only on rank 0)
     tensorboard: bool = True  # also write TensorBoard scalars when tensorboard is installed
@@ -131,6 +155,8 @@ class SupernetTrainConfig:
             raise NetAdaptError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise NetAdaptError(f"ema_decay must be in (0, 1) or null, got {self.ema_decay}")
+        if self.val_calibration_images < 1:
+            raise NetAdaptError(f"val_calibration_images must be at least 1, got {self.val_calibration_images}")
         if self.checkpoint_every < 0 or self.eval_every < 1 or self.log_every < 1:
             raise NetAdaptError("checkpoint_every must be ≥ 0, eval_every and log_every ≥ 1")
         if self.model.dropout is not None and not 0.0 <= self.model.dropout < 1.0:

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from netadapt.arch.space import Architecture
 from netadapt.config import config_differences, config_to_dict, flatten_mapping
 from netadapt.data.batches import TrainBatchSampler, derive_seed, seeded_generator
-from netadapt.data.loaders import DataSets, build_datasets, make_eval_loader, make_train_loader, open_sources
+from netadapt.data.loaders import DataSets, build_datasets, calibration_set, make_eval_loader, make_train_loader, open_sources
 from netadapt.data.split import HELDOUT_FILE, load_heldout, save_heldout
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write
@@ -161,17 +161,32 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     ctx.barrier()
 
     # -- model, optimizer, moving average ------------------------------------------------------
-    raw = build_model(config, sets)
-    if state is not None and state["build"] != raw.build_config():
+    supernet = build_model(config, sets)
+    if state is not None and state["build"] != supernet.build_config():
         raise NetAdaptError(f"{ckpt_path} holds a {state['build'].get('model')} super-network of another shape than the config's")
-    fixed = _fixed_architecture(config, raw)
-    if config.init_encoder is not None and state is None:
+    arch = _fixed_architecture(config, supernet)
+    # Starting weights, also on resume: a checkpoint replaces the trained weights, but a compact
+    # network is written back into these (its weights outside the architecture stay the start's).
+    if config.init_encoder is not None:
         from netadapt.depth.pretrained import load_encoder_
 
-        load_encoder_(raw, config.init_encoder)  # paper §4.2.1: the encoder pre-trained on ImageNet
-    if config.init_from is not None and state is None:
-        _load_weights(raw, config.init_from)
-    teacher = _teacher(config.teacher, raw)
+        load_encoder_(supernet, config.init_encoder)  # paper §4.2.1: the encoder pre-trained on ImageNet
+    if config.init_from is not None:
+        _load_weights(supernet, config.init_from)
+    teacher = _teacher(config.teacher, supernet)
+    # One architecture trains as its extracted compact network (real, smaller convolutions: a
+    # network of half the MACs trains at about half the cost); its weights go back into the
+    # super-network's tensors at the end (implant_), so the result file is the same.  `masked`
+    # trains it inside the full super-network instead (the same result, at the full cost).
+    compact = arch is not None and not config.masked
+    raw: nn.Module = supernet.extract(arch) if compact else supernet
+    fixed = None if compact or arch is None else (torch.tensor([arch.filters]), torch.tensor([arch.kernels]))
+    module_kind = "compact" if compact else "supernet"
+    if state is not None and state.get("module", "supernet") != module_kind:
+        raise NetAdaptError(
+            f"{ckpt_path} trained the {state.get('module', 'supernet')} network, this run trains the {module_kind} one "
+            "(model.masked changed, or an older version wrote it); delete the run folder to start over"
+        )
     device = ctx.device
     on_gpu = device.type == "cuda"
     raw.to(device)
@@ -207,9 +222,13 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
         history = list(state.get("history", []))
         previous_seconds = float(state.get("wall_seconds", 0.0))
         info("resuming %s at epoch %d, step %d (global step %d)", run_dir, start_epoch + 1, start_step, global_step)
+    elif arch is not None:
+        info("training one architecture of %s (%s network, %d of %d MACs) on %s: %d training images",
+             supernet.name, module_kind, _macs(supernet, arch), _macs(supernet, supernet.space.full()),
+             sets.train_source.name, len(sets.train))  # fmt: skip
     else:
-        info("training %s (%d searchable layers, %s) on %s: %d training, %d held-out images, %d %s",
-             raw.name, len(raw.space), task.name, sets.train_source.name, len(sets.train), len(sets.heldout),
+        info("training the %s super-network (%d searchable layers, %s) on %s: %d training, %d held-out images, %d %s",
+             supernet.name, len(supernet.space), task.name, sets.train_source.name, len(sets.train), len(sets.heldout),
              sets.num_classes, "classes" if task.name == "classification" else "scenes")  # fmt: skip
 
     model: nn.Module = raw
@@ -218,20 +237,26 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
         model = ddp = DistributedDataParallel(raw, device_ids=[device.index] if on_gpu else None)
     if config.compile:
         model = torch.compile(model)
-    sampler = OrderedDropoutSampler(raw.space, kernels=config.ordered_dropout.kernels, sandwich=config.ordered_dropout.sandwich)
+    od = config.ordered_dropout
+    sampler = OrderedDropoutSampler(supernet.space, kernels=od.kernels, sandwich=od.sandwich, block_drop=od.block_drop)
     loader = make_train_loader(
         sets.train, batches, config.data, pin_memory=on_gpu if config.data.pin_memory is None else config.data.pin_memory
     )
-    val_loader = None
+    val_loader = calibration = None
     if sets.val is not None:
         val_loader = make_eval_loader(sets.val, config.data, rank=ctx.rank, world=ctx.world, pin_memory=on_gpu)
+        if od.enabled:  # every rank recalibrates on the same images
+            calibration = make_eval_loader(
+                calibration_set(sets, config.val_calibration_images, config.seed), config.data, workers=0
+            )
     metrics = MetricsWriter(run_dir, enabled=ctx.is_main, tensorboard=config.tensorboard)
 
     def checkpoint(epoch_: int, step_: int) -> None:
         totals = dict(zip(meters, ctx.sum(list(meters.values())), strict=True))  # collective: every rank
         if ctx.is_main:
             save_checkpoint(ckpt_path, STAGE, {
-                "build": raw.build_config(), "classes": list(sets.classes), "data_fingerprint": sets.split.fingerprint,
+                "build": supernet.build_config(), "module": module_kind, "classes": list(sets.classes),
+                "data_fingerprint": sets.split.fingerprint,
                 "config": resolved, "model": raw.state_dict(), "ema": ema.state_dict() if ema else None,
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                 "epoch": epoch_, "step_in_epoch": step_, "global_step": global_step,
@@ -274,12 +299,14 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
                 set_lr(optimizer, base_lr * lr_factor(config.schedule, global_step, steps_per_epoch, config.epochs))
                 torch.manual_seed(derive_seed(config.seed, "dropout", ctx.rank, global_step))  # per rank, per step
                 widths = kernels = None
+                phase = od.phase(epoch + step / steps_per_epoch) if od.enabled else "full"
                 if fixed is not None:  # one discovered network: every image runs it
                     widths, kernels = (t.expand(global_batch, -1) for t in fixed)
-                elif config.ordered_dropout.enabled:
+                elif phase != "full":
                     # Paper §2.3: widths stratified over the *global* batch; every rank draws the
                     # same table and keeps its own rows.
-                    widths, kernels = sampler.sample(global_batch, seeded_generator(config.seed, "ordered_dropout", epoch, step))
+                    generator = seeded_generator(config.seed, "ordered_dropout", epoch, step)
+                    widths, kernels = sampler.sample(global_batch, generator, phase)
                 optimizer.zero_grad(set_to_none=True)
                 for m, chunk_id in enumerate(batches.chunk_ids()):
                     batch = next(data)  # netadapt.data.Batch or netadapt.depth.DepthBatch
@@ -337,9 +364,11 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
             }
             if val_loader is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
                 net = ema.module if ema else raw
-                record.update(
-                    task.validate(net, val_loader, ctx, arch=_arch_of(raw, fixed), sub_networks=config.ordered_dropout.enabled)
-                )
+                if compact:
+                    record.update(task.evaluate(net, val_loader, ctx))
+                else:
+                    record.update(task.validate(net, val_loader, ctx, arch=arch, calibration=calibration))
+                _explain_validation(record, task, info)
             history.append(record)
             meters.update(dict.fromkeys(meters, 0.0))
             checkpoint(epoch + 1, 0)
@@ -353,6 +382,8 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     # -- the result: the super-network file shared with the search ------------------------------
     if ctx.is_main:
         final = ema.module if ema is not None else raw
+        if compact:
+            final = supernet.implant_(final, arch)
         save_supernet(out_path, final, extra={
             "stage": STAGE, "classes": list(sets.classes), "data": asdict(config.data), "heldout": HELDOUT_FILE,
             "data_fingerprint": sets.split.fingerprint, "train": resolved, "ema": ema is not None,
@@ -368,7 +399,7 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
 
 def _forward_backward(
     model: nn.Module,
-    raw: SuperNet,
+    raw: nn.Module,
     task: Task,
     batch: tuple[Tensor, ...],
     widths: Tensor | None,
@@ -423,21 +454,31 @@ def _forward_backward(
         return torch.stack([loss.detach().double() * n, correct, torch.full((), n, dtype=torch.float64, device=device)])
 
 
-def _fixed_architecture(config: SupernetTrainConfig, net: SuperNet) -> tuple[Tensor, Tensor] | None:
-    """(1, L) widths and kernels of ``config.architecture``, or None."""
+def _explain_validation(record: dict[str, Any], task: Task, info: Callable[..., None]) -> None:
+    """Say so when the initial network validates worse than one of its sub-networks: with every
+    network's BatchNorm recalibrated that is real -- the training favours narrow sub-networks."""
+    full, key = record.get(task.val_key), task.val_key
+    better = [k for k in record if k.startswith(f"{key}_") and full is not None and task.better(record[k], full)]
+    if better:
+        info(
+            "the initial network (%s %.4g) validates worse than its sub-network(s) %s with recalibrated BatchNorm: "
+            "the training favours narrow sub-networks (try ordered_dropout.sandwich / distill)",
+            key, full, ", ".join(f"{k} {record[k]:.4g}" for k in better),
+        )  # fmt: skip
+
+
+def _macs(net: SuperNet, arch: Architecture) -> int:
+    return sum(c.macs for c in net.costs(arch))
+
+
+def _fixed_architecture(config: SupernetTrainConfig, net: SuperNet) -> Architecture | None:
+    """The architecture of ``config.architecture``, or None."""
     if config.architecture is None:
         return None
     path = Path(config.architecture)
     if not path.is_file():
         raise NetAdaptError(f"architecture file {path} does not exist")
-    arch = net.space.validate(Architecture.from_json(path.read_text(encoding="utf-8")))
-    return torch.tensor([arch.filters]), torch.tensor([arch.kernels])
-
-
-def _arch_of(net: SuperNet, fixed: tuple[Tensor, Tensor] | None) -> Architecture | None:
-    if fixed is None:
-        return None
-    return net.space.make(fixed[0][0].tolist(), fixed[1][0].tolist())
+    return net.space.validate(Architecture.from_json(path.read_text(encoding="utf-8")))
 
 
 def _load_weights(net: SuperNet, path: str) -> None:

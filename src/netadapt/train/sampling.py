@@ -9,6 +9,13 @@ Tied layers (``space.tie_groups()``) share one column.  Superkernel sizes are dr
 way, per layer.  The super-network turns the widths into ordered-dropout masks on the
 convolution path and their complement on the bypass path (paper Fig. 5).
 
+Removable blocks (``SearchSpace.removal_groups()``, the space's ``removal: block``) are removed
+per image: a stratified share of the batch (by default one image in the number of width choices,
+the share a width-0 choice would get) runs without the block, every other image draws non-zero
+widths for its layers.  A progressive schedule (beyond the paper, as Once-for-All) can ask for
+``phase="full"`` (every image runs the initial network) or ``phase="width"`` (widths only, no
+block or layer removed) before ``phase="all"``.
+
 Beyond the paper (off by default): ``sandwich`` replaces the first two rows of every batch with
 the largest and the smallest sub-network (the "sandwich rule" of slimmable networks / BigNAS).
 
@@ -27,7 +34,10 @@ from torch import Tensor
 
 from netadapt.arch.space import SearchSpace
 
-__all__ = ["OrderedDropoutSampler", "stratified_column"]
+__all__ = ["PHASES", "OrderedDropoutSampler", "stratified_column"]
+
+#: What a batch may vary: nothing (the initial network), widths (no layer or block removed), all.
+PHASES = ("full", "width", "all")
 
 
 def stratified_column(choices: Sequence[int], batch: int, generator: torch.Generator) -> Tensor:
@@ -48,28 +58,49 @@ class OrderedDropoutSampler:
     """Draws (widths, kernels) tensors of shape (B, L) for a batch; column ``i`` = space layer ``i``.
 
     ``kernels=False`` keeps every superkernel at its full size (the returned kernels tensor is
-    then ``None``).
+    then ``None``).  ``block_drop`` is the share of images that run without each removable block
+    (``None``: one in the number of width choices of the block's first convolution).
     """
 
     space: SearchSpace
     kernels: bool = True
     sandwich: bool = False
+    block_drop: float | None = None
 
     def largest(self) -> tuple[list[int], list[int]]:
         """(widths, kernels) of the initial network."""
         return [layer.max_filters for layer in self.space.layers], [layer.max_kernel for layer in self.space.layers]
 
-    def smallest(self) -> tuple[list[int], list[int]]:
-        """(widths, kernels) of the smallest sub-network of the space."""
-        return [min(layer.widths) for layer in self.space.layers], [min(layer.kernels) for layer in self.space.layers]
+    def smallest(self, phase: str = "all") -> tuple[list[int], list[int]]:
+        """(widths, kernels) of the smallest sub-network the phase allows."""
+        widths = [min(self._widths(i, phase)) for i in range(len(self.space.layers))]
+        for group in self.space.removal_groups() if phase == "all" else ():
+            for i in group:
+                widths[i] = 0
+        return widths, [min(layer.kernels) for layer in self.space.layers]
 
-    def sample(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    def _widths(self, i: int, phase: str) -> tuple[int, ...]:
+        """Layer ``i``'s width choices drawn column-wise: a convolution of a removable block is
+        removed by the block's own draw, and without depth no convolution keeps 0 filters."""
+        layer = self.space.layers[i]
+        if layer.kind == "se" or (layer.block is None and phase == "all"):
+            return layer.widths
+        return tuple(w for w in layer.widths if w > 0) or layer.widths
+
+    def sample(self, batch: int, generator: torch.Generator, phase: str = "all") -> tuple[Tensor, Tensor | None]:
         """Per-image widths (B, L) and kernels (B, L) or ``None`` for ``batch`` images."""
+        if phase not in PHASES:
+            raise ValueError(f"unknown ordered-dropout phase {phase!r}; choose one of {PHASES}")
         layers = self.space.layers
+        if phase == "full":
+            w, k = self.largest()
+            return torch.tensor([w]).expand(batch, -1).clone(), torch.tensor([k]).expand(
+                batch, -1
+            ).clone() if self.kernels else None
         rows = batch - 2 if self.sandwich and batch > 2 else batch
         widths = torch.empty(batch, len(layers), dtype=torch.long)  # (B, L)
         for group in self.space.tie_groups():
-            column = stratified_column(layers[group[0]].widths, rows, generator)
+            column = stratified_column(self._widths(group[0], phase), rows, generator)
             for i in group:
                 widths[batch - rows :, i] = column
         kernels = None
@@ -77,9 +108,23 @@ class OrderedDropoutSampler:
             kernels = torch.empty(batch, len(layers), dtype=torch.long)  # (B, L)
             for i, layer in enumerate(layers):
                 kernels[batch - rows :, i] = stratified_column(layer.kernels, rows, generator)
+        if phase == "all":
+            for group in self.space.removal_groups():
+                first = next(i for i in group if layers[i].kind != "se")
+                rate = self.block_drop if self.block_drop is not None else 1 / len(layers[first].widths)
+                gone = batch - rows + _stratified_rows(rate, rows, generator)  # (k,) rows removing the block
+                widths[gone[:, None], torch.tensor(group)] = 0
         if rows < batch:  # sandwich rows 0 (largest) and 1 (smallest)
-            for row, (w, k) in enumerate((self.largest(), self.smallest())):
+            for row, (w, k) in enumerate((self.largest(), self.smallest(phase))):
                 widths[row] = torch.as_tensor(w)
                 if kernels is not None:
                     kernels[row] = torch.as_tensor(k)
         return widths, kernels
+
+
+def _stratified_rows(rate: float, rows: int, generator: torch.Generator) -> Tensor:
+    """``rate × rows`` distinct random rows (the fraction rounded up or down at random, so the
+    expected share is exactly ``rate``)."""
+    exact = rate * rows
+    count = int(exact) + int(float(torch.rand((), generator=generator)) < exact - int(exact))
+    return torch.randperm(rows, generator=generator)[:count]

@@ -1,0 +1,103 @@
+"""Training one architecture (the discovered network, paper Fig. 2's last step) as its extracted
+compact network gives what training it masked inside the super-network gives."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from netadapt.arch.space import Architecture
+from netadapt.config import load_config
+from netadapt.errors import NetAdaptError
+from netadapt.io import read_jsonl
+from netadapt.model.checkpoint import load_supernet
+from netadapt.train import SupernetTrainConfig, train_supernet
+
+BASE = [
+    "model.name=mobilenet_v3_small_cifar",
+    "model.width_mult=0.5",
+    "model.dropout=0.0",  # dropout masks of different widths would differ
+    "data.batch_size=32",
+    "data.heldout=100",
+    "data.subset=192",
+    "optim.name=sgd",
+    "optim.lr=0.01",  # small steps: rounding differences of the two paths stay at rounding size
+    "optim.lr_batch=32",
+    "optim.grad_clip=5.0",
+    "ema_decay=0.9",
+    "ordered_dropout.enabled=false",
+    "deterministic=true",
+    "progress=false",
+    "tensorboard=false",
+]
+
+
+def config(run_dir: Path, *extra: str) -> SupernetTrainConfig:
+    return load_config(SupernetTrainConfig, None, [*BASE, f"run_dir={run_dir}", *extra])
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A briefly trained super-network (the starting weights) and an architecture file of it
+    with a removed block, narrower layers and smaller kernels."""
+    root = tmp_path_factory.mktemp("final")
+    supernet = train_supernet(config(root / "supernet", "epochs=1", "ordered_dropout.enabled=true"))
+    net, _ = load_supernet(supernet)
+    arch = net.space.sample(random.Random(3))
+    while not net.space.removed_blocks(arch):
+        arch = net.space.sample(random.Random(len(arch.filters) + sum(arch.filters)))
+    path = root / "arch.json"
+    path.write_text(arch.to_json(net.space))
+    return supernet, path
+
+
+def test_compact_training_equals_masked_training(start: tuple[Path, Path], tmp_path: Path) -> None:
+    supernet, arch_file = start
+    args = ["epochs=2", f"architecture={arch_file}", f"init_from={supernet}"]
+    compact = train_supernet(config(tmp_path / "compact", *args))
+    masked = train_supernet(config(tmp_path / "masked", *args, "masked=true"))
+    a, _ = load_supernet(compact)
+    b, _ = load_supernet(masked)
+    arch = Architecture.from_json(arch_file.read_text())
+    x = torch.randn(4, 3, 16, 16)  # the digits at 16x16
+    with torch.no_grad():
+        ya, yb = a.eval()(x, arch), b.eval()(x, arch)
+        y0 = load_supernet(supernet)[0].eval()(x, arch)
+    assert not torch.allclose(ya, y0, atol=1e-3)  # it trained
+    assert torch.allclose(ya, yb, rtol=1e-3, atol=1e-4 * float(ya.abs().max()))
+    ma, mb = read_jsonl(tmp_path / "compact" / "metrics.jsonl"), read_jsonl(tmp_path / "masked" / "metrics.jsonl")
+    for ra, rb in zip(ma, mb, strict=True):
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4)
+        assert ra["val_top1"] == pytest.approx(rb["val_top1"], abs=1 / 100)  # one image of ~100 may flip
+
+
+def test_compact_training_resumes_and_refuses_a_masked_checkpoint(start: tuple[Path, Path], tmp_path: Path) -> None:
+    supernet, arch_file = start
+    args = ["epochs=2", f"architecture={arch_file}", f"init_from={supernet}", "checkpoint_every=2"]
+
+    class Stop(RuntimeError):
+        pass
+
+    def stop(step: int) -> None:
+        if step == 4:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_supernet(config(tmp_path / "run", *args), on_step=stop)
+    resumed = train_supernet(config(tmp_path / "run", *args))
+    whole = train_supernet(config(tmp_path / "whole", *args))
+    sa, sb = load_supernet(resumed)[0].state_dict(), load_supernet(whole)[0].state_dict()
+    assert [k for k in sa if not torch.equal(sa[k], sb[k])] == []
+    (tmp_path / "run" / "supernet.pt").unlink()
+    with pytest.raises(NetAdaptError, match="started with masked=False, now True"):
+        train_supernet(config(tmp_path / "run", *args, "masked=true"))
+    # a checkpoint of the masked kind (as older versions wrote them) is refused with a reason
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    del state["module"]
+    torch.save(state, checkpoint)
+    with pytest.raises(NetAdaptError, match="trained the supernet network, this run trains the compact one"):
+        train_supernet(config(tmp_path / "run", *args))
