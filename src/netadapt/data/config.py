@@ -63,7 +63,8 @@ class DataConfig:
     seed: int = 0  # seeds the held-out split and the digits train/test split
     download: bool = False  # torchvision data sets only: download when missing
     digits_test_fraction: float = 0.2
-    subset: int | None = None  # use at most this many training and validation images (quick trials, tests)
+    subset: int | None = None  # train on at most this many training images (a seeded subset; quick trials, tests)
+    val_subset: int | None = None  # validate on at most this many validation images (None: all of them)
     check: Literal["shapes", "values", "none"] = "shapes"  # nyu: how the .h5 files are checked when opened
     synthetic_train: int = 1000  # synthetic_depth: training scenes (held-out ones included)
     synthetic_val: int = 200  # synthetic_depth: validation scenes
@@ -86,8 +87,10 @@ class DataConfig:
             raise NetAdaptError(f"data.workers must be 0 or more, got {self.workers}")
         if self.heldout < 0:
             raise NetAdaptError(f"data.heldout must be 0 or more, got {self.heldout}")
-        if self.subset is not None and self.subset < 1:
-            raise NetAdaptError(f"data.subset must be positive or null, got {self.subset}")
+        for name in ("subset", "val_subset"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise NetAdaptError(f"data.{name} must be positive or null, got {value}")
         if not 0 < self.digits_test_fraction < 1:
             raise NetAdaptError(f"data.digits_test_fraction must be in (0, 1), got {self.digits_test_fraction}")
         if self.synthetic_train < 1 or self.synthetic_val < 0:

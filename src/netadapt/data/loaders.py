@@ -159,10 +159,11 @@ def build_datasets(
     reserved = set(split.indices)
     train_indices = [i for i in range(len(train_source)) if i not in reserved]
     val_indices = list(range(len(val_source))) if val_source is not None else []
+    rng = random.Random(derive_seed(config.seed, "subset"))
     if config.subset is not None:  # a seeded subset, in the original order
-        rng = random.Random(derive_seed(config.seed, "subset"))
         train_indices = sorted(rng.sample(train_indices, min(config.subset, len(train_indices))))
-        val_indices = sorted(rng.sample(val_indices, min(config.subset, len(val_indices))))
+    if config.val_subset is not None:
+        val_indices = sorted(rng.sample(val_indices, min(config.val_subset, len(val_indices))))
     return DataSets(
         config=config,
         train_source=train_source,

@@ -1,0 +1,477 @@
+"""Does the super-network rank sub-networks the way stand-alone training does? (issue 14)
+
+For one super-network recipe this benchmark
+
+1. trains the super-network (``netadapt.train.train_supernet``, resumable run folder);
+2. draws two sets of architectures of its search space, removed blocks included:
+   *wide* -- spread evenly over 30-100% of the initial network's MACs -- and *narrow* -- within
+   ±10% of the MACs of a target (50%), the choice the search actually makes;
+3. scores every architecture with the shared weights exactly as ``netadapt search`` does
+   (``build_search_loaders`` on the run folder's held-out split, BatchNorm recalibrated on
+   training images, ``shared_weight_evaluator``);
+4. trains every architecture stand-alone as its extracted compact network -- *fine-tuned* from
+   the super-network's weights (what the flow's final training does) with two seeds, and *from
+   scratch* (a second column) -- and evaluates it on the validation (test) images;
+5. prints Kendall τ, Spearman ρ and top-5 overlap of the shared-weight scores against the mean
+   of the seeds, with 95% bootstrap intervals, and the seed-to-seed τ of the ground truth itself.
+
+Every step writes its result atomically and is skipped when its result exists, so a killed run
+resumes; stand-alone trainings run ``--jobs`` at a time in worker processes (one thread each).
+
+    python benchmarks/bench_ranking.py run --recipe block --size cpu --data data/cifar10-jpg
+    python benchmarks/bench_ranking.py table --size cpu          # every recipe run so far
+
+Recipes (``RECIPES``) are changes to the super-network training config; recipes with the same
+search space share their architecture sets and their from-scratch trainings.  Sizes: ``cpu``
+(MobileNetV1 ×0.5 on 20k CIFAR-10 images; each recipe ~1-1.5 h on two cores, the scratch column
+once per space), ``gpu`` (one H100/H200, the full training set), ``smoke`` (seconds; the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import random
+import sys
+import tarfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from netadapt.arch.space import Architecture, SearchSpace
+from netadapt.config import config_from_dict, merge_mappings
+from netadapt.io import atomic_write, load_json, read_jsonl, save_json
+
+log = logging.getLogger("bench_ranking")
+
+# -- sizes and recipes ---------------------------------------------------------------------------
+SIZES: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "model": "mobilenet_v1_cifar", "width_mult": 0.5, "subset": 20000, "heldout": 2000, "batch": 64,
+        "epochs": 12, "calibration": 500, "archs": 20, "finetune_epochs": 1, "scratch_epochs": 3,
+        "finetune_seeds": 2, "scratch_seeds": 1, "val_subset": None, "device": "cpu",
+    },
+    "gpu": {
+        "model": "mobilenet_v3_large_cifar", "width_mult": 1.0, "subset": None, "heldout": 5000, "batch": 256,
+        "epochs": 60, "calibration": 2000, "archs": 20, "finetune_epochs": 5, "scratch_epochs": 30,
+        "finetune_seeds": 2, "scratch_seeds": 2, "val_subset": None, "device": "auto",
+    },
+    "smoke": {
+        "model": "mobilenet_v1_cifar", "width_mult": 0.25, "subset": 120, "heldout": 30, "batch": 30,
+        "epochs": 1, "calibration": 30, "archs": 4, "finetune_epochs": 1, "scratch_epochs": 1,
+        "finetune_seeds": 2, "scratch_seeds": 1, "val_subset": 30, "device": "cpu",
+    },
+}  # fmt: skip
+
+#: Super-network recipes: changes to the base training config (dotted keys of SupernetTrainConfig).
+RECIPES: dict[str, dict[str, Any]] = {
+    # the paper's space: any layer may keep 0 filters on its own (channel-level bypass)
+    "layer": {"model.options": {"removal": "layer"}},
+    # whole removable blocks (the default space), plain ordered dropout
+    "block": {},
+    # + the sandwich rule and in-place distillation from the initial network (BigNAS, US-Nets)
+    "block-sd": {"ordered_dropout.sandwich": True, "ordered_dropout.distill": 0.5},
+    # + a progressive schedule: initial network alone, then widths, then depth (Once-for-All)
+    "block-prog": {"ordered_dropout.full_epochs": 0.25, "ordered_dropout.width_epochs": 0.25},
+    # all of the above
+    "block-sd-prog": {
+        "ordered_dropout.sandwich": True, "ordered_dropout.distill": 0.5,
+        "ordered_dropout.full_epochs": 0.25, "ordered_dropout.width_epochs": 0.25,
+    },
+    # widths from 50% of each layer up, whole blocks still removable
+    "block-half": {"model.options": {"min_width_fraction": 0.5}, "ordered_dropout.sandwich": True,
+                   "ordered_dropout.distill": 0.5},
+}  # fmt: skip
+#: Phase lengths above are fractions of the recipe's epochs (resolved per size).
+FRACTION_KEYS = ("ordered_dropout.full_epochs", "ordered_dropout.width_epochs")
+
+CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
+
+
+def data_config(size: dict[str, Any], data: Path) -> dict[str, Any]:
+    return {
+        "dataset": "folder", "root": str(data), "preset": "cifar", "mean": CIFAR_MEAN, "std": CIFAR_STD,
+        "batch_size": size["batch"], "heldout": size["heldout"], "subset": size["subset"], "val_subset": size["val_subset"],
+    }  # fmt: skip
+
+
+def supernet_config(size: dict[str, Any], data: Path, recipe: str, run_dir: Path) -> dict[str, Any]:
+    """The super-network training config of ``recipe`` (a SupernetTrainConfig mapping)."""
+    base = {
+        "run_dir": str(run_dir), "seed": 0, "epochs": size["epochs"], "device": size["device"],
+        "model": {"name": size["model"], "width_mult": size["width_mult"], "options": {}},
+        "data": data_config(size, data),
+        "optim": {"name": "sgd", "lr": 0.8, "lr_batch": 1024, "weight_decay": 4.0e-5},
+        "schedule": {"name": "cosine", "warmup_epochs": min(1.0, size["epochs"] / 2)},
+        "label_smoothing": 0.1, "ema_decay": None, "eval_every": 1000, "val_calibration_images": size["calibration"],
+        "progress": False, "tensorboard": False,
+    }  # fmt: skip
+    changes: dict[str, Any] = {}
+    for key, value in RECIPES[recipe].items():
+        if key in FRACTION_KEYS:
+            value = value * size["epochs"]
+        _set(changes, key, value)
+    return merge_mappings(base, changes)
+
+
+def standalone_config(size: dict[str, Any], data: Path, run_dir: Path, arch_file: Path, init: str | None, seed: int) -> dict:
+    """Stand-alone training of one architecture (its compact network): fine-tuned from ``init``
+    (a super-network file) or from scratch (``init=None``)."""
+    epochs = size["finetune_epochs"] if init else size["scratch_epochs"]
+    return {
+        "run_dir": str(run_dir), "seed": seed, "epochs": epochs, "device": "cpu" if size["device"] == "cpu" else "auto",
+        "model": {"name": size["model"], "width_mult": size["width_mult"], "options": {}},
+        "data": data_config(size, data),
+        # fine-tuning starts from trained weights: a smaller learning rate, no warm-up
+        "optim": {"name": "sgd", "lr": 0.2 if init else 0.8, "lr_batch": 1024, "weight_decay": 4.0e-5},
+        "schedule": {"name": "cosine", "warmup_epochs": 0.0 if init else min(1.0, epochs / 2)},
+        "label_smoothing": 0.1, "ema_decay": None, "eval_every": 1000,
+        "ordered_dropout": {"enabled": False}, "architecture": str(arch_file), "init_from": init,
+        "progress": False, "tensorboard": False,
+    }  # fmt: skip
+
+
+def _set(mapping: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        mapping = mapping.setdefault(key, {})
+    mapping[keys[-1]] = value
+
+
+# -- architecture sets ---------------------------------------------------------------------------
+def _candidate(space: SearchSpace, rng: random.Random) -> Architecture:
+    """A random architecture with a random width floor and block-removal rate, so that the
+    candidates cover the whole range of MACs (uniform sampling concentrates around its mean)."""
+    floor, drop = rng.random(), rng.random() * 0.5
+    filters = [0] * len(space.layers)
+    for group in space.tie_groups():
+        layer = space.layers[group[0]]
+        options = [w for w in layer.widths if w > 0 and w >= floor * layer.max_filters] or [layer.max_filters]
+        value = rng.choice(options)
+        for i in group:
+            filters[i] = value
+    kernels = [rng.choice(layer.kernels) for layer in space.layers]
+    for group in space.removal_groups():
+        if rng.random() < drop:
+            for i in group:
+                filters[i] = 0
+    return space.make(filters, kernels)
+
+
+def draw_sets(space: SearchSpace, macs_of, count: int, *, target: float = 0.5, seed: int = 0) -> dict[str, list[Architecture]]:
+    """The *wide* and *narrow* architecture sets (see the module docstring)."""
+    rng = random.Random(f"ranking:{seed}")
+    full = macs_of(space.full())
+    pool = {arch: macs_of(arch) / full for arch in (_candidate(space, rng) for _ in range(max(4000, 200 * count)))}
+    items = sorted(pool.items(), key=lambda kv: kv[1])
+    wide: list[Architecture] = []
+    for k in range(count):  # evenly spaced MAC fractions over [0.3, 1.0]
+        goal = 0.3 + 0.7 * (k + 0.5) / count
+        arch = min((a for a, f in items if a not in wide), key=lambda a: abs(pool[a] - goal))
+        wide.append(arch)
+    near = [a for a, f in items if abs(f - target) <= 0.1 * target]
+    rng.shuffle(near)
+    return {"wide": wide, "narrow": near[:count]}
+
+
+def arch_key(arch: Architecture) -> str:
+    return hashlib.sha256(json.dumps([arch.space, arch.filters, arch.kernels]).encode()).hexdigest()[:12]
+
+
+# -- statistics ----------------------------------------------------------------------------------
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's τ-b (ties counted as neither concordant nor discordant, τ-b normalization)."""
+    n = len(a)
+    s = t_a = t_b = 0
+    for i in range(n):
+        da, db = np.sign(a[i + 1 :] - a[i]), np.sign(b[i + 1 :] - b[i])
+        s += int((da * db).sum())
+        t_a += int((da == 0).sum())
+        t_b += int((db == 0).sum())
+    pairs = n * (n - 1) // 2
+    denom = math.sqrt((pairs - t_a) * (pairs - t_b))
+    return s / denom if denom else float("nan")
+
+
+def spearman_rho(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = math.sqrt(float((ra**2).sum() * (rb**2).sum()))
+    return float((ra * rb).sum()) / denom if denom else float("nan")
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x), dtype=float)
+    for value in np.unique(x):  # average ranks of ties
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def top_overlap(a: np.ndarray, b: np.ndarray, k: int = 5) -> int:
+    k = min(k, len(a))
+    return len(set(np.argsort(-a)[:k].tolist()) & set(np.argsort(-b)[:k].tolist()))
+
+
+def bootstrap(fn, a: np.ndarray, b: np.ndarray, *, rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of ``fn(a, b)`` over resampled architectures."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(rounds):
+        idx = rng.integers(0, len(a), len(a))
+        v = fn(a[idx], b[idx])
+        if not math.isnan(v):
+            values.append(v)
+    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))) if values else (math.nan, math.nan)
+
+
+def summarize(shared: list[float], truth: list[list[float]]) -> dict[str, Any]:
+    """Ranking figures of shared-weight scores against the mean of the seeds' accuracies."""
+    a = np.asarray(shared, dtype=float)
+    runs = np.asarray(truth, dtype=float)  # (seeds, archs)
+    mean = runs.mean(0)
+    out = {
+        "n": len(a),
+        "tau": kendall_tau(a, mean),
+        "tau_ci": bootstrap(kendall_tau, a, mean),
+        "rho": spearman_rho(a, mean),
+        "top5": top_overlap(a, mean),
+        "truth_mean": float(mean.mean()),
+        "truth_range": [float(mean.min()), float(mean.max())],
+        "shared_range": [float(a.min()), float(a.max())],
+    }
+    if len(runs) >= 2:
+        out["seed_tau"] = kendall_tau(runs[0], runs[1])
+        out["seed_tau_ci"] = bootstrap(kendall_tau, runs[0], runs[1])
+        out["seed_abs_diff"] = float(np.abs(runs[0] - runs[1]).mean())
+    return out
+
+
+# -- the stages ----------------------------------------------------------------------------------
+def _extract_data(data: Path, out: Path) -> Path:
+    if data.is_dir():
+        return data
+    if data.name.endswith(".tar.gz") and data.is_file():
+        target = out.parent / "data"
+        folder = target / "cifar10-jpg"
+        if not folder.is_dir():
+            with tarfile.open(data) as archive:
+                archive.extractall(target, filter="data")
+        return folder
+    raise SystemExit(f"error: data folder {data} does not exist")
+
+
+def train_recipe_supernet(size: dict, data: Path, recipe: str, root: Path, threads: int) -> Path:
+    from netadapt.train.config import SupernetTrainConfig
+    from netadapt.train.loop import train_supernet
+
+    torch.set_num_threads(threads)
+    mapping = supernet_config(size, data, recipe, root / "supernets" / recipe)
+    started = time.perf_counter()
+    path = train_supernet(config_from_dict(SupernetTrainConfig, mapping))
+    log.info("super-network of %s: %s (%.0f s this call)", recipe, path, time.perf_counter() - started)
+    return path
+
+
+def architecture_sets(supernet: Path, size: dict, root: Path) -> tuple[str, dict[str, list[Architecture]]]:
+    """(space fingerprint, sets), drawn once per search space and kept in ``spaces/FP/archs.json``."""
+    from netadapt.model.checkpoint import load_supernet
+    from netadapt.resources.counting import count_macs
+
+    net, _ = load_supernet(supernet)
+    folder = root / "spaces" / net.space.fingerprint
+    path = folder / "archs.json"
+    if not path.exists():
+        sets = draw_sets(net.space, lambda a: count_macs(net, a), size["archs"])
+        full = count_macs(net, net.space.full())
+        save_json(path, {name: [{"arch": a.to_dict(), "macs": count_macs(net, a), "mac_fraction": count_macs(net, a) / full,
+                                 "removed_blocks": len(net.space.removed_blocks(a))} for a in archs]
+                         for name, archs in sets.items()})  # fmt: skip
+    saved = load_json(path)
+    return net.space.fingerprint, {name: [Architecture.from_dict(r["arch"]) for r in rows] for name, rows in saved.items()}
+
+
+def shared_scores(supernet: Path, archs: list[Architecture], size: dict, out: Path) -> dict[str, float]:
+    """Shared-weight scores exactly as ``netadapt search`` computes them (cached in ``out``)."""
+    from netadapt.data import build_search_loaders
+    from netadapt.model.checkpoint import load_supernet
+    from netadapt.search.evaluate import EvalConfig, shared_weight_evaluator, take_images
+
+    cached = load_json(out) if out.exists() else {}
+    todo = [a for a in archs if arch_key(a) not in cached]
+    if todo:
+        net, _ = load_supernet(supernet)
+        heldout, calibration = build_search_loaders(supernet.parent, batch_size=500, calibration_images=size["calibration"])
+        heldout = take_images(heldout, len(heldout.dataset))  # decoded once, as the search does
+        with shared_weight_evaluator(net, heldout, calibration, EvalConfig(calibration_images=size["calibration"])) as ev:
+            for arch, score in zip(todo, ev(todo), strict=True):
+                cached[arch_key(arch)] = score
+                save_json(out, cached)
+    return {arch_key(a): cached[arch_key(a)] for a in archs}
+
+
+def _job(args: tuple[dict, str, str]) -> tuple[str, float | None, str | None]:
+    """One stand-alone training (in a worker process): returns (folder, val_top1 or None, error)."""
+    mapping, arch_text, folder = args
+    try:
+        from netadapt.train.config import SupernetTrainConfig
+        from netadapt.train.loop import train_supernet
+
+        run_dir = Path(folder)
+        result = run_dir / "result.json"
+        if result.exists():
+            return folder, load_json(result)["val_top1"], None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / "architecture.json", lambda f: f.write(arch_text.encode()))
+        started = time.perf_counter()
+        train_supernet(config_from_dict(SupernetTrainConfig, mapping))
+        record = read_jsonl(run_dir / "metrics.jsonl")[-1]
+        save_json(result, {"val_top1": record["val_top1"], "seconds": time.perf_counter() - started})
+        for name in ("checkpoint.pt", "supernet.pt"):  # the figure is kept; the weights are not needed
+            (run_dir / name).unlink(missing_ok=True)
+        return folder, record["val_top1"], None
+    except Exception as exc:  # reported by the parent, which goes on with the other jobs
+        return folder, None, f"{type(exc).__name__}: {exc}"
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.WARNING)
+
+
+def standalone(
+    jobs_spec: list[tuple[str, Architecture, str | None, int]], size: dict, data: Path, root: Path, jobs: int
+) -> dict[tuple[str, str, int], float]:
+    """Train every (column, architecture, init, seed) of ``jobs_spec``; results by (column, key, seed)."""
+    work, keys = [], []
+    for column, arch, init, seed in jobs_spec:
+        key = arch_key(arch)
+        folder = root / "standalone" / (column if init else f"scratch-{arch.space}") / f"{key}-s{seed}"
+        arch_file = folder / "architecture.json"
+        mapping = standalone_config(size, data, folder, arch_file, init, seed)
+        work.append((mapping, arch.to_json(), str(folder)))
+        keys.append((column, key, seed))
+    results: dict[tuple[str, str, int], float] = {}
+    if jobs > 1:  # spawned workers, one thread each (forking after OpenMP started is unsafe)
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+        outcomes = pool.map(_job, work)
+    else:
+        pool, outcomes = None, map(_job, work)
+    try:
+        for done, ((column, key, seed), (folder, value, error)) in enumerate(zip(keys, outcomes, strict=True), 1):
+            if error is not None:
+                raise SystemExit(f"error: stand-alone training in {folder} failed: {error}")
+            results[(column, key, seed)] = float(value)
+            log.info("stand-alone %d/%d: %s %s seed %d -> %.4f", done, len(work), column, key, seed, value)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    size = SIZES[args.size]
+    root = Path(args.out or f"runs/ranking-{args.size}")
+    data = _extract_data(Path(args.data), root)
+    started = time.perf_counter()
+    supernet = train_recipe_supernet(size, data, args.recipe, root, args.threads)
+    fingerprint, sets = architecture_sets(supernet, size, root)
+    all_archs = [a for archs in sets.values() for a in archs]
+    scores = shared_scores(supernet, all_archs, size, root / "supernets" / args.recipe / "shared_scores.json")
+    spec = []
+    for seed in range(size["finetune_seeds"]):
+        spec += [(f"finetune-{args.recipe}", a, str(supernet), seed) for a in all_archs]
+    if not args.no_scratch:
+        for seed in range(size["scratch_seeds"]):
+            spec += [("scratch", a, None, seed) for a in all_archs]
+    trained = standalone(spec, size, data, root, args.jobs)
+    report: dict[str, Any] = {"recipe": args.recipe, "size": args.size, "space": fingerprint, "sets": {}}
+    for name, archs in sets.items():
+        keys = [arch_key(a) for a in archs]
+        shared = [scores[k] for k in keys]
+        entry: dict[str, Any] = {"shared": shared}
+        for column, seeds, label in ((f"finetune-{args.recipe}", size["finetune_seeds"], "finetune"),
+                                     ("scratch", size["scratch_seeds"], "scratch")):  # fmt: skip
+            runs = [[trained[(column, k, s)] for k in keys] for s in range(seeds) if (column, keys[0], s) in trained]
+            if runs:
+                entry[label] = summarize(shared, runs)
+                entry[f"{label}_accuracy"] = runs
+        report["sets"][name] = entry
+    report["wall_seconds_this_call"] = time.perf_counter() - started
+    report["machine"] = _machine()
+    save_json(root / "results" / f"{args.recipe}.json", report)
+    print(format_table([report]))
+    return 0
+
+
+def _machine() -> str:
+    import platform
+
+    return (
+        f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, torch {torch.__version__}".strip()
+    )
+
+
+def format_table(reports: list[dict]) -> str:
+    def ci(pair) -> str:
+        return f"[{pair[0]:+.2f}, {pair[1]:+.2f}]"
+
+    lines = [
+        "| recipe | set | N | truth | Kendall τ [95% CI] | Spearman ρ | top-5 | seed-to-seed τ | truth top-1 range |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for report in reports:
+        for name, entry in report["sets"].items():
+            for label in ("finetune", "scratch"):
+                s = entry.get(label)
+                if s is None:
+                    continue
+                seed = f"{s['seed_tau']:+.2f} {ci(s['seed_tau_ci'])}" if "seed_tau" in s else "– (one seed)"
+                lines.append(
+                    f"| {report['recipe']} | {name} | {s['n']} | {label} | {s['tau']:+.2f} {ci(s['tau_ci'])} | "
+                    f"{s['rho']:+.2f} | {s['top5']}/5 | {seed} | "
+                    f"{100 * s['truth_range'][0]:.1f}–{100 * s['truth_range'][1]:.1f}% |"
+                )
+    return "\n".join(lines)
+
+
+def table(args: argparse.Namespace) -> int:
+    root = Path(args.out or f"runs/ranking-{args.size}")
+    reports = [load_json(p) for p in sorted((root / "results").glob("*.json"))]
+    if not reports:
+        raise SystemExit(f"error: no results under {root / 'results'}; run a recipe first")
+    print(format_table(reports))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train, score and rank one recipe (resumable)")
+    r.add_argument("--recipe", choices=sorted(RECIPES), default="block-sd")
+    r.add_argument("--size", choices=sorted(SIZES), default="cpu")
+    r.add_argument("--data", default="data/cifar10-jpg", help="the cifar10-jpg folder or the .tar.gz")
+    r.add_argument("--out", default=None, help="results folder (default runs/ranking-SIZE)")
+    r.add_argument("--jobs", type=int, default=2, help="stand-alone trainings at a time (one thread each)")
+    r.add_argument("--threads", type=int, default=2, help="threads of the super-network training")
+    r.add_argument("--no-scratch", action="store_true", help="skip the from-scratch column")
+    t = sub.add_parser("table", help="the ranking table of every recipe run so far")
+    t.add_argument("--size", choices=sorted(SIZES), default="cpu")
+    t.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    return run(args) if args.command == "run" else table(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

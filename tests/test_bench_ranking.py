@@ -1,0 +1,87 @@
+"""benchmarks/bench_ranking.py (issue 14) at its smoke size on a generated CIFAR-like folder,
+and its statistics on known rankings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("bench_ranking", ROOT / "benchmarks" / "bench_ranking.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_script()
+
+
+def test_rank_statistics_on_known_orders() -> None:
+    a = np.arange(10.0)
+    assert bench.kendall_tau(a, a) == pytest.approx(1.0)
+    assert bench.kendall_tau(a, -a) == pytest.approx(-1.0)
+    assert bench.spearman_rho(a, a**3) == pytest.approx(1.0)
+    swapped = a.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]  # one discordant pair of 45
+    assert bench.kendall_tau(a, swapped) == pytest.approx(1 - 2 / 45)
+    assert bench.top_overlap(a, swapped) == 5 and bench.top_overlap(a, -a) == 0
+    low, high = bench.bootstrap(bench.kendall_tau, a, swapped, rounds=200)
+    assert low <= 1 - 2 / 45 <= high <= 1.0
+    summary = bench.summarize(list(a), [list(a), list(swapped)])
+    assert summary["tau"] > 0.9 and summary["seed_tau"] == pytest.approx(1 - 2 / 45)
+
+
+def test_architecture_sets_cover_the_mac_range_and_remove_blocks() -> None:
+    from netadapt import build_supernet, count_macs
+
+    net = build_supernet("mobilenet_v1_cifar", width_mult=0.25, num_classes=10)
+    full = count_macs(net, net.space.full())
+    sets = bench.draw_sets(net.space, lambda a: count_macs(net, a), 10)
+    wide = sorted(count_macs(net, a) / full for a in sets["wide"])
+    assert len(set(sets["wide"])) == 10 and wide[0] < 0.4 and wide[-1] > 0.85
+    assert all(0.45 <= count_macs(net, a) / full <= 0.55 for a in sets["narrow"])
+    assert sum(bool(net.space.removed_blocks(a)) for a in sets["wide"] + sets["narrow"]) >= 5
+    assert sets == bench.draw_sets(net.space, lambda a: count_macs(net, a), 10)  # seeded
+
+
+@pytest.fixture(scope="module")
+def cifar_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "cifar10-jpg"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 50), ("test", 10)):
+        for c, name in enumerate(("airplane", "cat", "ship")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
+                pixels[..., c] += 150  # a learnable colour per class
+                Image.fromarray(pixels).save(folder / f"{i:04d}.jpg", quality=90)
+    return root
+
+
+def test_smoke_run_resumes_and_tables(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "ranking"
+    args = ["run", "--recipe", "block-sd", "--size", "smoke", "--data", str(cifar_like), "--out", str(out), "--jobs", "1",
+            "--threads", "1"]  # fmt: skip
+    assert bench.main(args) == 0
+    report = json.loads((out / "results" / "block-sd.json").read_text())
+    for name in ("wide", "narrow"):
+        entry = report["sets"][name]
+        assert len(entry["shared"]) == 4 and all(0 <= s <= 1 for s in entry["shared"])
+        assert len(entry["finetune_accuracy"]) == 2 and len(entry["scratch_accuracy"]) == 1
+        assert not abs(entry["finetune"]["tau"]) > 1 and "seed_tau" in entry["finetune"]  # NaN when all tie (smoke)
+    results = sorted((out / "standalone").rglob("result.json"))
+    assert len(results) == 8 * 3  # 8 architectures × (2 fine-tune seeds + 1 scratch)
+    stamp = {p: p.stat().st_mtime_ns for p in results}
+    assert bench.main(args) == 0  # a rerun trains nothing again
+    assert {p: p.stat().st_mtime_ns for p in results} == stamp
+    assert bench.main(["table", "--size", "smoke", "--out", str(out)]) == 0
+    assert "| block-sd | wide | 4 | finetune |" in capsys.readouterr().out
