@@ -1,5 +1,6 @@
 """A tiny end-to-end run: super-network → search → final training → export → report."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,18 @@ def test_rerun_resumes_and_skips_finished_stages(finished_run):
     assert final_seconds > 0.05
     run_pipeline(tiny_config(run_dir))
     assert load_json(run_dir / "timing.json")["steps"]["final_training"]["wall_seconds"] == final_seconds
+
+
+def test_a_copied_run_folder_resumes_where_it_is(finished_run, tmp_path):
+    """Run folders are relocatable: every stage compares paths relative to its folder."""
+    run_dir, _ = finished_run
+    copy = tmp_path / "elsewhere" / "run"
+    shutil.copytree(run_dir, copy)
+    trained = {name: (copy / name / "supernet.pt").stat().st_mtime_ns for name in ("supernet", "final", "baseline")}
+    report = run_pipeline(tiny_config(copy))
+    assert report == copy / "report" / "report.md" and report.is_file()
+    assert {name: (copy / name / "supernet.pt").stat().st_mtime_ns for name in trained} == trained  # nothing retrained
+    assert not list(copy.rglob(".lock"))
 
 
 def test_run_folder_of_another_config_is_refused(finished_run):

@@ -1,5 +1,5 @@
-"""The user-command metric: success, caching, and every failure path (timeout, non-zero exit,
-garbage output) with bounded retries and an untouched cache."""
+"""The user-command metric: success, caching, strict output, and every failure path (timeout,
+non-zero exit, garbage output) with bounded retries and an untouched cache."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from netadapt import NetAdaptError, build_supernet
 from netadapt.resources.cache import CACHE_FORMAT, MetricCache
-from netadapt.resources.command import CommandMetric, parse_last_number, parse_template
+from netadapt.resources.command import CommandMetric, parse_output, parse_template
 
 PY = shlex.quote(sys.executable)
 
@@ -26,11 +26,17 @@ def py(code: str) -> str:
     return f"{PY} -c {shlex.quote(code)}"
 
 
-def test_parse_last_number():
-    assert parse_last_number("warming up 3 runs\nlatency: 12.5 ms\n") == 12.5
-    assert parse_last_number("energy 1e-3 J") == 1e-3
-    assert parse_last_number("-4") == -4.0
-    assert parse_last_number("no digits here") is None
+def test_parse_output_takes_one_number_alone_on_the_last_line():
+    assert parse_output("warming up 3 runs\n12.5\n\n") == (12.5, "")
+    assert parse_output("1e-3") == (1e-3, "")
+    assert parse_output('log\n{"latency_ms": 12.5}\n') == (12.5, "")
+    assert parse_output('{"value": 3, "runs": 10}') == (3.0, "")
+    for text in ("latency: 12.5 ms", "error: code 404", "done, 3 runs", '{"a": 1, "b": 2}', '{"value": "7"}', "", "[1]"):
+        value, why = parse_output(text)
+        assert value is None and why, text
+    for text in ("0", "-4", "nan", '{"value": -1}'):
+        value, why = parse_output(text)
+        assert value is None, text
 
 
 @pytest.mark.parametrize(
@@ -54,12 +60,12 @@ def test_value_from_model_and_arch_files_is_cached(net, tmp_path):
         f"open({str(log)!r}, 'a').write('run\\n'); "
         "arch = json.load(open(sys.argv[1])); "
         "size = os.path.getsize(sys.argv[2]); "
-        "print('size', size); print('layers', len(arch['layers']))"
+        "print('size', size); print(len(arch['layers']))"
     )
     cache = tmp_path / "cache.json"
     metric = CommandMetric(net, py(code) + " {arch} {model}", cache=cache)
     arch = net.space.full()
-    assert metric(arch) == len(net.space)  # the last number printed
+    assert metric(arch) == len(net.space)  # the number alone on the last line
     assert metric(arch) == len(net.space)
     assert log.read_text().count("run") == 1  # second call served from the cache
     data = json.loads(cache.read_text())
@@ -79,7 +85,9 @@ def test_torchscript_export(net, tmp_path):
     ("code", "message"),
     [
         ("import sys; sys.exit(3)", "exit status 3"),
-        ("print('hello')", "no number in its output"),
+        ("print('hello')", "'hello' is not a number alone"),
+        ("print('done, 3 runs')", "'done, 3 runs' is not a number alone"),
+        ("print(0)", "finite positive"),
         ("import time; time.sleep(30)", "timed out after 0.5 s"),
     ],
 )
@@ -93,7 +101,7 @@ def test_failures_retry_then_raise_and_leave_cache_alone(net, tmp_path, code, me
     metric = CommandMetric(net, py(counting) + " {arch}", timeout=0.5, retries=1, cache=tmp_path / "bad.json")
     with pytest.raises(NetAdaptError, match=message) as info:
         metric(net.space.full())
-    assert "failed 2 time(s)" in str(info.value) and "\n" not in str(info.value)
+    assert "failed 2 time(s) for architecture " in str(info.value) and "\n" not in str(info.value)
     assert log.read_text().count("run") == 2  # one try + one retry, no more
     assert not (tmp_path / "bad.json").exists()
     assert cache.read_bytes() == before

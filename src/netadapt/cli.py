@@ -2,16 +2,23 @@
 
 Each pipeline stage registers its own subcommands (``register(subparsers)`` in its package's
 ``cli`` module); this file only assembles them and turns :class:`NetAdaptError` into a one-line
-message with exit status 2.
+message with exit status 2.  So are the file-system errors a user can fix (a full disk, a
+read-only folder, an output folder under a file), naming the file.  SIGTERM is handled like
+Ctrl-C: ``finally`` blocks run (a measuring command's processes are ended, its temporary folder
+and the run folder's lock removed) and the command exits with status 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from netadapt import __version__
 from netadapt.errors import NetAdaptError
@@ -43,6 +50,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# File-system errors that are the user's to fix; printed as one line naming the file.
+_FILE_ERRORS = frozenset(
+    {
+        errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
+        errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG, errno.ELOOP,
+    }
+)  # fmt: skip
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanup runs as after Ctrl-C."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated("terminated")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``out/x.json: No space left on device``: the file and the reason, one line."""
+    what = exc.strerror or type(exc).__name__
+    return f"{exc.filename}: {what}" if exc.filename is not None else what
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -55,13 +98,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except NetAdaptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except OSError as exc:
+        if exc.errno not in _FILE_ERRORS:
+            raise
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":  # pragma: no cover

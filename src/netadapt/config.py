@@ -1,12 +1,15 @@
 """Typed configuration: dataclasses, then a YAML file, then ``key=value`` overrides.
 
-Unknown keys and values of the wrong type are errors that name the key.  Nested dataclasses
+Unknown keys, values of the wrong type and numbers that are not finite (``.nan``, ``.inf``)
+are errors that name the key.  Nested dataclasses
 are nested mappings in YAML and dotted keys on the command line (``--set train.epochs=3``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 
 from netadapt.errors import NetAdaptError
+from netadapt.io import read_text
 
 __all__ = [
     "config_differences",
@@ -25,6 +29,7 @@ __all__ = [
     "merge_mappings",
     "parse_overrides",
     "read_yaml_mapping",
+    "same_relative_path",
 ]
 
 T = TypeVar("T")
@@ -72,6 +77,8 @@ def _check(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise NetAdaptError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise NetAdaptError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -149,6 +156,15 @@ def config_differences(old: dict, new: dict, defaults: dict) -> list[str]:
     return changed
 
 
+def same_relative_path(old: Any, new: Any, old_root: Any, new_root: Any) -> bool:
+    """True when the path strings ``old`` and ``new`` name the same place relative to their run
+    folders ``old_root`` and ``new_root``: a run folder moved or copied together with the files
+    it refers to (``../supernet/supernet.pt`` from a pipeline's ``final/``) is the same run."""
+    if not all(isinstance(v, str) and v for v in (old, new, old_root, new_root)):
+        return False
+    return os.path.relpath(old, old_root) == os.path.relpath(new, new_root)
+
+
 def parse_overrides(pairs: list[str] | None) -> dict:
     """``["a.b=3", "c=x"]`` → ``{"a": {"b": 3}, "c": "x"}``; values are parsed as YAML scalars."""
     result: dict = {}
@@ -183,8 +199,9 @@ def read_yaml_mapping(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise NetAdaptError(f"config file {path} does not exist")
+    text = read_text(path, "config file")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise NetAdaptError(f"config file {path} is not valid YAML: {first}") from None

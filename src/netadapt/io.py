@@ -1,15 +1,20 @@
 """Atomic file writing: a crash never leaves a half-written result, and a rerun resumes.
 
 Every result file is written to a temporary file in the same folder, flushed to disk and
-renamed over the target (``os.replace`` is atomic on POSIX and Windows).
+renamed over the target (``os.replace`` is atomic on POSIX and Windows).  A failed write (a
+full disk, a read-only folder) removes the temporary file and raises an ``OSError`` that names
+the target, which the command line prints as one line.  Reading a corrupt or non-UTF-8 file is
+a one-line :class:`NetAdaptError` naming the file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,14 +22,15 @@ import torch
 
 from netadapt.errors import NetAdaptError
 
-__all__ = ["append_jsonl", "atomic_write", "load_json", "read_jsonl", "save_json", "save_torch"]
+__all__ = ["append_jsonl", "atomic_write", "load_json", "read_jsonl", "read_text", "save_json", "save_torch"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates the file for its owner only; give results the usual permissions.
         umask = os.umask(0)
@@ -35,10 +41,29 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _with_path(exc, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _with_path(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path`` (a failed ``write`` or ``fsync`` names no file)."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, str(path))
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An ``OSError`` raised inside names ``path`` when it named no file."""
+    try:
+        yield
+    except OSError as exc:
+        raise _with_path(exc, path) from None
 
 
 def save_json(path: str | os.PathLike, data: Any, *, indent: int | None = 1) -> Path:
@@ -46,39 +71,77 @@ def save_json(path: str | os.PathLike, data: Any, *, indent: int | None = 1) -> 
     return atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file is a one-line
+    :class:`NetAdaptError` naming ``what`` (e.g. "architecture file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetAdaptError(f"{what} {path} does not exist")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise NetAdaptError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise NetAdaptError(f"{what} {path} cannot be read: {exc.strerror}") from None
+
+
 def load_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """The JSON value in ``path``; invalid JSON or text that is not UTF-8 is a one-line
+    :class:`NetAdaptError` (a missing file stays a ``FileNotFoundError``)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise NetAdaptError(f"{path} is not UTF-8 text (byte {exc.start}); the file is damaged") from None
+    except json.JSONDecodeError as exc:
+        raise NetAdaptError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); the file is damaged") from None
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    # Serialized in memory first: torch.save into a file on a full disk fails with an
+    # unhelpful RuntimeError, a plain write with OSError(ENOSPC) naming the file.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def append_jsonl(path: str | os.PathLike, record: Any) -> None:
     """Append one JSON line and flush it.  A torn last line from a crash is skipped by
     :func:`read_jsonl`, so a log can always be resumed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    line = json.dumps(record) + "\n"
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
 
 
-def read_jsonl(path: str | os.PathLike) -> list[Any]:
-    """All complete records of a JSON-lines file (a torn final line is dropped)."""
+def read_jsonl(path: str | os.PathLike, *, bad_lines: list[int] | None = None) -> list[Any]:
+    """All complete records of a JSON-lines file (a torn final line is dropped).
+
+    A complete line that is not valid JSON (damage, not a crash) is a one-line
+    :class:`NetAdaptError` naming the file and line, unless ``bad_lines`` is given: its
+    (1-based) number is then appended there and the line skipped.
+    """
     path = Path(path)
     if not path.exists():
         return []
     records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.endswith(b"\n"):
                 break  # torn write from a crash
-            line = line.strip()
-            if line:
-                records.append(json.loads(line))
+            try:
+                line = raw.decode("utf-8").strip()
+                if line:
+                    records.append(json.loads(line))
+            except ValueError:  # UnicodeDecodeError or JSONDecodeError
+                if bad_lines is None:
+                    raise NetAdaptError(f"{path}: line {number} is not valid JSON; the file is damaged") from None
+                bad_lines.append(number)
     return records
 
 

@@ -182,9 +182,11 @@ class Architecture:
             raise NetAdaptError(f"architecture format version {version!r} is not supported (expected {ARCH_VERSION})")
         try:
             layers = d["layers"]
-            filters = tuple(int(row["filters"]) for row in layers)
-            kernels = tuple(int(row["kernel"]) for row in layers)
+            filters = tuple(_count(row["filters"], i, "filters") for i, row in enumerate(layers))
+            kernels = tuple(_count(row["kernel"], i, "kernel") for i, row in enumerate(layers))
             return cls(model=str(d["model"]), space=str(d["space"]), filters=filters, kernels=kernels)
+        except NetAdaptError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise NetAdaptError(f"malformed architecture: missing or invalid field {exc}") from None
 
@@ -195,6 +197,16 @@ class Architecture:
         except json.JSONDecodeError as exc:
             raise NetAdaptError(f"architecture is not valid JSON: {exc}") from None
         return cls.from_dict(data)
+
+
+def _count(value: object, layer: int, key: str) -> int:
+    """A filter count or kernel size read from a file: a JSON integer ≥ 0, nothing converted
+    (``16.5``, ``"16"`` or ``true`` is an error, not 16 or 1)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise NetAdaptError(f"architecture layer {layer}: {key} must be a whole number, got {value!r}")
+    if value < 0:
+        raise NetAdaptError(f"architecture layer {layer}: {key} must not be negative, got {value}")
+    return value
 
 
 RandomSource = random.Random | torch.Generator

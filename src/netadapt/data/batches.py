@@ -28,6 +28,7 @@ from torch.utils.data import Dataset, Sampler
 
 from netadapt.data.sources import ImageSource, UnreadableImage
 from netadapt.data.transforms import ImageTransform
+from netadapt.errors import NetAdaptError
 
 __all__ = [
     "Batch",
@@ -137,8 +138,8 @@ class TrainBatchSampler(Sampler[list[tuple[int, int]]]):
     ) -> None:
         chunks = world * accumulate
         if global_batch % chunks:
-            raise ValueError(
-                f"global batch {global_batch} is not divisible by {world} processes × {accumulate} accumulation steps"
+            raise NetAdaptError(
+                f"data.batch_size={global_batch} is not divisible by {world} processes × {accumulate} accumulation steps"
             )
         self.num_samples = num_samples
         self.global_batch = global_batch

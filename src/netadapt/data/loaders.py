@@ -120,6 +120,11 @@ def open_sources(config: DataConfig) -> tuple[ImageSource, ImageSource | None]:
     if not root.is_dir():
         raise NetAdaptError(f"data folder {root} does not exist")
     train = FolderSource(root / config.train_dir)
+    labels = sorted({train.classes[t] for t in train.targets})
+    if len(labels) < 2:
+        raise NetAdaptError(
+            f"data folder {train.root} holds images of one class ({labels[0]!r}); a classifier needs at least 2 classes"
+        )
     val = None
     if config.val_dir is None:
         for name in ("val", "test"):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
+import logging
 import os
 import random
 from collections.abc import Sequence
@@ -36,6 +38,8 @@ __all__ = [
     "load_torchvision_cifar",
     "stratified_sample",
 ]
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -73,6 +77,12 @@ class FolderSource:
     Class names are the sorted sub-folder names (or ``classes`` when given, e.g. a validation
     folder that must use the training folder's labels).  Files are listed once; decoding uses
     Pillow.  The fingerprint hashes the sorted (relative path, label) list.
+
+    Symbolic links: a class folder may be a link, and so may an image file (it is labelled by the
+    class folder it lies in), but links to folders *inside* a class folder are not followed — a
+    link into another class or out of the data root would give its images the wrong label, and a
+    link loop would never end; they are counted in a warning.  Two class folders that are the
+    same folder (or one inside the other) are an error.
     """
 
     def __init__(self, root: str | os.PathLike, classes: Sequence[str] | None = None) -> None:
@@ -89,13 +99,22 @@ class FolderSource:
                 raise NetAdaptError(f"data folder {self.root} has classes {extra[:3]} that the training data lacks")
             found = list(classes)
         self.classes = tuple(found)
+        _check_distinct_folders(self.root, self.classes)
         self.paths: list[str] = []
         self.targets = []
+        links: list[str] = []
         for label, name in enumerate(self.classes):
             folder = self.root / name
-            files = sorted(_list_images(folder)) if folder.is_dir() else []
+            files = sorted(_list_images(folder, links)) if folder.is_dir() else []
             self.paths.extend(files)
             self.targets.extend([label] * len(files))
+        if links:
+            log.warning(
+                "data folder %s: %d symbolic link(s) to folders inside class folders not followed (e.g. %s)",
+                self.root,
+                len(links),
+                links[0],
+            )
         if not self.paths:
             raise NetAdaptError(f"data folder {self.root} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
 
@@ -125,12 +144,26 @@ class FolderSource:
         return h.hexdigest()[:16]
 
 
-def _list_images(folder: Path) -> list[str]:
-    """Image files below ``folder``, relative to its parent (``class/…/file``), hidden ones skipped."""
+def _check_distinct_folders(root: Path, classes: Sequence[str]) -> None:
+    """Raise when two class folders resolve to the same folder or one lies inside another."""
+    # Sorted by path components, a folder comes just before the folders it holds.
+    real = sorted((Path(os.path.realpath(root / name)).parts, name) for name in classes if (root / name).is_dir())
+    for (a, name_a), (b, name_b) in itertools.pairwise(real):
+        if b[: len(a)] == a:
+            raise NetAdaptError(
+                f"data folder {root}: class folders {name_a!r} and {name_b!r} hold the same images "
+                "(a symbolic link); each class needs its own folder"
+            )
+
+
+def _list_images(folder: Path, links: list[str]) -> list[str]:
+    """Image files below ``folder``, relative to its parent (``class/…/file``), hidden ones
+    skipped; symbolic links to folders are not followed but appended to ``links``."""
     out = []
     base = folder.parent
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        links.extend(os.path.join(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d)))
         for f in filenames:
             if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS):
                 out.append(os.path.relpath(os.path.join(dirpath, f), base))

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from netadapt.arch.space import Architecture
+from netadapt.arch.files import load_architecture
 from netadapt.errors import NetAdaptError
 from netadapt.model.checks import check_zoo
 from netadapt.model.describe import describe, format_table
@@ -49,15 +49,9 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_architecture(path: Path) -> Architecture:
-    if not path.is_file():
-        raise NetAdaptError(f"architecture file {path} does not exist")
-    return Architecture.from_json(path.read_text(encoding="utf-8"))
-
-
 def _cmd_describe(args: argparse.Namespace) -> int:
     net = build_supernet(args.model, num_classes=args.num_classes, input_size=args.input_size, width_mult=args.width_mult)
-    arch = read_architecture(args.arch) if args.arch else None
+    arch = load_architecture(args.arch, net.space) if args.arch else None
     info = describe(net, arch)
     if args.json:
         print(json.dumps(info, indent=1))

@@ -24,7 +24,8 @@ import yaml
 from netadapt.arch.space import Architecture
 from netadapt.config import config_differences, config_to_dict
 from netadapt.errors import NetAdaptError
-from netadapt.io import atomic_write, load_json, save_json
+from netadapt.io import atomic_write, load_json, read_text, save_json
+from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, load_supernet_extra
 from netadapt.model.supernet import SuperNet
 from netadapt.pipeline.layout import RunLayout
@@ -33,6 +34,7 @@ from netadapt.search.evaluate import EvalConfig
 from netadapt.search.run import SearchRunConfig, build_resource_fn, run_search
 from netadapt.search.timing import StepTime, load_timing, record_step
 from netadapt.tasks import Task, task_named
+from netadapt.train.config import RESUMABLE_CHANGES as TRAIN_RESUMABLE
 from netadapt.train.config import SupernetTrainConfig
 from netadapt.train.loop import train_supernet
 
@@ -69,6 +71,7 @@ class SearchStage:
     file and run folder come from the run)."""
 
     metric: str = "macs"  # macs | params | latency:LUT.json | measured:BACKEND | command:'...'
+    metric_timeout: float = 600.0  # seconds one run of a command: metric may take
     score: str | None = None  # how samples are compared; None: top1, or rmse for depth (SearchRunConfig.score)
     seed: int = 0
     device: str = "auto"
@@ -82,8 +85,8 @@ class SearchStage:
 
     def to_run_config(self, supernet: Path, run_dir: Path) -> SearchRunConfig:
         return SearchRunConfig(
-            supernet=str(supernet), metric=self.metric, score=self.score, run_dir=str(run_dir), seed=self.seed, device=self.device,
-            batch_size=self.batch_size, finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr,
+            supernet=str(supernet), metric=self.metric, metric_timeout=self.metric_timeout, score=self.score,
+            run_dir=str(run_dir), seed=self.seed, device=self.device, batch_size=self.batch_size, finetune_steps=self.finetune_steps, finetune_lr=self.finetune_lr,
             search=copy.deepcopy(self.search), eval=copy.deepcopy(self.eval),
         )  # fmt: skip
 
@@ -108,13 +111,27 @@ class RunConfig:
             raise NetAdaptError(f"unknown export format(s) {sorted(unknown)}; choose from pytorch, onnx, torchscript")
 
 
+#: Keys that may change when a run resumes: they do not change what is computed (the run folder
+#: itself may move, with everything in it: every stage stores paths relative to its folder).
+RESUMABLE_CHANGES = frozenset(
+    {"run_dir", "search.metric_timeout", "search.device", *(f"supernet.{key}" for key in TRAIN_RESUMABLE)}
+)
+
+
 def _check_run_folder(layout: RunLayout, config: RunConfig) -> None:
     """Refuse a run folder made with another config (a rerun must be the same run)."""
     resolved = config_to_dict(config)
     text = yaml.safe_dump(resolved, sort_keys=False)
     if layout.config.exists():
-        previous = yaml.safe_load(layout.config.read_text(encoding="utf-8"))
-        changed = config_differences(previous, resolved, config_to_dict(RunConfig()))
+        try:
+            previous = yaml.safe_load(read_text(layout.config, "run config"))
+        except yaml.YAMLError:
+            raise NetAdaptError(f"{layout.config} is not valid YAML; the run folder is damaged") from None
+        if not isinstance(previous, dict):
+            raise NetAdaptError(f"{layout.config} is not a run config; the run folder is damaged")
+        changed = [
+            key for key in config_differences(previous, resolved, config_to_dict(RunConfig())) if key not in RESUMABLE_CHANGES
+        ]
         if changed:
             raise NetAdaptError(
                 f"{layout.root} was made with another config (differs in: {', '.join(changed)}); use another run_dir"
@@ -209,7 +226,12 @@ def run_pipeline(config: RunConfig) -> Path:
     """Run (or resume) the whole flow in ``config.run_dir``; returns the report's path."""
     config.validate()
     layout = RunLayout(Path(config.run_dir))
-    layout.root.mkdir(parents=True, exist_ok=True)
+    # One writer for the whole run; each stage also locks its own sub-folder.
+    with run_folder_lock(layout.root):
+        return _run_pipeline(config, layout)
+
+
+def _run_pipeline(config: RunConfig, layout: RunLayout) -> Path:
     _check_run_folder(layout, config)
 
     # 1. super-network training (paper §2.3)
@@ -232,7 +254,7 @@ def run_pipeline(config: RunConfig) -> Path:
         init = _trajectory_init(config, layout, net, supernet_file)
     final_file = _train_architecture(config, layout, "final", discovered, net, init_from=init)
     record_step(layout.timing, "final_training", _training_time(layout, final_file))
-    resources_fn, metric_name = build_resource_fn(config.search.metric, net)
+    resources_fn, metric_name = build_resource_fn(config.search.metric, net, timeout=config.search.metric_timeout)
 
     def resource_fn(arch: Architecture) -> float:
         return resources_fn(arch)[metric_name]

@@ -2,19 +2,28 @@
 
 The command template names the exported network with ``{model}`` (an ONNX or TorchScript
 file) and/or the architecture JSON with ``{arch}``; the tool fills in quoted paths to files in
-a fresh temporary folder, runs the command through the shell and reads the *last* number the
-command prints on stdout — e.g. ``adb push {model} /data/local/tmp && adb shell bench ...``
-printing a latency, or a power-meter script printing energy.  Values are cached by
-architecture (in memory, or in a JSON cache file that resumed searches reuse).
+a fresh temporary folder and runs the command through the shell, in a process group of its own
+— e.g. ``adb push {model} /data/local/tmp && adb shell bench ...`` printing a latency, or a
+power-meter script printing energy.  Values are cached by architecture (in memory, or in a JSON
+cache file that resumed searches reuse).
 
-A run that times out, exits non-zero or prints no number is retried; after ``retries`` more
-failures the metric raises a one-line :class:`NetAdaptError`.  A failure never writes to the
-cache.
+The output is read strictly: the *last non-empty line* of stdout must be one number alone
+(``12.5``) or a JSON object holding it (``{"value": 12.5}``, or one entry such as
+``{"latency_ms": 12.5}``), and the value must be finite and positive.  Anything else — "done, 3
+runs", "error 404" — is a failure, never a value.
+
+A run that times out, exits non-zero or prints no valid value is retried; after ``retries``
+more failures the metric raises a one-line :class:`NetAdaptError` naming the architecture and
+showing the end of the output.  A failure never writes to the cache.  After every run — and on
+a timeout, Ctrl-C or an exception — the command's whole process group is killed, so nothing it
+started is left running, and the temporary folder is removed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -31,14 +40,15 @@ from netadapt.errors import NetAdaptError
 from netadapt.export.formats import EXPORT_FORMATS, export_model
 from netadapt.model.supernet import SuperNet
 from netadapt.resources.cache import MetricCache, arch_key
-from netadapt.resources.metrics import check_value
 
-__all__ = ["PLACEHOLDERS", "CommandMetric", "parse_last_number", "parse_template"]
+__all__ = ["PLACEHOLDERS", "CommandMetric", "parse_output", "parse_template"]
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDERS = ("model", "arch")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_OUTPUT_HELP = 'print the value alone, or {"value": N}, on the last line'
+
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
@@ -61,15 +71,38 @@ def parse_template(template: str) -> set[str]:
     return set(fields)
 
 
-def parse_last_number(text: str) -> float | None:
-    """The last number in ``text``, or ``None`` when there is none."""
-    matches = _NUMBER.findall(text)
-    return float(matches[-1]) if matches else None
+def parse_output(text: str) -> tuple[float | None, str]:
+    """(value, "") from a command's stdout, or (None, why not).
+
+    The last non-empty line must be one number alone or a JSON object with a ``"value"``
+    entry or a single entry; the number must be finite and positive."""
+    line = _last_line(text, limit=None)
+    if not line:
+        return None, f"it printed nothing on stdout ({_OUTPUT_HELP})"
+    value: object = None
+    if _NUMBER.fullmatch(line):
+        value = float(line)
+    elif line.startswith("{"):
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            value = data["value"] if "value" in data else next(iter(data.values())) if len(data) == 1 else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, f"its last line {_clip(line)!r} is not a number alone ({_OUTPUT_HELP})"
+    if not math.isfinite(value) or value <= 0:
+        return None, f"it printed {value}; a resource must be a finite positive number"
+    return float(value), ""
 
 
-def _last_line(text: str, limit: int = 160) -> str:
+def _last_line(text: str, limit: int | None = 160) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     line = lines[-1] if lines else ""
+    return line if limit is None else _clip(line, limit)
+
+
+def _clip(line: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
@@ -141,39 +174,48 @@ class CommandMetric:
                 return value
             log.warning("metric command failed (attempt %d of %d): %s", attempt, attempts, reason)
         raise NetAdaptError(
-            f"metric command failed {attempts} time(s) for architecture {arch_key(arch)[:48]}...: {reason} (command: {command})"
+            f"metric command failed {attempts} time(s) for architecture {arch_key(arch)}: {reason} (command: {command})"
         )
 
     def _run_once(self, command: str) -> tuple[float | None, str]:
         """(value, "") on success, (None, why) on failure."""
-        # A new session, so that a timeout kills the whole process group, not only the shell.
+        # A new session: the command and everything it starts form one process group, which is
+        # killed after the run, so a timeout or an interrupt leaves nothing running.
         proc = subprocess.Popen(
             command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
         try:
             out, err = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            proc.communicate()
-            return None, f"timed out after {self.timeout:g} s"
+            _end_group(proc, reap=True)
+            return None, f"timed out after {self.timeout:g} s (--metric-timeout)"
+        except BaseException:  # Ctrl-C, or SIGTERM raised as KeyboardInterrupt by the command line
+            _end_group(proc, reap=True)
+            raise
+        _end_group(proc, reap=False)  # what it left running in the background
         if proc.returncode != 0:
             detail = _last_line(err) or _last_line(out)
             return None, f"exit status {proc.returncode}" + (f" ({detail})" if detail else "")
-        number = parse_last_number(out)
-        if number is None:
-            shown = _last_line(out)
-            return None, "no number in its output" + (f" (last line: {shown!r})" if shown else " (it printed nothing)")
-        try:
-            return check_value(number, "metric command"), ""
-        except NetAdaptError as exc:
-            return None, str(exc)
+        return parse_output(out)
 
     def __repr__(self) -> str:
         return f"CommandMetric({self.template!r}, {self.export_format}, timeout={self.timeout:g})"
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _end_group(proc: subprocess.Popen, *, reap: bool) -> None:
+    """Kill the command's process group; with ``reap``, also end the interrupted
+    ``communicate`` (close the pipes, collect the shell's exit status)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
+    except (ProcessLookupError, PermissionError):  # the group is gone already
+        if proc.poll() is None:
+            proc.kill()
+    if not reap:
+        return
+    try:
+        proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:  # a process that left the group still holds a pipe
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()

@@ -17,7 +17,8 @@ __all__ = ["METRIC_HELP", "parse_metric"]
 
 METRIC_HELP = (
     "macs | params | latency:TABLE.json | measured:onnxruntime|torch|cuda[:THREADS] | "
-    "command:'CMD {model}' (the last number CMD prints; {arch} gives the architecture JSON)"
+    "command:'CMD {model}' (CMD prints the value alone, or {\"value\": N}, on its last line; "
+    "{arch} gives the architecture JSON)"
 )
 
 

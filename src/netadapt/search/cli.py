@@ -13,7 +13,10 @@ __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
-METRIC_HELP = "macs | params | latency:LUT.json | measured:onnxruntime|torch|cuda[:THREADS] | command:'CMD {model}'"
+METRIC_HELP = (
+    "macs | params | latency:LUT.json | measured:onnxruntime|torch|cuda[:THREADS] | "
+    "command:'CMD {model}' (CMD prints the value alone on its last line)"
+)
 
 
 def _samples(text: str) -> int | None:
@@ -38,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--supernet", metavar="FILE", help="super-network file written by train-supernet")
     p.add_argument("--metric", help=f"resource to reduce: {METRIC_HELP} (default macs)")
+    p.add_argument(
+        "--metric-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="command: metric: seconds one run may take before its processes are killed and it is retried (default 600)",
+    )
     p.add_argument("--score", help="how samples are compared: top1 (classification); rmse, rel, delta1-3, mae (depth)")
     p.add_argument("--target", type=float, help="target: a fraction of the initial resource (default 0.5)")
     p.add_argument("--absolute", action="store_true", help="--target is in the metric's unit (MACs, ms, ...)")
@@ -85,6 +94,7 @@ def config_from_args(args: argparse.Namespace):
     flags = {
         "supernet": args.supernet,
         "metric": args.metric,
+        "metric_timeout": args.metric_timeout,
         "score": args.score,
         "run_dir": args.run_dir,
         "seed": args.seed,
@@ -134,7 +144,8 @@ def run_command(args: argparse.Namespace) -> int:
         f"{'reached' if result.reached_target else 'did not reach'} the target {result.target:g} after "
         f"{len(result.trajectory) - 1} iterations ({result.evaluations} samples evaluated)"
     )
-    print(f"{name}: {initial.resource:g} -> {result.resource:g} ({100 * result.resource / initial.resource:.1f}%)")
+    share = f" ({100 * result.resource / initial.resource:.1f}%)" if initial.resource > 0 else ""
+    print(f"{name}: {initial.resource:g} -> {result.resource:g}{share}")
     print(f"held-out {result.score or 'accuracy'}: {initial.accuracy:.4f} -> {result.accuracy:.4f}")
     print(f"architecture: {run_dir / 'final_arch.json'}; family of {len(result.family)}: {run_dir / 'family.json'}")
     timing = run_dir / "timing.json"

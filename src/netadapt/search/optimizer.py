@@ -19,12 +19,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from netadapt.arch.space import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
+from netadapt.lock import run_folder_lock
 from netadapt.search.config import SearchConfig
 from netadapt.search.distributed import broadcast_from_rank0, rank, world_size
 from netadapt.search.family import FamilyMember, TrajectoryPoint, build_family
@@ -32,7 +34,7 @@ from netadapt.search.records import RunFolder, point_from_dict, point_to_dict
 from netadapt.search.shrink import Shrinker, describe
 from netadapt.search.timing import StepTime, record_step
 
-__all__ = ["EvaluateFn", "ResourceFn", "SearchResult", "check_search_inputs", "search"]
+__all__ = ["EvaluateFn", "ResourceFn", "SearchResult", "check_run_folder", "check_search_inputs", "search"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,8 @@ def _check_resource(res: _Resources, arch: Architecture, what: str) -> float:
 
 def _check_inputs(res: _Resources, shrinker: Shrinker, initial_arch: Architecture, config: SearchConfig) -> tuple[float, float]:
     initial_resource = _check_resource(res, initial_arch, "initial network")
+    if initial_resource <= 0:  # targets and reductions are fractions of it
+        raise NetAdaptError(f"the resource metric gave {initial_resource} for the initial network; expected a positive number")
     target = config.resolve(config.target, initial_resource)
     if target > initial_resource:
         raise NetAdaptError(f"target {target:g} is above the initial network's resource {initial_resource:g}")
@@ -174,6 +178,35 @@ def check_search_inputs(
     space.validate(initial_arch)
     shrinker = Shrinker(space, filters_only=config.shrink == "filters")
     return _check_inputs(_Resources(resource_fn, config.constrained), shrinker, initial_arch, config)
+
+
+def _settings(
+    space: SearchSpace, initial_arch: Architecture, config: SearchConfig, rng_seed: int, metadata: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What identifies a search in its run folder (``search_config.json``)."""
+    return {
+        "config": asdict(config),
+        "rng_seed": rng_seed,
+        "space": space.fingerprint,
+        "initial_arch": initial_arch.to_dict(space),
+        "metadata": metadata or {},
+    }
+
+
+def check_run_folder(
+    run_dir: str | Path,
+    space: SearchSpace,
+    initial_arch: Architecture,
+    config: SearchConfig,
+    *,
+    rng_seed: int,
+    metadata: dict[str, Any] | None = None,
+) -> bool:
+    """True when ``run_dir`` holds this search (a resume), False when it holds none; a one-line
+    :class:`NetAdaptError` when it holds another.  Writes nothing: call it before writing
+    anything else into the folder (:func:`search` checks again)."""
+    settings = _settings(space, initial_arch, config, rng_seed, metadata)
+    return RunFolder(run_dir, write=False).check_or_write_config(settings, space)
 
 
 def search(
@@ -203,27 +236,40 @@ def search(
     ``timing.json``.  Under torch.distributed only rank 0 writes (``write`` overrides) and every
     rank must call ``search`` with the same arguments.  ``score`` names what ``evaluate_fn``
     returns (e.g. ``"top1"``, ``"rmse"``); it is written beside the value, which is kept under
-    the key ``accuracy``, in ``history.jsonl``, ``trajectory.json`` and ``family.json``.
+    the key ``accuracy``, in ``history.jsonl``, ``trajectory.json`` and ``family.json``.  The
+    writing process holds the run folder's lock (:mod:`netadapt.lock`) throughout.
     """
+    folder = RunFolder(run_dir, write=(rank() == 0) if write is None else write, score=score)
+    with run_folder_lock(folder.path) if folder.write else nullcontext():
+        return _search(space, initial_arch, resource_fn, evaluate_fn, config, rng_seed=rng_seed, folder=folder,
+                       devices=devices, metadata=metadata, supernet_time=supernet_time, score=score)  # fmt: skip
+
+
+def _search(
+    space: SearchSpace,
+    initial_arch: Architecture,
+    resource_fn: ResourceFn,
+    evaluate_fn: EvaluateFn,
+    config: SearchConfig | None,
+    *,
+    rng_seed: int,
+    folder: RunFolder,
+    devices: int | None,
+    metadata: dict[str, Any] | None,
+    supernet_time: StepTime | None,
+    score: str | None,
+) -> SearchResult:
     began = time.perf_counter()
     config = config or SearchConfig()
     config.validate()
     space.validate(initial_arch)
     devices = devices or world_size()
-    folder = RunFolder(run_dir, write=(rank() == 0) if write is None else write, score=score)
     shrinker = Shrinker(space, filters_only=config.shrink == "filters")
     res = _Resources(resource_fn, config.constrained)
 
     # -- bad input, before any long work --------------------------------------------------------
     initial_resource, target = _check_inputs(res, shrinker, initial_arch, config)
-    settings = {
-        "config": asdict(config),
-        "rng_seed": rng_seed,
-        "space": space.fingerprint,
-        "initial_arch": initial_arch.to_dict(space),
-        "metadata": metadata or {},
-    }
-    resumed = folder.check_or_write_config(settings, space)
+    resumed = folder.check_or_write_config(_settings(space, initial_arch, config, rng_seed, metadata), space)
     evaluations = _Evaluations(evaluate_fn, folder.load_evaluations(space) if resumed else {}, folder, config.eval_chunk)
     state = folder.load_state() if resumed else None
     previous_seconds = float(state["seconds"]) if state else 0.0

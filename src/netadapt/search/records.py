@@ -8,18 +8,25 @@
                         each ``evaluate_fn`` call: the evaluation cache a restart replays
 ``history.jsonl``       one line per sample of every finished iteration (architecture, every
                         recorded resource, accuracy, evaluation time, discarded, selected)
-``search_state.json``   the last finished iteration and its best sample (the resume point)
+``search_state.json``   the last finished iteration and its best sample (the resume point); a
+                        damaged one is set aside and the iterations replayed from the cache
 ``trajectory.json``     the best sample of every iteration (iteration 0 = initial network)
 ``family.json``         the Pareto-monotone best architecture per budget met along the way
 ``final_arch.json``     the discovered architecture (``Architecture.to_dict(space)``)
 ``timing.json``         wall-clock and device-hours per step (see :mod:`netadapt.search.timing`)
 =====================  ========================================================================
+
+Damage is never a traceback: a torn last line (a crash mid-append) is cut, a damaged line of the
+evaluation cache is dropped with a warning (that sample is evaluated again), and a damaged
+settings file or history line is a one-line error.  Paths in the settings (the super-network
+file) are stored relative to the run folder, so a moved or copied run resumes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,9 @@ from netadapt.search.family import FamilyMember, TrajectoryPoint
 __all__ = ["RunFolder", "point_from_dict", "point_to_dict"]
 
 log = logging.getLogger(__name__)
+
+#: Metadata entries holding a path relative to the run folder.
+PATH_METADATA = frozenset({"supernet"})
 
 STATE_FORMAT = "netadapt.search_state"
 STATE_VERSION = 1
@@ -59,6 +69,37 @@ def point_from_dict(d: dict) -> TrajectoryPoint:
         reduction=float(d["reduction"]),
         required=float(d["required"]),
     )
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"not a whole number: {value!r}")
+    return value
+
+
+def _same_path(stored: object, current: object, folder: Path) -> bool:
+    """``current`` (relative to ``folder``) names the file ``stored`` names: equal, or
+    ``stored`` is the absolute path that earlier versions wrote."""
+    if stored == current:
+        return True
+    if not (isinstance(stored, str) and isinstance(current, str) and os.path.isabs(stored)):
+        return False
+    return os.path.realpath(folder / current) == os.path.realpath(stored)
+
+
+def _differences(stored: dict, current: dict, folder: Path) -> list[str]:
+    """Settings that differ between a run folder's search and this one (metadata by entry)."""
+    old, new = dict(stored), dict(current)
+    old_meta, new_meta = old.pop("metadata", None), new.pop("metadata", None)
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if isinstance(old_meta, dict) and isinstance(new_meta, dict):
+        for key in sorted(set(old_meta) | set(new_meta)):
+            a, b = old_meta.get(key), new_meta.get(key)
+            if a != b and not (key in PATH_METADATA and _same_path(a, b, folder)):
+                keys.append(f"metadata.{key}")
+    elif old_meta != new_meta:
+        keys.append("metadata")
+    return keys
 
 
 def arch_key(arch: Architecture) -> dict:
@@ -92,14 +133,15 @@ class RunFolder:
             return False
         if path.exists():
             stored = load_json(path)
+            if not isinstance(stored, dict):
+                raise NetAdaptError(f"{path} is not a search settings file; use another run folder")
             # compare through JSON so tuples and lists, ints and floats compare alike
             current = json.loads(json.dumps(settings))
-            for key in sorted(set(stored) | set(current)):
-                if stored.get(key) != current.get(key):
-                    raise NetAdaptError(
-                        f"run folder {self.path} holds a search with a different {key}; "
-                        "rerun with the same settings or use another run folder"
-                    )
+            for key in _differences(stored, current, self.path):
+                raise NetAdaptError(
+                    f"run folder {self.path} holds a search with a different {key}; "
+                    "rerun with the same settings or use another run folder"
+                )
             return True
         if self.write:
             save_json(path, settings)
@@ -121,9 +163,24 @@ class RunFolder:
         if path is None:
             return cache
         self._repair(path)
-        for rec in read_jsonl(path):
-            arch = Architecture(space.model, space.fingerprint, tuple(rec["filters"]), tuple(rec["kernels"]))
-            cache[arch] = (float(rec["accuracy"]), float(rec["seconds"]))
+        bad: list[int] = []
+        kept = []
+        for rec in read_jsonl(path, bad_lines=bad):
+            try:
+                filters, kernels = (tuple(_count(v) for v in rec[key]) for key in ("filters", "kernels"))
+                cache[Architecture(space.model, space.fingerprint, filters, kernels)] = (
+                    float(rec["accuracy"]),
+                    float(rec["seconds"]),
+                )
+                kept.append(rec)
+            except (KeyError, TypeError, ValueError):
+                bad.append(0)
+        if bad:
+            # Only a cache: the samples of the damaged lines are evaluated again.
+            log.warning("%s: dropped %d damaged line(s); those samples are evaluated again", path, len(bad))
+            if self.write:
+                text = "".join(json.dumps(r) + "\n" for r in kept)
+                atomic_write(path, lambda f: f.write(text.encode()))
         return cache
 
     def append_evaluations(self, rows: Iterable[tuple[Architecture, float, float]]) -> None:
@@ -137,8 +194,16 @@ class RunFolder:
         path = self._file("search_state.json")
         if path is None or not path.exists():
             return None
-        state = load_json(path)
-        if state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
+        try:
+            state = load_json(path)
+        except NetAdaptError as exc:
+            # Rebuilt exactly by replaying the iterations: every sample is in the evaluation
+            # cache, and the samples are a function of (seed, iteration).
+            log.warning("%s; replaying the search's iterations from evaluated.jsonl", exc)
+            if self.write:
+                path.replace(path.with_name(path.name + ".damaged"))
+            return None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
             raise NetAdaptError(f"{path} is not a search state this version can resume")
         return state
 
@@ -149,8 +214,13 @@ class RunFolder:
         if not self.write or not path.exists():
             return
         self._repair(path)
-        records = read_jsonl(path)
-        kept = [r for r in records if r["iteration"] <= last_iteration]
+        try:
+            records = read_jsonl(path)
+            kept = [r for r in records if r["iteration"] <= last_iteration]
+        except (NetAdaptError, KeyError, TypeError) as exc:
+            raise NetAdaptError(
+                f"{path} is damaged ({exc}); delete it and search_state.json to replay the search from its evaluation cache"
+            ) from None
         if len(kept) != len(records):
             text = "".join(json.dumps(r) + "\n" for r in kept)
             atomic_write(path, lambda f: f.write(text.encode()))

@@ -7,6 +7,9 @@ This is what ``netadapt search`` runs; the end-to-end pipeline calls :func:`run_
 from __future__ import annotations
 
 import logging
+import math
+import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,15 +17,17 @@ from typing import Any
 import torch
 import yaml
 
+from netadapt.arch.files import load_architecture
 from netadapt.arch.space import Architecture
 from netadapt.config import config_to_dict
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write
+from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet
 from netadapt.model.supernet import SuperNet
 from netadapt.search.config import SearchConfig
 from netadapt.search.evaluate import Batches, EvalConfig, SampleEvaluator, shared_weight_evaluator, take_images
-from netadapt.search.optimizer import SearchResult, check_search_inputs, search
+from netadapt.search.optimizer import SearchResult, check_run_folder, check_search_inputs, search
 from netadapt.search.timing import StepTime, load_timing, step_from_metadata
 from netadapt.tasks import task_named
 
@@ -46,6 +51,7 @@ class SearchRunConfig:
     device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
     batch_size: int = 256  # held-out and calibration batches
     data_root: str | None = None  # the data folder, when it moved since training
+    metric_timeout: float = 600.0  # seconds one run of a command: metric may take (then it is killed and retried)
     heldout_in_memory_mb: int = 2048  # keep the decoded held-out set in memory when it fits
     finetune_steps: int = 0  # > 0: the NetAdaptV1 baseline (each sample fine-tuned this many batches)
     finetune_lr: float = 0.01
@@ -59,17 +65,20 @@ class SearchRunConfig:
             raise NetAdaptError("no super-network file given (--supernet FILE)")
         if self.batch_size < 1 or self.finetune_steps < 0:
             raise NetAdaptError("batch_size must be positive and finetune_steps >= 0")
+        if not 0 < self.metric_timeout < math.inf:
+            raise NetAdaptError(f"metric_timeout must be a positive number of seconds, got {self.metric_timeout}")
         self.eval.validate()
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path(self.supernet).parent / "search"
 
 
-def build_resource_fn(spec: str, supernet: SuperNet) -> tuple[Any, str]:
+def build_resource_fn(spec: str, supernet: SuperNet, *, timeout: float = 600.0) -> tuple[Any, str]:
     """(resource function returning every recorded resource by name, the constrained name).
 
     The metric named by ``spec`` is constrained; MACs and parameters are always recorded too
-    (they are analytic and cost microseconds)."""
+    (they are analytic and cost microseconds).  ``timeout`` bounds each run of a ``command:``
+    metric, in seconds."""
     from netadapt.resources.counting import count_macs, count_params
 
     def analytic(name: str):
@@ -81,7 +90,7 @@ def build_resource_fn(spec: str, supernet: SuperNet) -> tuple[Any, str]:
     except ImportError:  # pragma: no cover - only while that stage is missing
         parse_metric = None
     if parse_metric is not None:
-        metric = parse_metric(spec, supernet)
+        metric = parse_metric(spec, supernet, timeout=timeout)
         name = getattr(metric, "name", spec)
     elif spec in ("macs", "params"):
         metric, name = analytic(spec), spec
@@ -95,8 +104,9 @@ def build_resource_fn(spec: str, supernet: SuperNet) -> tuple[Any, str]:
     return resources, name
 
 
-def _load_data(config: SearchRunConfig, extra: dict, image_size: int) -> tuple[Batches, Batches, Path]:
-    """(held-out batches, calibration batches, data sets) named by a super-network file."""
+def _load_data(config: SearchRunConfig, extra: dict, image_size: int) -> tuple[Batches, Batches, Path, list[str]]:
+    """(held-out batches, calibration batches, held-out file, unreadable held-out images) named
+    by a super-network file."""
     from netadapt.data import build_search_loaders
 
     heldout_file = extra.get("heldout")
@@ -115,8 +125,23 @@ def _load_data(config: SearchRunConfig, extra: dict, image_size: int) -> tuple[B
     images = len(heldout.dataset)
     if images * 3 * image_size**2 * 4 <= config.heldout_in_memory_mb * 2**20:
         # decode once: every sample is scored on the same images
-        heldout = take_images(heldout, images)
-    return heldout, calibration, path
+        batches = list(heldout)
+        unreadable = _unreadable(batches)
+        heldout = take_images(batches, images)
+    else:
+        log.info("checking that the %d held-out images can be read", images)
+        unreadable = _unreadable(heldout)  # one decoding pass
+    if unreadable:
+        # Every sample is scored without them (the same images for all, so the comparison
+        # stays fair); the count is part of the run folder's settings.
+        log.warning("%d of %d held-out images are unreadable and left out of every sample's score, e.g. %s",
+                    len(unreadable), images, unreadable[0])  # fmt: skip
+    return heldout, calibration, path, unreadable
+
+
+def _unreadable(batches: Batches) -> list[str]:
+    """Names of the images the batches skipped as unreadable."""
+    return [name for batch in batches for name in getattr(batch, "skipped", ())]
 
 
 def _finetune_batches(config: SearchRunConfig, heldout_path: Path) -> list:
@@ -151,25 +176,35 @@ def _supernet_time(config: SearchRunConfig, extra: dict) -> StepTime | None:
 
 
 def run_search(config: SearchRunConfig) -> SearchResult:
-    """Search the super-network file ``config.supernet`` (see :func:`netadapt.search.search`)."""
+    """Search the super-network file ``config.supernet`` (see :func:`netadapt.search.search`).
+
+    The run folder is locked (:mod:`netadapt.lock`) before anything is measured, and written
+    only once its settings are known to match a search it holds, if any."""
+    config.validate()
+    run_dir = config.resolved_run_dir()
+    main = int(os.environ.get("RANK", "0")) == 0  # torchrun's rank; only rank 0 writes
+    with run_folder_lock(run_dir) if main else nullcontext():
+        return _run_search(config, run_dir)
+
+
+def _run_search(config: SearchRunConfig, run_dir: Path) -> SearchResult:
     from netadapt.train.distributed import distributed
 
-    config.validate()
     supernet, extra = load_supernet(config.supernet)
     task = task_named(supernet.task)
     score = task.score(config.score)
     space = supernet.space
     initial = space.full()
     if config.initial_arch:
-        initial = space.validate(Architecture.from_json(Path(config.initial_arch).read_text(encoding="utf-8")))
-    resource_fn, name = build_resource_fn(config.metric, supernet)
+        initial = load_architecture(config.initial_arch, space, what="initial architecture file")
+    resource_fn, name = build_resource_fn(config.metric, supernet, timeout=config.metric_timeout)
     # The score's direction decides selection (paper §4.2: depth RMSE is an error, lower is better).
     search_config = replace(config.search, constrained=config.search.constrained or name, higher_is_better=score.higher_is_better)
     initial_resource, target = check_search_inputs(space, initial, resource_fn, search_config)
     log.info("%s of the initial network: %g; target %g", name, initial_resource, target)
 
     with distributed(config.device) as ctx:
-        heldout, calibration, heldout_path = _load_data(config, extra, supernet.input_size)
+        heldout, calibration, heldout_path, unreadable = _load_data(config, extra, supernet.input_size)
         eval_config = replace(config.eval, device=str(ctx.device))
         evaluator: SampleEvaluator
         if config.finetune_steps > 0:
@@ -193,13 +228,10 @@ def run_search(config: SearchRunConfig) -> SearchResult:
             evaluator = shared_weight_evaluator(
                 supernet, heldout, calibration, eval_config, metric_fn=score.metric_fn, finalize=score.finalize
             )
-        run_dir = config.resolved_run_dir()
-        if ctx.is_main:
-            text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-            atomic_write(run_dir / "run_config.yaml", lambda f: f.write(text.encode()))
         supernet_time = _supernet_time(config, extra)
         metadata = {
-            "supernet": str(Path(config.supernet).resolve()),
+            # relative to the run folder, so that a run folder moved with its super-network resumes
+            "supernet": os.path.relpath(Path(config.supernet).resolve(), run_dir.resolve()),
             "metric": config.metric,
             "eval": {k: v for k, v in asdict(config.eval).items() if k not in ("device", "workers", "threads_per_worker")},
             "finetune_steps": config.finetune_steps,
@@ -207,6 +239,13 @@ def run_search(config: SearchRunConfig) -> SearchResult:
         }
         if task.name != "classification":  # (classification searches keep earlier versions' settings, so they resume)
             metadata.update(task=task.name, score=score.name)
+        if unreadable:
+            metadata["heldout_unreadable"] = len(unreadable)
+        if ctx.is_main:
+            # A rerun with other settings is refused before it can overwrite the record of the run.
+            check_run_folder(run_dir, space, initial, search_config, rng_seed=config.seed, metadata=metadata)
+            text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+            atomic_write(run_dir / "run_config.yaml", lambda f: f.write(text.encode()))
         with evaluator:
             return search(
                 space,

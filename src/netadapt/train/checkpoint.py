@@ -10,6 +10,9 @@ Format (a ``torch.save`` mapping, always written atomically)::
      "meters": partial sums of the running epoch, "history": per-epoch metric records,
      "rng": {"torch", "python"}}
 
+Only tensors and plain data are unpickled on resume (``weights_only``): a crafted checkpoint
+in a run folder cannot run code.
+
 Randomness of the data order, augmentation, ordered dropout and dropout is derived from
 (seed, epoch, step, rank), so the position (``epoch``, ``step_in_epoch``) fixes it for every
 process; the global generator states are stored as well, for completeness.
@@ -48,10 +51,12 @@ def save_checkpoint(path: str | os.PathLike, stage: str, state: dict[str, Any]) 
 
 
 def load_checkpoint(path: str | os.PathLike, stage: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint of ``stage``; a corrupt or foreign file is a one-line :class:`NetAdaptError`."""
+    """Read a checkpoint of ``stage``; a corrupt or foreign file is a one-line :class:`NetAdaptError`.
+
+    Only tensors and plain Python data are unpickled (``weights_only``), never code."""
     path = Path(path)
     try:
-        data = torch.load(path, map_location=map_location, weights_only=False)
+        data = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise NetAdaptError(f"checkpoint {path} does not exist") from None
     except Exception as exc:  # torch raises many types for corrupt files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -9,6 +10,7 @@ from netadapt.data.config import DataConfig
 from netadapt.errors import NetAdaptError
 
 __all__ = [
+    "RELOCATABLE_PATHS",
     "RESUMABLE_CHANGES",
     "ModelConfig",
     "OptimConfig",
@@ -49,7 +51,7 @@ class OptimConfig:
     grad_clip: float | None = None  # clip the global gradient norm; None: off
 
     def validate(self) -> None:
-        if self.lr <= 0 or self.lr_batch < 1:
+        if not 0 < self.lr < math.inf or self.lr_batch < 1:
             raise NetAdaptError(f"optim.lr must be positive and optim.lr_batch at least 1, got {self.lr}, {self.lr_batch}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise NetAdaptError(f"optim.grad_clip must be positive, got {self.grad_clip}")
@@ -145,6 +147,10 @@ class SupernetTrainConfig:
     log_every: int = 50  # steps between log lines when no progress bar is shown
     progress: bool = True  # tqdm progress bar (only on a terminal, only on rank 0)
     tensorboard: bool = True  # also write TensorBoard scalars when tensorboard is installed
+    # A mean training loss above this (over the ≤ 10 steps between two checks) stops training
+    # as diverged, like a loss that is not finite; null: only non-finite losses stop it.  Far
+    # above the loss of an untrained network (cross-entropy ln C, depth L1 in metres).
+    max_loss: float | None = 1000.0
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -163,6 +169,8 @@ class SupernetTrainConfig:
             raise NetAdaptError(f"model.dropout must be in [0, 1), got {self.model.dropout}")
         if self.architecture is not None and self.ordered_dropout.enabled:
             raise NetAdaptError("training a fixed architecture needs ordered_dropout.enabled: false")
+        if self.max_loss is not None and self.max_loss <= 0:
+            raise NetAdaptError(f"max_loss must be positive or null, got {self.max_loss}")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise NetAdaptError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
         for part in (self.data, self.optim, self.schedule, self.ordered_dropout):
@@ -184,5 +192,10 @@ RESUMABLE_CHANGES = frozenset(
         "data.persistent_workers",
         "data.eval_batch_size",
         "data.root",
+        "max_loss",
     }
 )
+
+#: Keys holding paths; a rerun from a moved or copied run folder whose paths name the same files
+#: relative to the folder is the same run (see :func:`netadapt.config.same_relative_path`).
+RELOCATABLE_PATHS = frozenset({"architecture", "init_from", "init_encoder", "teacher"})

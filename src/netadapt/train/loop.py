@@ -28,19 +28,22 @@ import yaml
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from netadapt.arch.files import load_architecture
 from netadapt.arch.space import Architecture
-from netadapt.config import config_differences, config_to_dict, flatten_mapping
+from netadapt.config import config_differences, config_to_dict, flatten_mapping, same_relative_path
 from netadapt.data.batches import TrainBatchSampler, derive_seed, seeded_generator
 from netadapt.data.loaders import DataSets, build_datasets, calibration_set, make_eval_loader, make_train_loader, open_sources
 from netadapt.data.split import HELDOUT_FILE, load_heldout, save_heldout
 from netadapt.errors import NetAdaptError
-from netadapt.io import atomic_write
+from netadapt.io import atomic_write, read_text
+from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, save_supernet
 from netadapt.model.supernet import SuperNet, build_supernet
 from netadapt.tasks import Task, task_for
 from netadapt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, rng_state, save_checkpoint
-from netadapt.train.config import RESUMABLE_CHANGES, SupernetTrainConfig
+from netadapt.train.config import RELOCATABLE_PATHS, RESUMABLE_CHANGES, SupernetTrainConfig
 from netadapt.train.distributed import DistContext, distributed
+from netadapt.train.divergence import divergence_message, loss_problem, weights_finite
 from netadapt.train.logs import MetricsWriter, progress_bar
 from netadapt.train.optim import ModelEma, build_optimizer, lr_factor, scaled_lr, set_lr
 from netadapt.train.sampling import OrderedDropoutSampler
@@ -62,7 +65,11 @@ def train_supernet(config: SupernetTrainConfig, *, on_step: Callable[[int], None
     ``supernet.pt`` is complete returns at once.
     """
     config.validate()
-    with distributed(config.device) as ctx, deterministic_mode(config.deterministic):
+    with (
+        distributed(config.device) as ctx,
+        deterministic_mode(config.deterministic),
+        run_folder_lock(config.run_dir) if ctx.is_main else nullcontext(),  # one writer per run folder
+    ):
         return _train(config, ctx, on_step)
 
 
@@ -116,12 +123,15 @@ def _check_same_config(run_dir: Path, resolved: dict) -> bool:
     if not path.is_file():
         return False
     try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        saved = yaml.safe_load(read_text(path, "run config")) or {}
     except yaml.YAMLError:
         raise NetAdaptError(f"{path} is not valid YAML; delete the run folder to start over") from None
     old, new = flatten_mapping(saved), flatten_mapping(resolved)
     for key in config_differences(saved, resolved, config_to_dict(SupernetTrainConfig())):
-        if key not in RESUMABLE_CHANGES:
+        moved = key in RELOCATABLE_PATHS and same_relative_path(
+            old.get(key), new.get(key), old.get("run_dir"), new.get("run_dir")
+        )
+        if key not in RESUMABLE_CHANGES and not moved:
             raise NetAdaptError(
                 f"run folder {run_dir} was started with {key}={old.get(key)!r}, now {new.get(key)!r}; "
                 "use another --run-dir or the same config"
@@ -152,13 +162,6 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
             f"checkpoint's ({', '.join(state['classes'][:5])}, … {len(state['classes'])} in all) in {ckpt_path}"
         )
     sets = build_datasets(config.data, split, sources=sources)
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if split is None:
-            save_heldout(run_dir, sets.split)
-        text = yaml.safe_dump(resolved, sort_keys=False)
-        atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(text.encode()))
-    ctx.barrier()
 
     # -- model, optimizer, moving average ------------------------------------------------------
     supernet = build_model(config, sets)
@@ -202,6 +205,15 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     steps_per_epoch = batches.steps_per_epoch
     if steps_per_epoch == 0:
         raise NetAdaptError(f"data.batch_size={global_batch} is larger than the {len(sets.train)} training images")
+    # Written only now: a bad model name, option, input or batch size leaves no run folder
+    # behind that would refuse the corrected command.
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if split is None:
+            save_heldout(run_dir, sets.split)
+        text = yaml.safe_dump(resolved, sort_keys=False)
+        atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(text.encode()))
+    ctx.barrier()
     base_lr = scaled_lr(config.optim, global_batch)
     optimizer = build_optimizer(raw, config.optim, base_lr)
     ema = ModelEma(raw, config.ema_decay) if config.ema_decay else None
@@ -251,8 +263,14 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
             )
     metrics = MetricsWriter(run_dir, enabled=ctx.is_main, tensorboard=config.tensorboard)
 
+    last_good = (start_epoch, start_step) if state is not None else None  # what checkpoint.pt holds
+
     def checkpoint(epoch_: int, step_: int) -> None:
+        nonlocal last_good
         totals = dict(zip(meters, ctx.sum(list(meters.values())), strict=True))  # collective: every rank
+        if not weights_finite(raw, ema.module if ema else None):  # never overwrite the last good checkpoint with them
+            raise NetAdaptError(divergence_message(config, (epoch_, step_), "the weights are not finite", ckpt_path, last_good))
+        last_good = (epoch_, step_)
         if ctx.is_main:
             save_checkpoint(ckpt_path, STAGE, {
                 "build": supernet.build_config(), "module": module_kind, "classes": list(sets.classes),
@@ -275,6 +293,9 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
         nonlocal clock
         loss_sum, correct, images = pending.tolist()
         pending.zero_()
+        problem = loss_problem(loss_sum, images, config.max_loss)
+        if problem:
+            raise NetAdaptError(divergence_message(config, (epoch, step + 1), problem, ckpt_path, last_good))
         now = time.perf_counter()
         for key, v in (("loss", loss_sum), ("correct", correct), ("images", images), ("seconds", now - clock)):
             meters[key] += v
@@ -475,10 +496,7 @@ def _fixed_architecture(config: SupernetTrainConfig, net: SuperNet) -> Architect
     """The architecture of ``config.architecture``, or None."""
     if config.architecture is None:
         return None
-    path = Path(config.architecture)
-    if not path.is_file():
-        raise NetAdaptError(f"architecture file {path} does not exist")
-    return net.space.validate(Architecture.from_json(path.read_text(encoding="utf-8")))
+    return load_architecture(config.architecture, net.space)
 
 
 def _load_weights(net: SuperNet, path: str) -> None:
