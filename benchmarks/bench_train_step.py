@@ -8,7 +8,9 @@ step by step so that load changes on a shared machine affect both alike; the rat
 and the ratio of minima (the least disturbed steps) are reported.
 
     python benchmarks/bench_train_step.py                         # CPU, mobilenet_v3_small_cifar
-    python benchmarks/bench_train_step.py --device cuda --compile --precision bf16
+    python benchmarks/bench_train_step.py --device cuda --compile --precision bf16 --channels-last
+
+``measure()`` is the same comparison as a function (``benchmarks/gpu_check.py`` calls it).
 
 Goals (issue 3): ratio ≤ 1.30 on CPU, ≤ 1.10 on a GPU with compilation; the paper reports 1.19.
 """
@@ -33,6 +35,86 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def measure(
+    model: str = "mobilenet_v3_small_cifar",
+    *,
+    width_mult: float = 1.0,
+    input_size: int = 32,
+    batch: int = 64,
+    steps: int = 20,
+    warmup: int = 3,
+    device: str = "cpu",
+    compile: bool = False,
+    compile_backend: str = "inductor",
+    precision: str = "fp32",
+    kernels: bool = True,
+    channels_last: bool = False,
+) -> dict:
+    """Plain and ordered-dropout training steps of ``model``, interleaved; the figures as a dict.
+
+    ``compile_backend="eager"`` traces with TorchDynamo without generating code (a quick check
+    of the compiled path on a CPU; ``gpu_check.py --dry-run``).
+    """
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10).to(dev)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=memory_format)
+    net.train()
+    opt = RMSpropTF(net.parameters(), lr=1e-4)
+    sampler = OrderedDropoutSampler(net.space, kernels=kernels)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, input_size, input_size, device=dev).contiguous(memory_format=memory_format)
+    y = torch.randint(10, (batch,), device=dev)
+    forward = torch.compile(net, backend=compile_backend) if compile else net
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+    def step(ordered: bool) -> float:
+        _sync(dev)
+        t0 = time.perf_counter()
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            if ordered:
+                widths, kernel_sizes = sampler.sample(batch, gen)
+                widths = widths.to(dev, non_blocking=True)
+                kernel_sizes = None if kernel_sizes is None else kernel_sizes.to(dev, non_blocking=True)
+                logits = forward(x, widths=widths, kernels=kernel_sizes)
+            else:
+                logits = forward(x)
+            loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _sync(dev)
+        return time.perf_counter() - t0
+
+    for _ in range(warmup):
+        step(False)
+        step(True)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(steps):
+        for ordered in (False, True):
+            times[ordered].append(step(ordered))
+    plain, od = statistics.median(times[False]), statistics.median(times[True])
+    return {
+        "model": model,
+        "width_mult": width_mult,
+        "input_size": input_size,
+        "batch": batch,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "compile": compile,
+        "precision": precision,
+        "channels_last": channels_last,
+        "superkernels": kernels and any(len(layer.kernels) > 1 for layer in net.space.layers),
+        "plain_ms": round(plain * 1e3, 2),
+        "ordered_dropout_ms": round(od * 1e3, 2),
+        "ratio": round(od / plain, 3),
+        "ratio_of_minima": round(min(times[True]) / min(times[False]), 3),
+        "plain_images_per_s": round(batch / plain, 1),
+        "ordered_dropout_images_per_s": round(batch / od, 1),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mobilenet_v3_small_cifar")
@@ -51,63 +133,19 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    net = build_supernet(args.model, width_mult=args.width_mult, input_size=args.input_size, num_classes=10).to(device)
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    net = net.to(memory_format=memory_format)
-    net.train()
-    opt = RMSpropTF(net.parameters(), lr=1e-4)
-    sampler = OrderedDropoutSampler(net.space, kernels=not args.no_kernels)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, 3, args.input_size, args.input_size, device=device).contiguous(memory_format=memory_format)
-    y = torch.randint(10, (args.batch,), device=device)
-    forward = torch.compile(net) if args.compile else net
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
-
-    def step(ordered: bool) -> float:
-        _sync(device)
-        t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            if ordered:
-                widths, kernels = sampler.sample(args.batch, gen)
-                widths = widths.to(device, non_blocking=True)
-                kernels = None if kernels is None else kernels.to(device, non_blocking=True)
-                logits = forward(x, widths=widths, kernels=kernels)
-            else:
-                logits = forward(x)
-            loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        _sync(device)
-        return time.perf_counter() - t0
-
-    for _ in range(args.warmup):
-        step(False)
-        step(True)
-    times: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(args.steps):
-        for ordered in (False, True):
-            times[ordered].append(step(ordered))
-    plain, od = statistics.median(times[False]), statistics.median(times[True])
-    result = {
-        "model": args.model,
-        "width_mult": args.width_mult,
-        "input_size": args.input_size,
-        "batch": args.batch,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "compile": args.compile,
-        "precision": args.precision,
-        "superkernels": not args.no_kernels and any(len(layer.kernels) > 1 for layer in net.space.layers),
-        "plain_ms": round(plain * 1e3, 2),
-        "ordered_dropout_ms": round(od * 1e3, 2),
-        "ratio": round(od / plain, 3),
-        "ratio_of_minima": round(min(times[True]) / min(times[False]), 3),
-        "plain_images_per_s": round(args.batch / plain, 1),
-        "ordered_dropout_images_per_s": round(args.batch / od, 1),
-    }
+    result = measure(
+        args.model,
+        width_mult=args.width_mult,
+        input_size=args.input_size,
+        batch=args.batch,
+        steps=args.steps,
+        warmup=args.warmup,
+        device=args.device,
+        compile=args.compile,
+        precision=args.precision,
+        kernels=not args.no_kernels,
+        channels_last=args.channels_last,
+    )
     print(json.dumps(result))
 
 

@@ -9,6 +9,7 @@ import tarfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -20,6 +21,7 @@ from netadapt.data import (
     ShardSampler,
     TensorSource,
     TrainBatchSampler,
+    UnreadableImage,
     build_datasets,
     build_search_loaders,
     collate,
@@ -28,8 +30,18 @@ from netadapt.data import (
     make_eval_loader,
     make_train_loader,
     make_transforms,
+    read_image,
     save_heldout,
     stratified_sample,
+)
+from netadapt.data.transforms import (
+    ImageTransform,
+    center_crop,
+    pad_random_crop,
+    random_flip,
+    random_resized_crop,
+    resize,
+    resize_shorter,
 )
 from netadapt.errors import NetAdaptError
 
@@ -81,6 +93,60 @@ def test_imagenet_eval_is_resize_and_centre_crop() -> None:
     assert out[:, :, 13:15].mean() > 0.5 and out[:, :, :5].max() < 0.05
 
 
+def _old_transform(tf: ImageTransform, img: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """The transform as it was before issue 20: float conversion first, then resize / crop / flip."""
+    x = img.float() / 255.0
+    s = tf.size
+    if tf.preset == "imagenet":
+        x = random_resized_crop(x, s, generator) if tf.train else center_crop(resize_shorter(x, round(s / 0.875)), s)
+    elif tf.preset == "cifar":
+        x = resize(x, s, s)
+        if tf.train:
+            x = pad_random_crop(x, s, max(1, s // 8), generator)
+    else:
+        x = resize(x, s, s)
+    if tf.random and tf.flip:
+        x = random_flip(x, generator)
+    mean = torch.tensor(tf.mean, dtype=x.dtype)[:, None, None]
+    std = torch.tensor(tf.std, dtype=x.dtype)[:, None, None]
+    return ((x - mean) / std).contiguous()
+
+
+@pytest.mark.parametrize(
+    "preset,size,shape",
+    [("cifar", 32, (32, 32)), ("cifar", 32, (24, 40)), ("imagenet", 24, (40, 30)), ("imagenet", 32, (32, 32)), ("none", 16, (16, 16)), ("none", 16, (20, 12))],
+)  # fmt: skip
+def test_uint8_pixels_match_the_float_pipeline(preset: str, size: int, shape: tuple[int, int]) -> None:
+    """Crop / pad / flip on uint8 then normalize = normalize then crop / pad / flip (padding stays
+    black); a resize on uint8 rounds to whole levels, within 1/255 of the float resize."""
+    gen = torch.Generator().manual_seed(0)
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    resized = preset == "imagenet" or shape != (size, size)
+    tol = (1.0 / 255 if resized else 0.0) / min(std) + 1e-5
+    for train in (True, False):
+        tf = ImageTransform(preset, train, size, mean, std)
+        for seed in range(6):
+            img = torch.randint(0, 256, (3, *shape), dtype=torch.uint8, generator=gen)
+            new = tf(img, torch.Generator().manual_seed(seed))
+            old = _old_transform(tf, img, torch.Generator().manual_seed(seed))
+            assert new.dtype == torch.float32 and new.shape == old.shape == (3, size, size)
+            assert (new - old).abs().max() <= tol, (preset, train, seed)
+            pixels = tf.pixels(img, torch.Generator().manual_seed(seed))
+            assert pixels.dtype == torch.uint8
+            assert torch.equal(tf.normalize(pixels[None])[0], new)  # per batch = per image
+
+
+def test_cifar_padding_is_black_after_normalization() -> None:
+    tf = ImageTransform("cifar", True, 8, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), flip=False)
+    img = torch.full((3, 8, 8), 255, dtype=torch.uint8)
+    seen_pad = False
+    for seed in range(20):
+        out = tf(img, torch.Generator().manual_seed(seed))
+        assert set(out.unique().tolist()) <= {-2.0, 2.0}  # (0 - 0.5) / 0.25 and (1 - 0.5) / 0.25
+        seen_pad |= bool((out == -2.0).any())
+    assert seen_pad
+
+
 # -- sources ----------------------------------------------------------------------------------------
 def test_digits_source() -> None:
     train, test = load_digits(16, seed=0)
@@ -120,6 +186,41 @@ def test_folder_source_lists_classes_and_skips_unreadable(folder: Path, caplog: 
     cfg = DataConfig(dataset="folder", root=str(folder), batch_size=4)
     result = evaluate(model, make_eval_loader(ds, cfg, batch_size=5))
     assert result["images"] == 10 and result["skipped"] == 2
+
+
+def _encode(tmp: Path, name: str, image: Image.Image, **kwargs) -> Path:
+    path = tmp / name
+    image.save(path, **kwargs)
+    return path
+
+
+def test_read_image_decoders_agree_and_make_rgb(tmp_path: Path) -> None:
+    pytest.importorskip("torchvision")
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    files = [
+        _encode(tmp_path, "rgb.jpg", Image.fromarray(rgb), quality=90),
+        _encode(tmp_path, "grey.jpg", Image.fromarray(rgb[..., 0])),
+        _encode(tmp_path, "cmyk.jpg", Image.fromarray(rgb).convert("CMYK")),
+        _encode(tmp_path, "rgba.png", Image.fromarray(np.dstack([rgb, rgb[..., :1]]))),
+        _encode(tmp_path, "palette.png", Image.fromarray(rgb).convert("P")),
+        _encode(tmp_path, "grey16.png", Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)),  # torchvision: uint16
+        _encode(tmp_path, "rgb.webp", Image.fromarray(rgb), lossless=True),
+        _encode(tmp_path, "rgb.bmp", Image.fromarray(rgb)),  # Pillow only
+    ]
+    for path in files:
+        fast, slow = read_image(path), read_image(path, decoder="pillow")
+        assert fast.dtype == slow.dtype == torch.uint8 and fast.shape == slow.shape == (3, 20, 24), path.name
+        # Both decoders use libjpeg-turbo here; another libjpeg build may differ by a level or so.
+        assert (fast.int() - slow.int()).abs().max() <= 1, path.name
+    assert torch.equal(read_image(files[0]).permute(1, 2, 0), torch.from_numpy(np.array(Image.open(files[0]))))
+    for bad in (b"", b"\xff\xd8\xff\xe0 not a jpeg", files[0].read_bytes()[:200]):
+        (tmp_path / "bad.jpg").write_bytes(bad)
+        for decoder in ("auto", "pillow"):
+            with pytest.raises(UnreadableImage, match=r"bad\.jpg"):
+                read_image(tmp_path / "bad.jpg", decoder=decoder)
+    with pytest.raises(ValueError, match="decoder"):
+        FolderSource(tmp_path, decoder="libjpeg")
 
 
 def test_missing_or_empty_folder_is_one_line_error(tmp_path: Path) -> None:

@@ -260,3 +260,16 @@ def test_implant_is_the_inverse_of_extraction(name):
     assert all(torch.equal(again[k], v) for k, v in compact.state_dict().items())  # exactly the inverse
     with torch.no_grad():
         assert torch.allclose(other(x, arch), compact.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_ordered_dropout_under_bf16_autocast():
+    """GPU training autocasts to bf16: the bypass of the stem (whose input is the fp32 image)
+    must follow the convolution's dtype (torch.lerp needs one dtype)."""
+    from netadapt.train import OrderedDropoutSampler
+
+    net = small("mobilenet_v3_small_cifar", width_mult=0.5).train()
+    widths, kernels = OrderedDropoutSampler(net.space).sample(4, torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(torch.randn(4, 3, 32, 32), widths=widths, kernels=kernels)
+    out.float().sum().backward()
+    assert torch.isfinite(out.float()).all()

@@ -27,12 +27,14 @@ from netadapt.data.loaders import (
     open_sources,
 )
 from netadapt.data.sources import (
+    DECODERS,
     FolderSource,
     ImageSource,
     TensorSource,
     UnreadableImage,
     load_digits,
     load_torchvision_cifar,
+    read_image,
     stratified_sample,
 )
 from netadapt.data.split import HELDOUT_FILE, HeldoutSplit, load_heldout, make_heldout, save_heldout
@@ -40,6 +42,7 @@ from netadapt.data.transforms import PRESETS, ImageTransform, make_transforms
 
 __all__ = [
     "DATASETS",
+    "DECODERS",
     "DEPTH_DATASETS",
     "HELDOUT_FILE",
     "PRESETS",
@@ -70,6 +73,7 @@ __all__ = [
     "make_train_loader",
     "make_transforms",
     "open_sources",
+    "read_image",
     "save_heldout",
     "seeded_generator",
     "stratified_sample",

@@ -14,17 +14,21 @@ images (and augmentations) that one process sees in two accumulated micro-batche
 
 An image that cannot be decoded becomes an :class:`Unreadable` marker; :func:`collate` drops
 it and reports it, so an epoch never stops on a bad file.
+
+The loaders normalize whole batches: their data sets yield uint8 pixels
+(``SampleDataset(..., normalize=False)``) and :func:`collate` stacks them and calls the
+transform's ``normalize`` once on the (B, 3, S, S) batch (see :mod:`netadapt.data.transforms`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from netadapt.data.sources import ImageSource, UnreadableImage
 from netadapt.data.transforms import ImageTransform
@@ -77,13 +81,16 @@ class SampleDataset(Dataset):
     """Images ``indices`` of ``source`` with a transform.
 
     Keys are either a position ``i`` (deterministic transforms) or a pair ``(i, seed)``: the
-    transform then draws from a generator seeded with ``seed``.
+    transform then draws from a generator seeded with ``seed``.  Items are (normalized float
+    image, label); with ``normalize=False`` the image is the transform's uint8 pixels, for a
+    collate function that normalizes the whole batch (``collate(..., normalize=…)``).
     """
 
-    def __init__(self, source: ImageSource, indices: Sequence[int], transform: ImageTransform) -> None:
+    def __init__(self, source: ImageSource, indices: Sequence[int], transform: ImageTransform, *, normalize: bool = True) -> None:
         self.source = source
         self.indices = list(indices)
         self.transform = transform
+        self.normalize = normalize
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -102,11 +109,20 @@ class SampleDataset(Dataset):
         gen = None
         if self.transform.random:
             gen = torch.Generator().manual_seed(derive_seed("augment", index) if seed is None else int(seed))
-        return self.transform(img, gen), self.source.targets[index]
+        pixels = self.transform.pixels(img, gen)
+        return (self.transform.normalize(pixels) if self.normalize else pixels), self.source.targets[index]
+
+    def unnormalized(self) -> SampleDataset:
+        """The same images yielding uint8 pixels (``normalize=False``)."""
+        return SampleDataset(self.source, self.indices, self.transform, normalize=False)
 
 
-def collate(samples: Sequence[tuple[Tensor, int] | Unreadable]) -> Batch:
-    """Stack readable samples; unreadable ones are dropped and named in ``Batch.skipped``."""
+def collate(samples: Sequence[tuple[Tensor, int] | Unreadable], normalize: Callable[[Tensor], Tensor] | None = None) -> Batch:
+    """Stack readable samples; unreadable ones are dropped and named in ``Batch.skipped``.
+
+    ``normalize`` (e.g. an :class:`~netadapt.data.transforms.ImageTransform`'s) is applied once
+    to the stacked (B, 3, S, S) images.
+    """
     images, labels, kept, skipped = [], [], [], []
     for position, sample in enumerate(samples):
         if isinstance(sample, Unreadable):
@@ -117,7 +133,24 @@ def collate(samples: Sequence[tuple[Tensor, int] | Unreadable]) -> Batch:
         kept.append(position)
     # Every image of the batch unreadable: an empty batch, never an exception.
     stacked = torch.stack(images) if images else torch.empty(0)
+    if normalize is not None and images:
+        stacked = normalize(stacked, out=_batch_tensor(stacked.shape, torch.float32))
     return Batch(stacked, torch.tensor(labels, dtype=torch.long), torch.tensor(kept, dtype=torch.long), tuple(skipped))
+
+
+def _batch_tensor(shape: torch.Size, dtype: torch.dtype) -> Tensor:
+    """An empty tensor for a collated batch: in shared memory inside a loader worker.
+
+    A worker's batch goes to the main process through shared memory; writing it there directly
+    saves a copy of the batch (what ``default_collate`` does, with the same storage method).
+    """
+    if get_worker_info() is not None:
+        try:
+            storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(shape.numel())
+            return torch.empty(0, dtype=dtype).new(storage).view(shape)
+        except (AttributeError, RuntimeError):  # a private method: fall back to a plain copy later
+            pass
+    return torch.empty(shape, dtype=dtype)
 
 
 class TrainBatchSampler(Sampler[list[tuple[int, int]]]):

@@ -54,6 +54,7 @@ class DataConfig:
     mean: tuple[float, float, float] | None = None  # None: the data set's
     std: tuple[float, float, float] | None = None
     flip: bool = True  # horizontal flips in the augmenting presets
+    decoder: Literal["auto", "torchvision", "pillow"] = "auto"  # folder images; auto: torchvision.io if installed
     batch_size: int = 128  # global training batch (all processes, all accumulation steps)
     eval_batch_size: int | None = None  # per process; None: the training batch size
     workers: int = 0  # loader worker processes per training process
@@ -93,6 +94,8 @@ class DataConfig:
                 raise NetAdaptError(f"data.{name} must be positive or null, got {value}")
         if not 0 < self.digits_test_fraction < 1:
             raise NetAdaptError(f"data.digits_test_fraction must be in (0, 1), got {self.digits_test_fraction}")
+        if self.decoder not in ("auto", "torchvision", "pillow"):
+            raise NetAdaptError(f"data.decoder must be auto, torchvision or pillow, got {self.decoder!r}")
         if self.synthetic_train < 1 or self.synthetic_val < 0:
             raise NetAdaptError("data.synthetic_train must be at least 1 and data.synthetic_val at least 0")
 

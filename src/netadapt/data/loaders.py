@@ -18,6 +18,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ def open_sources(config: DataConfig) -> tuple[ImageSource, ImageSource | None]:
     root = Path(config.root)
     if not root.is_dir():
         raise NetAdaptError(f"data folder {root} does not exist")
-    train = FolderSource(root / config.train_dir)
+    train = FolderSource(root / config.train_dir, decoder=config.decoder)
     labels = sorted({train.classes[t] for t in train.targets})
     if len(labels) < 2:
         raise NetAdaptError(
@@ -129,10 +130,10 @@ def open_sources(config: DataConfig) -> tuple[ImageSource, ImageSource | None]:
     if config.val_dir is None:
         for name in ("val", "test"):
             if (root / name).is_dir():
-                val = FolderSource(root / name, classes=train.classes)
+                val = FolderSource(root / name, classes=train.classes, decoder=config.decoder)
                 break
     elif config.val_dir:
-        val = FolderSource(root / config.val_dir, classes=train.classes)
+        val = FolderSource(root / config.val_dir, classes=train.classes, decoder=config.decoder)
     return train, val
 
 
@@ -184,12 +185,18 @@ def _loader(
     dataset: Dataset, config: DataConfig, *, pin_memory: bool, seed: int, workers: int | None = None, **kwargs
 ) -> DataLoader:
     workers = config.workers if workers is None else workers
+    collate_batch = collate_fn(config)
+    if isinstance(dataset, SampleDataset) and dataset.normalize:
+        # Items as uint8 pixels, normalized once per batch after stacking: a quarter of the
+        # bytes to stack and one fused conversion instead of one per image.
+        collate_batch = partial(collate, normalize=dataset.transform.normalize)
+        dataset = dataset.unnormalized()
     return DataLoader(
         dataset,
         num_workers=workers,
         pin_memory=pin_memory,
         persistent_workers=config.persistent_workers and workers > 0,
-        collate_fn=collate_fn(config),
+        collate_fn=collate_batch,
         # Transforms draw from their own seeded generators; this generator only keeps the
         # loader from consuming the global torch RNG when it seeds its workers.
         generator=torch.Generator().manual_seed(derive_seed(seed, "loader")),

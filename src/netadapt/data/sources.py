@@ -4,6 +4,10 @@ A source lists its images (``targets`` holds one class index per image, ``classe
 names) and loads one image at a time as a ``uint8`` (3, H, W) tensor.  An image that cannot be
 decoded raises :class:`UnreadableImage`; the data pipeline turns that into a skipped sample.
 
+Image files are decoded by :func:`read_image`: with ``torchvision.io`` when torchvision is
+installed (2–3.5× faster than Pillow on JPEGs, the same pixels: both use libjpeg-turbo), with
+Pillow for the formats torchvision does not read and for files it rejects.
+
 Built-in sources needing no download: scikit-learn's bundled hand-written digits (1,797 8×8
 grayscale images, 10 classes), upscaled and repeated to 3 channels.  CIFAR-10/100 come through
 torchvision's classes (imported only when asked for; download only with ``download=True``).
@@ -18,6 +22,7 @@ import logging
 import os
 import random
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +34,7 @@ from torch import Tensor
 from netadapt.errors import NetAdaptError
 
 __all__ = [
+    "DECODERS",
     "IMAGE_EXTENSIONS",
     "FolderSource",
     "ImageSource",
@@ -36,12 +42,15 @@ __all__ = [
     "UnreadableImage",
     "load_digits",
     "load_torchvision_cifar",
+    "read_image",
     "stratified_sample",
 ]
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+DECODERS = ("auto", "torchvision", "pillow")  # auto: torchvision.io when importable, else Pillow
+_TORCHVISION_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")  # what torchvision.io decodes; the rest go to Pillow
 
 
 class UnreadableImage(Exception):
@@ -75,8 +84,9 @@ class FolderSource:
     """Images in ``root/<class>/**/<file>`` (torchvision's ImageFolder layout).
 
     Class names are the sorted sub-folder names (or ``classes`` when given, e.g. a validation
-    folder that must use the training folder's labels).  Files are listed once; decoding uses
-    Pillow.  The fingerprint hashes the sorted (relative path, label) list.
+    folder that must use the training folder's labels).  Files are listed once and decoded by
+    :func:`read_image` with ``decoder``.  The fingerprint hashes the sorted (relative path,
+    label) list.
 
     Symbolic links: a class folder may be a link, and so may an image file (it is labelled by the
     class folder it lies in), but links to folders *inside* a class folder are not followed — a
@@ -85,9 +95,12 @@ class FolderSource:
     same folder (or one inside the other) are an error.
     """
 
-    def __init__(self, root: str | os.PathLike, classes: Sequence[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, classes: Sequence[str] | None = None, *, decoder: str = "auto") -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
         self.root = Path(root)
         self.name = str(self.root)
+        self.decoder = decoder
         if not self.root.is_dir():
             raise NetAdaptError(f"data folder {self.root} does not exist")
         found = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith("."))
@@ -122,16 +135,7 @@ class FolderSource:
         return len(self.paths)
 
     def load(self, index: int) -> Tensor:
-        from PIL import Image  # Pillow is a dependency; imported here to keep `import netadapt` light
-
-        path = self.root / self.paths[index]
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                array = np.asarray(im, dtype=np.uint8).copy()
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise UnreadableImage(f"{path}: {type(exc).__name__}: {exc}") from None
-        return torch.from_numpy(array).permute(2, 0, 1).contiguous()  # (3, H, W)
+        return read_image(os.path.join(self.name, self.paths[index]), decoder=self.decoder)
 
     def describe(self, index: int) -> str:
         return str(self.root / self.paths[index])
@@ -142,6 +146,63 @@ class FolderSource:
         for path, label in zip(self.paths, self.targets, strict=True):
             h.update(f"{path}\t{label}\n".encode())
         return h.hexdigest()[:16]
+
+
+def read_image(path: str | os.PathLike, *, decoder: str = "auto") -> Tensor:
+    """The pixels of an image file as a uint8 (3, H, W) tensor (RGB; grey, CMYK, alpha converted).
+
+    ``decoder="auto"`` decodes JPEG, PNG and WebP files with ``torchvision.io`` when torchvision
+    can be imported and everything else (or a file torchvision rejects, or a 16-bit PNG) with
+    Pillow; ``"torchvision"`` does the same but raises when torchvision cannot be imported;
+    ``"pillow"`` always uses Pillow.  The tensor may be a strided view of an (H, W, 3)
+    buffer: crop before calling ``.contiguous()``.  Raises :class:`UnreadableImage` when the file
+    cannot be decoded.
+    """
+    path = os.fspath(path)
+    if decoder != "pillow" and path.lower().endswith(_TORCHVISION_EXTENSIONS):
+        decode = _torchvision_decoder()
+        if decode is not None:
+            try:
+                img = decode(path)
+            except (RuntimeError, ValueError, OSError):
+                img = None  # let Pillow decide: it reads some files libjpeg/libpng reject, and names the error
+            if img is not None and img.dtype == torch.uint8:
+                return img
+        elif decoder == "torchvision":
+            raise NetAdaptError("decoder 'torchvision' needs torchvision's image extension (pip install torchvision)")
+    return _read_with_pillow(path)
+
+
+@cache
+def _torchvision_decoder():
+    """A function ``path -> (3, H, W) uint8`` using ``torchvision.io``, or ``None`` without it.
+
+    Imported on first use, so that ``import netadapt`` never imports torchvision.
+    """
+    try:
+        from torchvision.io import ImageReadMode, decode_image, image
+    except ImportError:
+        return None
+    if not getattr(image, "_has_image_ops", lambda: True)():  # torchvision built without libjpeg/libpng
+        return None
+
+    def decode(path: str) -> Tensor:
+        with open(path, "rb", buffering=0) as f:  # unbuffered: one read of the whole file
+            data = torch.frombuffer(bytearray(f.readall()), dtype=torch.uint8)  # a bytearray is writable
+        return decode_image(data, mode=ImageReadMode.RGB)  # (3, H, W), a view of an (H, W, 3) buffer
+
+    return decode
+
+
+def _read_with_pillow(path: str) -> Tensor:
+    from PIL import Image  # Pillow is a dependency; imported here to keep `import netadapt` light
+
+    try:
+        with Image.open(path) as im:
+            array = np.asarray(im.convert("RGB"), dtype=np.uint8)  # (H, W, 3), owns its converted buffer
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UnreadableImage(f"{path}: {type(exc).__name__}: {exc}") from None
+    return torch.from_numpy(array.copy() if not array.flags.writeable else array).permute(2, 0, 1)  # (3, H, W) view
 
 
 def _check_distinct_folders(root: Path, classes: Sequence[str]) -> None:

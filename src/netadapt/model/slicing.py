@@ -94,7 +94,9 @@ def bypass_mix(conv_out: Tensor, x: Tensor, filters: Tensor, limit: int, stride:
     channels = conv_out.shape[1]
     # Input channels at or beyond the limit are never passed: cut them before padding, so one
     # select does the whole mix (this runs after every layer of every training step).
-    bypass = fit_channels(bypass_slice(x, 0, min(limit, x.shape[1]), stride), channels)  # (B, F, H', W')
+    # Under autocast the convolution path is bf16/fp16 while the input may still be fp32 (the
+    # image at the stem): the bypass takes the convolution's dtype, as lerp needs one dtype.
+    bypass = fit_channels(bypass_slice(x, 0, min(limit, x.shape[1]), stride), channels).to(conv_out.dtype)  # (B, F, H', W')
     keep = prefix_mask(filters, channels).to(conv_out.dtype)  # conv path, (B, F, 1, 1)
     # lerp with 0/1 weights selects exactly (it computes `end - diff * 0` for weight 1 and
     # `start + weight * diff` for weight 0) and is one fused op: ~1.5x faster than where() on CPU.

@@ -2,11 +2,14 @@
 
 Under ``torchrun`` the environment holds ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``;
 :func:`distributed` then joins the process group (NCCL on GPUs, gloo on CPUs) and picks
-``cuda:LOCAL_RANK``.  Without it, the run is one process and nothing is initialized.
+``cuda:LOCAL_RANK``.  It does so for a single ``torchrun`` process too, so that one GPU runs the
+multi-GPU code path (DistributedDataParallel, collectives) exactly as several would.  Without
+``torchrun``, the run is one process and nothing is initialized.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +22,8 @@ from netadapt.errors import NetAdaptError
 
 __all__ = ["DistContext", "distributed", "resolve_device"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -28,6 +33,7 @@ class DistContext:
     world: int = 1
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    joined: bool = False  # a process group is in use (under torchrun, even with one process)
 
     @property
     def is_main(self) -> bool:
@@ -36,7 +42,8 @@ class DistContext:
 
     @property
     def active(self) -> bool:
-        return self.world > 1
+        """Collectives and DistributedDataParallel are in use."""
+        return self.joined or self.world > 1
 
     def barrier(self) -> None:
         if self.active:
@@ -78,15 +85,19 @@ def distributed(device: str = "auto") -> Iterator[DistContext]:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)
     created = False
-    if world > 1 and not dist.is_initialized():
+    launched = world > 1 or "TORCHELASTIC_RUN_ID" in os.environ  # torchrun sets it, even for one process
+    if launched and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
         created = True
-    if dist.is_initialized():
+    joined = dist.is_initialized()
+    if joined:
         world, rank = dist.get_world_size(), dist.get_rank()
+        if rank == 0:
+            log.info("process group: backend %s, %d process(es), device %s", dist.get_backend(), world, dev)
     try:
-        yield DistContext(rank=rank, world=world, local_rank=local_rank, device=dev)
+        yield DistContext(rank=rank, world=world, local_rank=local_rank, device=dev, joined=joined)
     finally:
         if created:
             dist.destroy_process_group()
