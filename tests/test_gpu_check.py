@@ -21,6 +21,8 @@ FIGURES = {
     "cifar_epoch.gpu_preset",
     "train_step.compiled",
 }
+
+
 def _run(*args: str, timeout: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(

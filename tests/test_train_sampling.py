@@ -116,3 +116,21 @@ def test_phases_restrict_what_a_batch_varies() -> None:
     assert every[1].tolist() == list(space.smallest().filters)
     with pytest.raises(ValueError, match="phase"):
         sampler.sample(4, torch.Generator(), phase="depth")
+
+
+def test_spread_keeps_each_image_within_k_choices_of_its_level() -> None:
+    space = build_supernet("mobilenet_v1_cifar", width_mult=0.5, input_size=16, num_classes=10).space
+    batch = 72
+    widths, _ = OrderedDropoutSampler(space, spread=1).sample(batch, torch.Generator().manual_seed(5))
+    convs = [i for i, layer in enumerate(space.layers) if layer.kind != "se" and layer.block is None]
+    index = torch.stack(
+        [torch.tensor([[w for w in space.layers[i].widths if w > 0].index(int(v)) for v in widths[:, i]]) for i in convs], 1
+    )  # (B, layers): each layer's choice index (0 = fewest filters)
+    assert int((index.max(1).values - index.min(1).values).max()) <= 2  # all within ±1 of one level
+    levels = Counter(torch.round(index.double().mean(1)).long().tolist())
+    assert len(levels) >= 6  # images cover the levels, narrow to wide
+    zero, _ = OrderedDropoutSampler(space, spread=0).sample(batch, torch.Generator().manual_seed(5))
+    ratios = zero[:, convs].double() / torch.tensor([space.layers[i].max_filters for i in convs])
+    assert torch.allclose(ratios, ratios[:, :1].expand_as(ratios), atol=0.07)  # one width multiplier per image
+    for row in range(batch):
+        space.make(widths[row].tolist())

@@ -88,12 +88,17 @@ class OrderedDropoutConfig:
     # Share of the images that run without each removable block (None: one in the number of
     # width choices, the share a width-0 choice would get).
     block_drop: float | None = None
+    # None: every layer draws its width independently (paper §2.3).  k: each image draws one
+    # width level and every layer keeps a width within k choices of it (beyond the paper).
+    spread: int | None = None
 
     def validate(self) -> None:
         if not 0.0 <= self.distill <= 1.0:
             raise NetAdaptError(f"ordered_dropout.distill must be in [0, 1], got {self.distill}")
         if self.full_epochs < 0 or self.width_epochs < 0:
             raise NetAdaptError("ordered_dropout.full_epochs and ordered_dropout.width_epochs must not be negative")
+        if self.spread is not None and self.spread < 0:
+            raise NetAdaptError(f"ordered_dropout.spread must be 0 or more, or null, got {self.spread}")
         if self.block_drop is not None and not 0.0 <= self.block_drop <= 1.0:
             raise NetAdaptError(f"ordered_dropout.block_drop must be in [0, 1] or null, got {self.block_drop}")
 

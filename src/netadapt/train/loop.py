@@ -250,7 +250,9 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     if config.compile:
         model = torch.compile(model)
     od = config.ordered_dropout
-    sampler = OrderedDropoutSampler(supernet.space, kernels=od.kernels, sandwich=od.sandwich, block_drop=od.block_drop)
+    sampler = OrderedDropoutSampler(
+        supernet.space, kernels=od.kernels, sandwich=od.sandwich, block_drop=od.block_drop, spread=od.spread
+    )
     loader = make_train_loader(
         sets.train, batches, config.data, pin_memory=on_gpu if config.data.pin_memory is None else config.data.pin_memory
     )

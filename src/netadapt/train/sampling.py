@@ -60,12 +60,19 @@ class OrderedDropoutSampler:
     ``kernels=False`` keeps every superkernel at its full size (the returned kernels tensor is
     then ``None``).  ``block_drop`` is the share of images that run without each removable block
     (``None``: one in the number of width choices of the block's first convolution).
+
+    ``spread``: ``None`` draws every layer's width independently (paper §2.3).  An integer ``k``
+    draws one width *level* per image (stratified over the batch) and gives every layer a width
+    within ``k`` of its choices from that level (beyond the paper: an image's layers are then
+    narrow or wide together, as in the networks the search visits, instead of nearly every image
+    holding some near-empty layer; docs/training.md has the measurements).
     """
 
     space: SearchSpace
     kernels: bool = True
     sandwich: bool = False
     block_drop: float | None = None
+    spread: int | None = None
 
     def largest(self) -> tuple[list[int], list[int]]:
         """(widths, kernels) of the initial network."""
@@ -99,8 +106,18 @@ class OrderedDropoutSampler:
             ).clone() if self.kernels else None
         rows = batch - 2 if self.sandwich and batch > 2 else batch
         widths = torch.empty(batch, len(layers), dtype=torch.long)  # (B, L)
-        for group in self.space.tie_groups():
-            column = stratified_column(self._widths(group[0], phase), rows, generator)
+        groups = self.space.tie_groups()
+        choices = [self._widths(group[0], phase) for group in groups]
+        if self.spread is not None:
+            top = max(len(c) for c in choices) - 1
+            level = stratified_column(range(top + 1), rows, generator).double() / max(top, 1)  # (rows,) in [0, 1]
+        for group, options in zip(groups, choices, strict=True):
+            if self.spread is None:
+                column = stratified_column(options, rows, generator)
+            else:  # this layer's choice at the image's level, moved by up to `spread` choices
+                offset = torch.randint(-self.spread, self.spread + 1, (rows,), generator=generator)
+                index = (torch.round(level * (len(options) - 1)).long() + offset).clamp(0, len(options) - 1)
+                column = torch.as_tensor(options, dtype=torch.long)[index]
             for i in group:
                 widths[batch - rows :, i] = column
         kernels = None
