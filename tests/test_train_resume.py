@@ -169,11 +169,13 @@ def test_progressive_phases_and_validation_of_sub_networks(tmp_path: Path, monke
     from netadapt.train import OrderedDropoutSampler
 
     phases: list[str] = []
+    floors: list[float] = []
     original = OrderedDropoutSampler.sample
 
-    def spy(self, batch, generator, phase="all"):
+    def spy(self, batch, generator, phase="all", *, floor=0.0):
         phases.append(phase)
-        return original(self, batch, generator, phase)
+        floors.append(floor)
+        return original(self, batch, generator, phase, floor=floor)
 
     monkeypatch.setattr(OrderedDropoutSampler, "sample", spy)
     config = tiny(tmp_path / "run", "epochs=3", "ordered_dropout.full_epochs=1", "ordered_dropout.width_epochs=1",
@@ -183,6 +185,9 @@ def test_progressive_phases_and_validation_of_sub_networks(tmp_path: Path, monke
     per_epoch = records[0]["step"]
     assert per_epoch > 1
     assert phases == ["width"] * per_epoch + ["all"] * per_epoch  # epoch 1 ran the initial network plainly
+    # progressive shrinking: the narrowest width allowed falls from 1 to 0 over the width phase
+    assert floors[0] == 1.0 and floors[:per_epoch] == sorted(floors[:per_epoch], reverse=True)
+    assert floors[per_epoch - 1] == pytest.approx(1 / per_epoch) and set(floors[per_epoch:]) == {0.0}
     for r in records:
         assert {"val_top1", "val_top1_half", "val_top1_min"} <= r.keys()
         assert 0.0 <= r["val_top1_min"] <= 1.0

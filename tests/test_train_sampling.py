@@ -134,3 +134,11 @@ def test_spread_keeps_each_image_within_k_choices_of_its_level() -> None:
     assert torch.allclose(ratios, ratios[:, :1].expand_as(ratios), atol=0.07)  # one width multiplier per image
     for row in range(batch):
         space.make(widths[row].tolist())
+
+
+def test_a_floor_leaves_out_narrow_widths() -> None:
+    space = build_supernet("mobilenet_v1_cifar", width_mult=0.5, input_size=16, num_classes=10).space
+    widths, _ = OrderedDropoutSampler(space, sandwich=True).sample(40, torch.Generator().manual_seed(6), "width", floor=0.5)
+    full = torch.tensor([layer.max_filters for layer in space.layers])
+    assert (widths >= 0.5 * full).all()
+    assert (widths < full).any()

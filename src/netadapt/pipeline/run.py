@@ -29,6 +29,7 @@ from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, load_supernet_extra
 from netadapt.model.supernet import SuperNet
 from netadapt.pipeline.layout import RunLayout
+from netadapt.search.baseline import uniform_matching
 from netadapt.search.config import SearchConfig
 from netadapt.search.evaluate import EvalConfig
 from netadapt.search.run import SearchRunConfig, build_resource_fn, run_search
@@ -307,16 +308,12 @@ def _run_pipeline(config: RunConfig, layout: RunLayout) -> Path:
 
 
 def _uniform_match(net: SuperNet, resource_fn: Any, budget: float) -> Architecture:
-    """The uniformly scaled initial network with the largest multiplier within ``budget``."""
-    best = None
-    for i in range(100, 0, -1):
-        arch = net.space.uniform(i / 100)
-        if resource_fn(arch) <= budget:
-            best = arch
-            break
-    if best is None:
-        raise NetAdaptError("no uniformly scaled network fits the discovered network's resource")
-    return best
+    """The uniformly scaled initial network at the discovered network's resource (within ±2%:
+    the multiplier and each layer's rounding on the width grid are chosen to meet it)."""
+    match = uniform_matching(net.space, resource_fn, budget)
+    log.info("uniform baseline: multiplier %.3f, resource %g (%+.1f%% of the discovered network's)",
+             match.multiplier, match.resource, 100 * match.error)  # fmt: skip
+    return match.arch
 
 
 def _export(config: RunConfig, layout: RunLayout, compact: Any, arch: Architecture, trained: SuperNet) -> None:

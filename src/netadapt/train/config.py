@@ -82,7 +82,8 @@ class OrderedDropoutConfig:
     distill: float = 0.0  # beyond the paper: weight of in-place distillation from the largest sub-network
     # Beyond the paper, a progressive schedule (Once-for-All's order): the first `full_epochs`
     # train the initial network alone, the next `width_epochs` vary widths without removing any
-    # block or layer, the rest vary everything.
+    # block or layer -- the narrowest width allowed falling linearly from the full width to the
+    # space's narrowest (progressive shrinking) --, the rest vary everything.
     full_epochs: float = 0.0
     width_epochs: float = 0.0
     # Share of the images that run without each removable block (None: one in the number of
@@ -102,11 +103,14 @@ class OrderedDropoutConfig:
         if self.block_drop is not None and not 0.0 <= self.block_drop <= 1.0:
             raise NetAdaptError(f"ordered_dropout.block_drop must be in [0, 1] or null, got {self.block_drop}")
 
-    def phase(self, epoch: float) -> str:
-        """What a batch at (fractional) ``epoch`` may vary: ``full``, ``width`` or ``all``."""
+    def phase(self, epoch: float) -> tuple[str, float]:
+        """What a batch at (fractional) ``epoch`` may vary -- ``full``, ``width`` or ``all`` --
+        and the narrowest width fraction it may draw (progressive shrinking in the width phase)."""
         if epoch < self.full_epochs:
-            return "full"
-        return "width" if epoch < self.full_epochs + self.width_epochs else "all"
+            return "full", 1.0
+        if epoch < self.full_epochs + self.width_epochs:
+            return "width", 1.0 - (epoch - self.full_epochs) / self.width_epochs
+        return "all", 0.0
 
 
 @dataclass

@@ -322,14 +322,14 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
                 set_lr(optimizer, base_lr * lr_factor(config.schedule, global_step, steps_per_epoch, config.epochs))
                 torch.manual_seed(derive_seed(config.seed, "dropout", ctx.rank, global_step))  # per rank, per step
                 widths = kernels = None
-                phase = od.phase(epoch + step / steps_per_epoch) if od.enabled else "full"
+                phase, floor = od.phase(epoch + step / steps_per_epoch) if od.enabled else ("full", 1.0)
                 if fixed is not None:  # one discovered network: every image runs it
                     widths, kernels = (t.expand(global_batch, -1) for t in fixed)
                 elif phase != "full":
                     # Paper §2.3: widths stratified over the *global* batch; every rank draws the
                     # same table and keeps its own rows.
                     generator = seeded_generator(config.seed, "ordered_dropout", epoch, step)
-                    widths, kernels = sampler.sample(global_batch, generator, phase)
+                    widths, kernels = sampler.sample(global_batch, generator, phase, floor=floor)
                 optimizer.zero_grad(set_to_none=True)
                 for m, chunk_id in enumerate(batches.chunk_ids()):
                     batch = next(data)  # netadapt.data.Batch or netadapt.depth.DepthBatch

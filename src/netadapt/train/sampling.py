@@ -14,7 +14,8 @@ per image: a stratified share of the batch (by default one image in the number o
 the share a width-0 choice would get) runs without the block, every other image draws non-zero
 widths for its layers.  A progressive schedule (beyond the paper, as Once-for-All) can ask for
 ``phase="full"`` (every image runs the initial network) or ``phase="width"`` (widths only, no
-block or layer removed) before ``phase="all"``.
+block or layer removed; with ``floor`` falling from 1 to 0 over the phase, widths are added
+from the full width down, Once-for-All's progressive shrinking) before ``phase="all"``.
 
 Beyond the paper (off by default): ``sandwich`` replaces the first two rows of every batch with
 the largest and the smallest sub-network (the "sandwich rule" of slimmable networks / BigNAS).
@@ -78,24 +79,35 @@ class OrderedDropoutSampler:
         """(widths, kernels) of the initial network."""
         return [layer.max_filters for layer in self.space.layers], [layer.max_kernel for layer in self.space.layers]
 
-    def smallest(self, phase: str = "all") -> tuple[list[int], list[int]]:
+    def smallest(self, phase: str = "all", floor: float = 0.0) -> tuple[list[int], list[int]]:
         """(widths, kernels) of the smallest sub-network the phase allows."""
-        widths = [min(self._widths(i, phase)) for i in range(len(self.space.layers))]
+        widths = [min(self._widths(i, phase, floor)) for i in range(len(self.space.layers))]
         for group in self.space.removal_groups() if phase == "all" else ():
             for i in group:
                 widths[i] = 0
         return widths, [min(layer.kernels) for layer in self.space.layers]
 
-    def _widths(self, i: int, phase: str) -> tuple[int, ...]:
+    def _widths(self, i: int, phase: str, floor: float = 0.0) -> tuple[int, ...]:
         """Layer ``i``'s width choices drawn column-wise: a convolution of a removable block is
-        removed by the block's own draw, and without depth no convolution keeps 0 filters."""
+        removed by the block's own draw, without depth no convolution keeps 0 filters, and no
+        non-zero width lies below ``floor`` × the full width."""
         layer = self.space.layers[i]
-        if layer.kind == "se" or (layer.block is None and phase == "all"):
-            return layer.widths
-        return tuple(w for w in layer.widths if w > 0) or layer.widths
+        widths = layer.widths
+        if not (layer.kind == "se" or (layer.block is None and phase == "all")):
+            widths = tuple(w for w in widths if w > 0) or widths
+        if floor > 0:
+            widths = tuple(w for w in widths if w >= floor * layer.max_filters or (w == 0 and phase == "all")) or (
+                layer.max_filters,
+            )
+        return widths
 
-    def sample(self, batch: int, generator: torch.Generator, phase: str = "all") -> tuple[Tensor, Tensor | None]:
-        """Per-image widths (B, L) and kernels (B, L) or ``None`` for ``batch`` images."""
+    def sample(
+        self, batch: int, generator: torch.Generator, phase: str = "all", *, floor: float = 0.0
+    ) -> tuple[Tensor, Tensor | None]:
+        """Per-image widths (B, L) and kernels (B, L) or ``None`` for ``batch`` images.
+
+        ``floor`` (progressive shrinking) leaves out non-zero widths below that fraction of
+        each layer's full width."""
         if phase not in PHASES:
             raise ValueError(f"unknown ordered-dropout phase {phase!r}; choose one of {PHASES}")
         layers = self.space.layers
@@ -107,7 +119,7 @@ class OrderedDropoutSampler:
         rows = batch - 2 if self.sandwich and batch > 2 else batch
         widths = torch.empty(batch, len(layers), dtype=torch.long)  # (B, L)
         groups = self.space.tie_groups()
-        choices = [self._widths(group[0], phase) for group in groups]
+        choices = [self._widths(group[0], phase, floor) for group in groups]
         if self.spread is not None:
             top = max(len(c) for c in choices) - 1
             level = stratified_column(range(top + 1), rows, generator).double() / max(top, 1)  # (rows,) in [0, 1]
@@ -132,7 +144,7 @@ class OrderedDropoutSampler:
                 gone = batch - rows + _stratified_rows(rate, rows, generator)  # (k,) rows removing the block
                 widths[gone[:, None], torch.tensor(group)] = 0
         if rows < batch:  # sandwich rows 0 (largest) and 1 (smallest)
-            for row, (w, k) in enumerate((self.largest(), self.smallest(phase))):
+            for row, (w, k) in enumerate((self.largest(), self.smallest(phase, floor))):
                 widths[row] = torch.as_tensor(w)
                 if kernels is not None:
                     kernels[row] = torch.as_tensor(k)

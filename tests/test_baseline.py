@@ -1,0 +1,39 @@
+"""The uniformly scaled baseline at the discovered network's resource (issue 15)."""
+
+from __future__ import annotations
+
+import pytest
+
+from netadapt import build_supernet, count_macs
+from netadapt.errors import NetAdaptError
+from netadapt.search.baseline import uniform_matching
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1_cifar", "mobilenet_v3_small_cifar", "mobilenet_v2_cifar"])
+@pytest.mark.parametrize("fraction", [0.3, 0.5, 0.71])
+def test_uniform_baseline_lands_within_two_percent_of_the_budget(name: str, fraction: float) -> None:
+    net = build_supernet(name, width_mult=0.5, num_classes=10)
+
+    def macs(a):
+        return float(count_macs(net, a))
+
+    budget = fraction * macs(net.space.full())
+    match = uniform_matching(net.space, macs, budget)
+    assert abs(match.error) <= 0.02 and match.resource == macs(match.arch)
+    arch = match.arch
+    assert not net.space.removed_blocks(arch) and all(f > 0 for f in arch.filters)  # uniform: nothing removed
+    # every layer sits next to one multiplier on its grid (the width below or above it)
+    for layer, f in zip(net.space.layers, arch.filters, strict=True):
+        options = sorted(w for w in layer.widths if w > 0)
+        below = max([w for w in options if w <= match.multiplier * layer.max_filters + 1e-9] or [options[0]])
+        above = min([w for w in options if w >= match.multiplier * layer.max_filters - 1e-9] or [options[-1]])
+        assert f in (below, above), layer.name
+    # the plain multiplier misses the budget by more on this grid
+    plain = min((net.space.uniform(r / 100) for r in range(1, 101)), key=lambda a: abs(macs(a) / budget - 1))
+    assert abs(match.error) <= abs(macs(plain) / budget - 1) + 1e-12
+
+
+def test_a_budget_below_the_smallest_uniform_network_is_an_error() -> None:
+    net = build_supernet("mobilenet_v1_cifar", width_mult=0.25, num_classes=10)
+    with pytest.raises(NetAdaptError, match="no uniformly scaled network"):
+        uniform_matching(net.space, lambda a: float(count_macs(net, a)), 10.0)
