@@ -85,3 +85,19 @@ def test_smoke_run_resumes_and_tables(cifar_like: Path, tmp_path: Path, capsys: 
     assert {p: p.stat().st_mtime_ns for p in results} == stamp
     assert bench.main(["table", "--size", "smoke", "--out", str(out)]) == 0
     assert "| block-sd | wide | 4 | finetune |" in capsys.readouterr().out
+
+
+def test_recipes_resolve_to_valid_training_configs(tmp_path: Path) -> None:
+    from netadapt.config import config_from_dict
+    from netadapt.train.config import SupernetTrainConfig
+
+    size = bench.SIZES["cpu"]
+    for recipe in bench.RECIPES:
+        mapping = bench.supernet_config(size, tmp_path / "data", recipe, tmp_path / "supernets" / recipe)
+        config_from_dict(SupernetTrainConfig, mapping).validate()  # unknown keys or bad values raise
+    pre = bench.supernet_config(size, tmp_path, "pre-block-sd-prog", tmp_path / "supernets" / "pre-block-sd-prog")
+    assert pre["init_from"] == str(tmp_path / "supernets" / "_pretrained" / "supernet.pt")
+    assert pre["ordered_dropout"]["width_epochs"] == 0.5 * size["epochs"]
+    plain = bench.supernet_config(size, tmp_path, "plain", tmp_path / "supernets" / "plain")
+    assert plain["epochs"] == size["pretrain_epochs"] + size["epochs"] and not plain["ordered_dropout"]["enabled"]
+    assert bench.pretrain_config(size, tmp_path, tmp_path / "p")["epochs"] == size["pretrain_epochs"]
