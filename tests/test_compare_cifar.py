@@ -1,0 +1,80 @@
+"""benchmarks/compare_cifar.py (issue 15) at its smoke size on a generated CIFAR-like folder:
+every network lands at the discovered network's MACs, results resume, the table pairs seeds."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+compare = _load("compare_cifar")
+
+
+@pytest.fixture(scope="module")
+def cifar_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "cifar10-jpg"
+    rng = np.random.default_rng(1)
+    for split, count in (("train", 50), ("test", 10)):
+        for c, name in enumerate(("airplane", "cat", "ship")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
+                pixels[..., c] += 150
+                Image.fromarray(pixels).save(folder / f"{i:04d}.jpg", quality=90)
+    return root
+
+
+def test_paired_interval() -> None:
+    mean, low, high = compare.paired([0.70, 0.72, 0.71], [0.69, 0.70, 0.70])
+    assert mean == pytest.approx(0.04 / 3)
+    assert low < mean < high
+    assert compare.paired([0.5], [0.4])[1] != compare.paired([0.5], [0.4])[1]  # NaN interval with one seed
+
+
+def test_plain_form_equals_the_compact_network() -> None:
+    from netadapt import build_supernet
+    from netadapt.model.checks import randomize_norm_
+
+    for name in ("mobilenet_v1_cifar", "mobilenet_v3_small_cifar"):
+        net = build_supernet(name, width_mult=0.5, num_classes=10)
+        randomize_norm_(net, torch.Generator().manual_seed(0))
+        compact = net.extract(net.space.full()).eval()
+        plain = compare.to_plain(compact).eval()
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            assert torch.allclose(plain(x), compact(x), atol=1e-5)
+
+
+def test_smoke_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "compare"
+    args = ["run", "--size", "smoke", "--data", str(cifar_like), "--out", str(out), "--target", "0.5", "--seeds", "2",
+            "--jobs", "1", "--threads", "1"]  # fmt: skip
+    assert compare.main(args) == 0
+    report = json.loads((out / "results" / "target-0.5.json").read_text())
+    rows = report["rows"]
+    assert len(rows) == 5 and all(len(r["top1"]) == 2 for r in rows.values())
+    budget = report["budget_macs"]
+    for name, row in rows.items():
+        assert abs(row["macs"] / budget - 1) <= 0.02, name  # every alternative at the same MACs
+    results = sorted((out / "target-0.5" / "results").glob("*.json"))
+    stamp = {p: p.stat().st_mtime_ns for p in results}
+    assert compare.main(args) == 0  # a rerun fine-tunes nothing again
+    assert {p: p.stat().st_mtime_ns for p in results} == stamp
+    assert compare.main(["table", "--size", "smoke", "--out", str(out)]) == 0
+    assert "| Torch-Pruning taylor (trained weights) |" in capsys.readouterr().out
