@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import asdict
 
 import pytest
@@ -73,6 +74,8 @@ def test_search_command_finds_an_architecture_and_resumes(supernet_file, tmp_pat
     history = read_jsonl(run_dir / "history.jsonl")
     assert set(history[0]["resources"]) == {"macs", "params"}
     assert (run_dir / "run_config.yaml").exists()
+    noise = json.loads((run_dir / "noise.json").read_text())  # selection noise of every iteration
+    assert noise["heldout_images"] > 0 and len(noise["per_iteration"]) == max(r["iteration"] for r in history)
 
     evaluated = len(read_jsonl(run_dir / "evaluated.jsonl"))
     assert args.func(args) == 0  # the same command again: nothing left to do

@@ -21,12 +21,13 @@ from netadapt.arch.files import load_architecture
 from netadapt.arch.space import Architecture
 from netadapt.config import config_to_dict
 from netadapt.errors import NetAdaptError
-from netadapt.io import atomic_write
+from netadapt.io import atomic_write, read_jsonl, save_json
 from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet
 from netadapt.model.supernet import SuperNet
 from netadapt.search.config import SearchConfig
-from netadapt.search.evaluate import Batches, EvalConfig, SampleEvaluator, shared_weight_evaluator, take_images
+from netadapt.search.evaluate import Batches, EvalConfig, SampleEvaluator, batch_pair, shared_weight_evaluator, take_images
+from netadapt.search.noise import selection_noise
 from netadapt.search.optimizer import SearchResult, check_run_folder, check_search_inputs, search
 from netadapt.search.timing import StepTime, load_timing, step_from_metadata
 from netadapt.tasks import task_named
@@ -247,7 +248,7 @@ def _run_search(config: SearchRunConfig, run_dir: Path) -> SearchResult:
             text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
             atomic_write(run_dir / "run_config.yaml", lambda f: f.write(text.encode()))
         with evaluator:
-            return search(
+            result = search(
                 space,
                 initial,
                 resource_fn,
@@ -260,3 +261,18 @@ def _run_search(config: SearchRunConfig, run_dir: Path) -> SearchResult:
                 supernet_time=supernet_time,
                 score=score.name,
             )
+        if ctx.is_main and score.name == "top1":
+            _report_noise(run_dir, _count_images(heldout))
+        return result
+
+
+def _count_images(batches: Batches) -> int:
+    dataset = getattr(batches, "dataset", None)
+    return len(dataset) if dataset is not None else sum(len(batch_pair(b)[1]) for b in batches)
+
+
+def _report_noise(run_dir: Path, images: int) -> None:
+    """Log and save (``noise.json``) how many iterations chose within one standard error."""
+    summary = selection_noise(read_jsonl(run_dir / "history.jsonl"), images)
+    save_json(run_dir / "noise.json", summary.to_dict())
+    log.info("selection noise: %s", summary.describe())
