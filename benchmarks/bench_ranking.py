@@ -100,6 +100,12 @@ RECIPES: dict[str, dict[str, Any]] = {
         "pretrain": True, "ordered_dropout.sandwich": True, "ordered_dropout.distill": 0.5,
         "ordered_dropout.width_epochs": 0.5,
     },
+    # the default recipe: from the trained network, progressive shrinking, one width level per
+    # image with every layer within one choice of it, the sandwich rule
+    "pre-spread-prog": {
+        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
+        "ordered_dropout.width_epochs": 0.5,
+    },
     "pre-layer-sd-prog": {
         "pretrain": True, "model.options": {"removal": "layer"}, "ordered_dropout.sandwich": True,
         "ordered_dropout.distill": 0.5, "ordered_dropout.width_epochs": 0.5,
