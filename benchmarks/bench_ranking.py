@@ -267,6 +267,26 @@ def bootstrap(fn, a: np.ndarray, b: np.ndarray, *, rounds: int = 2000, seed: int
     return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))) if values else (math.nan, math.nan)
 
 
+def removed_versus_width(truth: list[list[float]], removed: list[int], fractions: list[float]) -> dict[str, Any] | None:
+    """Stand-alone accuracy of architectures with ≥ 2 removed blocks against width-only ones at
+    the same MACs: the mean residual of the removed ones from a least-squares line of accuracy on
+    MAC fraction fitted to the width-only ones (points; > 0: removing blocks did better)."""
+    acc = np.asarray(truth, dtype=float).mean(0)
+    removed_ = np.asarray(removed)
+    fraction = np.asarray(fractions, dtype=float)
+    width_only, deep = removed_ == 0, removed_ >= 2
+    if width_only.sum() < 3 or deep.sum() < 1:
+        return None
+    slope, intercept = np.polyfit(fraction[width_only], acc[width_only], 1)
+    residual = acc[deep] - (intercept + slope * fraction[deep])
+    return {
+        "removed_2plus": int(deep.sum()),
+        "width_only": int(width_only.sum()),
+        "mean_residual_points": float(100 * residual.mean()),
+        "worst_residual_points": float(100 * residual.min()),
+    }
+
+
 def summarize(shared: list[float], truth: list[list[float]]) -> dict[str, Any]:
     """Ranking figures of shared-weight scores against the mean of the seeds' accuracies."""
     a = np.asarray(shared, dtype=float)
@@ -426,6 +446,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.recipe}: validation top-1 {100 * validation['val_top1']:.2f}%")
         return 0
     fingerprint, sets = architecture_sets(supernet, size, root)
+    saved = load_json(root / "spaces" / fingerprint / "archs.json")
+    info = {name: {"removed": [r["removed_blocks"] for r in rows], "fraction": [r["mac_fraction"] for r in rows]}
+            for name, rows in saved.items()}  # fmt: skip
     all_archs = [a for archs in sets.values() for a in archs]
     scores = shared_scores(supernet, all_archs, size, root / "supernets" / args.recipe / "shared_scores.json")
     spec = []
@@ -447,6 +470,7 @@ def run(args: argparse.Namespace) -> int:
             if runs:
                 entry[label] = summarize(shared, runs)
                 entry[f"{label}_accuracy"] = runs
+                entry[label]["removed_vs_width"] = removed_versus_width(runs, info[name]["removed"], info[name]["fraction"])
         report["sets"][name] = entry
     report["wall_seconds_this_call"] = time.perf_counter() - started
     report["machine"] = _machine()
@@ -477,8 +501,9 @@ def format_table(reports: list[dict]) -> str:
     ] + [f"| {r['recipe']} | {pct(r, 'val_top1')} / {pct(r, 'val_top1_half')} / {pct(r, 'val_top1_min')} |" for r in reports]
 
     lines = [
-        "| recipe | set | N | truth | Kendall τ [95% CI] | Spearman ρ | top-5 | seed-to-seed τ | truth top-1 range |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| recipe | set | N | truth | Kendall τ [95% CI] | Spearman ρ | top-5 | seed-to-seed τ | truth top-1 range | "
+        "≥2 blocks removed vs width-only, points |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for report in reports:
         for name, entry in report["sets"].items():
@@ -487,17 +512,40 @@ def format_table(reports: list[dict]) -> str:
                 if s is None:
                     continue
                 seed = f"{s['seed_tau']:+.2f} {ci(s['seed_tau_ci'])}" if "seed_tau" in s else "– (one seed)"
+                rv = s.get("removed_vs_width")
+                removed = (
+                    "–"
+                    if not rv
+                    else f"{rv['mean_residual_points']:+.1f} (n={rv['removed_2plus']}, worst {rv['worst_residual_points']:+.1f})"
+                )
                 lines.append(
                     f"| {report['recipe']} | {name} | {s['n']} | {label} | {s['tau']:+.2f} {ci(s['tau_ci'])} | "
                     f"{s['rho']:+.2f} | {s['top5']}/5 | {seed} | "
-                    f"{100 * s['truth_range'][0]:.1f}–{100 * s['truth_range'][1]:.1f}% |"
+                    f"{100 * s['truth_range'][0]:.1f}–{100 * s['truth_range'][1]:.1f}% | {removed} |"
                 )
     return "\n".join(networks) + "\n\n" + "\n".join(lines)
 
 
+def resummarize(report: dict, root: Path) -> dict:
+    """The report's figures computed again from its raw scores and accuracies (so that the
+    table of earlier runs follows the current statistics)."""
+    archs = root / "spaces" / str(report.get("space")) / "archs.json"
+    saved = load_json(archs) if archs.exists() else {}
+    for name, entry in report["sets"].items():
+        rows = saved.get(name)
+        for label in ("finetune", "scratch"):
+            runs = entry.get(f"{label}_accuracy")
+            if runs:
+                entry[label] = summarize(entry["shared"], runs)
+                if rows:
+                    removed, fraction = [r["removed_blocks"] for r in rows], [r["mac_fraction"] for r in rows]
+                    entry[label]["removed_vs_width"] = removed_versus_width(runs, removed, fraction)
+    return report
+
+
 def table(args: argparse.Namespace) -> int:
     root = Path(args.out or f"runs/ranking-{args.size}")
-    reports = [load_json(p) for p in sorted((root / "results").glob("*.json"))]
+    reports = [resummarize(load_json(p), root) for p in sorted((root / "results").glob("*.json"))]
     if not reports:
         raise SystemExit(f"error: no results under {root / 'results'}; run a recipe first")
     print(format_table(reports))

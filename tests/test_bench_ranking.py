@@ -101,3 +101,15 @@ def test_recipes_resolve_to_valid_training_configs(tmp_path: Path) -> None:
     plain = bench.supernet_config(size, tmp_path, "plain", tmp_path / "supernets" / "plain")
     assert plain["epochs"] == size["pretrain_epochs"] + size["epochs"] and not plain["ordered_dropout"]["enabled"]
     assert bench.pretrain_config(size, tmp_path, tmp_path / "p")["epochs"] == size["pretrain_epochs"]
+
+
+def test_removed_versus_width_is_the_residual_from_the_width_only_line() -> None:
+    fractions = [0.3, 0.5, 0.7, 0.9, 0.5, 0.7]
+    removed = [0, 0, 0, 0, 2, 3]
+    acc = [0.3 + 0.5 * f for f in fractions]
+    acc[4] -= 0.02  # two points below the line
+    acc[5] += 0.01
+    out = bench.removed_versus_width([acc], removed, fractions)
+    assert out["removed_2plus"] == 2 and out["width_only"] == 4
+    assert out["mean_residual_points"] == pytest.approx(-0.5) and out["worst_residual_points"] == pytest.approx(-2.0)
+    assert bench.removed_versus_width([acc], [0] * 6, fractions) is None
