@@ -277,5 +277,6 @@ def build_supernet(
 
 
 def extract(supernet: SuperNet, arch: Architecture) -> CompactNet:
-    """The compact ``nn.Module`` of ``arch``, weights sliced from ``supernet`` (see :meth:`SuperNet.extract`)."""
+    """The compact ``nn.Module`` of ``arch``, weights sliced from ``supernet`` (see :meth:`SuperNet.extract`;
+    a traced super-network gives a ``torch.fx.GraphModule``)."""
     return supernet.extract(arch)

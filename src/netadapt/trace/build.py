@@ -130,7 +130,7 @@ def build_space(plan: TracePlan, model: str, options: TraceOptions) -> tuple[Sea
             group = plan.groups[conv.out_layout[0]]
             if group.kind == "free" and conv.node in group.producers:
                 rows.append((conv.node, "se" if group.se else "conv", conv.kernel, group))
-        elif len(conv.in_layout) == 1 and plan.groups[conv.in_layout[0]].kind == "free":
+        elif conv.kind == "grouped" and len(conv.in_layout) == 1 and plan.groups[conv.in_layout[0]].kind == "free":
             rows.append((conv.node, "depthwise" if conv.per_group == 1 else "conv", conv.kernel, plan.groups[conv.in_layout[0]]))
     counts: dict[int, int] = {}
     for _, _, _, group in rows:

@@ -11,6 +11,7 @@ widths; extraction (:mod:`netadapt.trace.extract`) slices the same layers throug
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from functools import reduce
@@ -347,14 +348,16 @@ class _CostTables:
                 block_of.setdefault(n, block.id)
         gate_of = {n: ix[g] for g, names in plan.gates.values() for n in names}
         self.blocks = [tuple(ix[g] for g in b.groups if not plan.groups[g].se) for b in plan.blocks]
-        self.convs = []  # (name, kind, ins, outs, per_group, kernel, kernel layer, stride, in size, pixels, bias, block, gate)
+        # (name, kind, in slots, out slots, inputs per filter (0: all), kernel area, kernel layer,
+        #  stride, input size, output pixels, bias, block, gate)
+        self.convs = []
         for conv in plan.convs:
-            kind = {"grouped": "depthwise" if conv.per_group == 1 else "conv"}.get(conv.kind, conv.kind)
+            kind = {"grouped": "depthwise" if conv.per_group == 1 else "conv", "fixed": "conv"}.get(conv.kind, conv.kind)
             layer = layer_of.get(conv.node)
             klayer = layer if layer is not None and len(space.layers[layer].kernels) > 1 else None
             self.convs.append(
                 (conv.target, kind, tuple(ix[g] for g in conv.in_layout), tuple(ix[g] for g in conv.out_layout),
-                 conv.per_group if conv.kind == "grouped" else 0, conv.kernel, klayer, conv.stride,
+                 conv.per_group if conv.kind in ("grouped", "fixed") else 0, conv.area, klayer, conv.stride,
                  conv.in_size, conv.out_pixels, conv.bias, block_of.get(conv.node), gate_of.get(conv.node))
             )  # fmt: skip
         self.norms = []  # (name, layout slots, parameters per channel, block, gate)
@@ -392,29 +395,30 @@ class _CostTables:
         removed = self._removed(w) if self.blocks else ()
         kernels = arch.kernels
         total = self.other_macs
-        for _, _, ins, outs, per, k, klayer, _, _, pixels, _, block, gate in self.convs:
+        for _, _, ins, outs, per, area, klayer, _, _, pixels, _, block, gate in self.convs:
             out = w[outs[0]] if len(outs) == 1 else sum(w[i] for i in outs)
             inp = w[ins[0]] if len(ins) == 1 else sum(w[i] for i in ins)
             if not out or not inp or block in removed or (gate is not None and not w[gate]):
                 continue
             if klayer is not None:
-                k = kernels[klayer]
-            total += out * (per or inp) * k * k * pixels
+                area = kernels[klayer] ** 2
+            total += out * (per or inp) * area * pixels
         return total
 
     def costs(self, arch: Architecture) -> list[LayerCost]:
         w = self.widths(arch.filters)
         removed = self._removed(w)
         rows = []
-        for name, kind, ins, outs, per, k, klayer, stride, size, pixels, bias, block, gate in self.convs:
+        for name, kind, ins, outs, per, area, klayer, stride, size, pixels, bias, block, gate in self.convs:
             out = sum(w[i] for i in outs)
             inp = sum(w[i] for i in ins)
+            k = arch.kernels[klayer] if klayer is not None else math.isqrt(area)
             if klayer is not None:
-                k = arch.kernels[klayer]
+                area = k * k
             if not out or not inp or block in removed or (gate is not None and not w[gate]):
                 rows.append(LayerCost(name, kind, inp, 0, k, stride, size, inp, 0, 0))
                 continue
-            weights = out * (per or inp) * k * k
+            weights = out * (per or inp) * area
             rows.append(LayerCost(name, kind, inp, out, k, stride, size, out, weights * pixels, weights + (out if bias else 0)))
         for name, slots, per, block, gate in self.norms:
             c = sum(w[i] for i in slots)

@@ -129,7 +129,7 @@ def extract_graph(net, arch: Architecture) -> fx.GraphModule:
         info = plan.nodes[node.name]
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
-            if node.name in convs:
+            if node.name in convs and convs[node.name].kind != "fixed":
                 conv = convs[node.name]
                 small = _shrink_conv(
                     module,
@@ -212,7 +212,7 @@ def implant_graph_(net, compact: fx.GraphModule, arch: Architecture) -> None:
                 continue
             big, small = gm.get_submodule(node.target), compact.get_submodule(node.target)
             info = plan.nodes[node.name]
-            if node.name in convs:
+            if node.name in convs and convs[node.name].kind != "fixed":
                 conv = convs[node.name]
                 ins = _ranges(plan, conv.in_layout, width)
                 outs = _ranges(plan, conv.out_layout, width)

@@ -66,8 +66,10 @@ class NodeInfo:
 class ConvInfo:
     """A convolution or linear layer: where its weight's dimensions come from, and its cost shape.
 
-    ``kind``: ``conv`` (groups=1), ``grouped`` (depthwise or grouped, in = out) or ``linear``.
-    ``per_group``: input channels per group of a grouped convolution (1 for depthwise).
+    ``kind``: ``conv`` (groups=1), ``grouped`` (depthwise or grouped, in = out), ``linear``, or
+    ``fixed`` (a layer the tracer cannot shrink, listed and costed as it is).  ``per_group``:
+    inputs per filter of a grouped or fixed layer (1 for depthwise).  Its MACs are
+    ``filters × inputs × area × out_pixels``.
     """
 
     node: str
@@ -76,6 +78,7 @@ class ConvInfo:
     in_layout: tuple[int, ...]
     out_layout: tuple[int, ...]
     kernel: int
+    area: int  # kernel height × width
     stride: int
     in_size: int  # input resolution (1 for a linear layer)
     out_pixels: int
@@ -224,6 +227,10 @@ class _Analysis:
         for arg in node.all_input_nodes:
             self.fix_node(arg, f"{reason} ({node.name})")
         self.fresh(node, f"output of {reason} ({node.name})")
+        module = self.modules.get(node.target) if node.op == "call_module" else None
+        x = node.args[0] if node.args else None
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and self.has_layout(x) and node.name in self.layout:
+            self.convs.append((node, "fixed"))  # listed and costed, never shrunk
 
     def touches_channels(self, const: object, ndim: int) -> bool:
         """Whether a constant operand broadcast against a (B, C, ...) map varies along C."""
@@ -546,23 +553,23 @@ def _resolve(sets: _Sets) -> dict[int, Group]:
 
 def _conv_info(node: fx.Node, kind: str, nodes: dict[str, NodeInfo], module: nn.Module) -> ConvInfo:
     x = node.args[0]
-    out_shape = nodes[node.name].shape
+    layouts = (nodes[x.name].layout, nodes[node.name].layout)
     if isinstance(module, nn.Linear):
-        return ConvInfo(node.name, node.target, kind, nodes[x.name].layout, nodes[node.name].layout, 1, 1, 1, 1, 1,
-                        module.bias is not None, False)  # fmt: skip
-    k = module.kernel_size
-    square = k[0] == k[1] and k[0] % 2 == 1
+        per = module.in_features if kind == "fixed" else 1
+        return ConvInfo(node.name, node.target, kind, *layouts, 1, 1, 1, 1, 1, per, module.bias is not None, False)
+    kh, kw = module.kernel_size
+    square = kh == kw and kh % 2 == 1
     padding_ok = (
         square
-        and module.padding == (k[0] // 2, k[0] // 2)
+        and module.padding == (kh // 2, kh // 2)
         and module.dilation == (1, 1)
         and module.padding_mode == "zeros"
         and type(module).forward is nn.Conv2d.forward
     )
     return ConvInfo(
-        node.name, node.target, kind, nodes[x.name].layout, nodes[node.name].layout,
-        k[0] if square else 0, module.stride[0], nodes[x.name].shape[-1], math.prod(out_shape[2:]),
-        module.in_channels // module.groups, module.bias is not None, padding_ok,
+        node.name, node.target, kind, *layouts, kh, kh * kw, module.stride[0], nodes[x.name].shape[-1],
+        math.prod(nodes[node.name].shape[2:]), module.in_channels // module.groups,
+        module.bias is not None, padding_ok and kind != "fixed",
     )  # fmt: skip
 
 

@@ -11,6 +11,10 @@ COLUMNS = ("layer", "type", "kernel", "stride", "filters", "status", "choices", 
 
 
 def _type(net: GraphSuperNet, conv) -> str:
+    if conv.kind == "fixed":
+        module = net.model.get_submodule(conv.target)
+        groups = getattr(module, "groups", 1)
+        return "linear" if not hasattr(module, "groups") else ("conv" if groups == 1 else f"grouped/{conv.per_group}")
     if conv.kind == "linear":
         return "linear"
     if conv.kind == "grouped":
@@ -23,6 +27,8 @@ def _status(net: GraphSuperNet, conv) -> tuple[str, str]:
     plan = net.plan
     if conv.node in net.layer_of:
         return "searchable", ""
+    if conv.kind == "fixed":
+        return "fixed", plan.unknown[conv.node]
     layout = conv.in_layout if conv.kind == "grouped" else conv.out_layout
     groups = [plan.groups[g] for g in layout]
     fixed = [g for g in groups if g.kind == "fixed"]
@@ -39,7 +45,7 @@ def _status(net: GraphSuperNet, conv) -> tuple[str, str]:
 
 def coverage(net: GraphSuperNet) -> tuple[int, int]:
     """(convolutions whose filters vary with the architecture, all convolutions)."""
-    convs = [c for c in net.plan.convs if c.kind != "linear"]
+    convs = [c for c in net.plan.convs if _type(net, c) != "linear"]
     return sum(1 for c in convs if _status(net, c)[0] != "fixed"), len(convs)
 
 

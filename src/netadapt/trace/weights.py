@@ -39,7 +39,10 @@ def load_weights_(net: GraphSuperNet, path: str | os.PathLike) -> GraphSuperNet:
     # A file saved from the super-network itself names its weights model.<name>.
     if state and all(k.startswith("model.") for k in state):
         state = {k[len("model.") :]: v for k, v in state.items()}
-    missing, _ = net.model.load_state_dict(state, strict=False)
+    try:
+        missing, _ = net.model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that do not match
+        raise NetAdaptError(f"{path}: weights do not fit {net.name}: {str(exc).splitlines()[-1].strip()}") from None
     if missing:
         raise NetAdaptError(f"{path} lacks {len(missing)} weights of {net.name}, e.g. {missing[0]}")
     return net
