@@ -98,6 +98,11 @@ def supernet_from_source(
     model = load_source(source, num_classes=num_classes)
     model.eval()
     net = supernet_from_module(model, torch.zeros(1, in_channels, input_size, input_size), source=source, **options)
+    if num_classes is not None and net.task == "classification" and net.num_classes != num_classes:
+        raise NetAdaptError(
+            f"{source} has {net.num_classes} outputs but {num_classes} classes were asked for; "
+            "give the factory a num_classes argument or build it with that many"
+        )
     if not is_library(source):
         net._build["num_classes"] = num_classes  # a factory is called as it was asked
     return net

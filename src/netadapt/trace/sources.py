@@ -101,7 +101,9 @@ def _factory(kind: str, location: str, name: str):
 
 
 def load_source(spec: str, *, num_classes: int | None = None) -> nn.Module:
-    """Build the (randomly initialised, or factory-loaded) model a source names."""
+    """Build the (randomly initialised, or factory-loaded) model a source names.
+
+    ``num_classes`` goes to torchvision and timm, and to a factory that takes the argument."""
     kind, location, name = _split(spec)
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     if kind == "torchvision":
@@ -123,8 +125,8 @@ def load_source(spec: str, *, num_classes: int | None = None) -> nn.Module:
         model = timm.create_model(location, pretrained=False, **kwargs)
     else:
         factory = _factory(kind, location, name)
-        if kwargs and "num_classes" not in inspect.signature(factory).parameters:
-            raise NetAdaptError(f"{name} in {location} takes no num_classes argument")
+        if "num_classes" not in inspect.signature(factory).parameters:
+            kwargs = {}  # the factory decides; the caller checks the classes of the traced network
         model = factory(**kwargs)
     if not isinstance(model, nn.Module):
         raise NetAdaptError(f"{spec} returned a {type(model).__name__}, not an nn.Module")
