@@ -20,12 +20,12 @@ from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write, load_json
 from netadapt.model.checkpoint import supernet_from_build
-from netadapt.trace.elastic import GraphSuperNet
-from netadapt.trace.report import COLUMNS as TRACED_COLUMNS
-from netadapt.trace.report import describe_traced
 from netadapt.model.describe import describe
 from netadapt.pipeline.layout import RunLayout
 from netadapt.search.timing import format_timing_table, load_timing
+from netadapt.trace.elastic import GraphSuperNet
+from netadapt.trace.report import COLUMNS as TRACED_COLUMNS
+from netadapt.trace.report import describe_traced
 
 __all__ = ["write_report"]
 
