@@ -11,7 +11,7 @@ analyses agreeing), and pruning through a channel shuffle, ``torch.roll`` and ``
 and before a grouped convolution is compared with the network whose pruned channels are zeroed
 (equal = correct).
 
-    python benchmarks/bench_trace.py
+    python benchmarks/bench_trace.py --verify 20
     python benchmarks/bench_trace.py --no-torch-pruning --archs 5000
 """
 
@@ -69,6 +69,48 @@ def per_second(fn, archs) -> float:
     for arch in archs:
         fn(arch)
     return len(archs) / (time.process_time() - began)
+
+
+def verify(names: tuple[str, ...], size: int, count: int) -> list[dict]:
+    """Per model: searchable convolutions, the full architecture against the model, ``count``
+    random architectures' extracted networks against the super-network, MACs against
+    ``torch.utils.flop_counter`` (random BatchNorm statistics, eval mode)."""
+    from netadapt.model.checks import randomize_norm_
+    from netadapt.resources.counting import counted_macs
+
+    rows = []
+    for name in names:
+        model = _source(name)
+        randomize_norm_(model, torch.Generator().manual_seed(1))
+        began = time.perf_counter()
+        net = supernet_from_module(model, torch.zeros(1, 3, size, size)).eval()
+        seconds = time.perf_counter() - began
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
+        rng = random.Random(0)
+        archs = [net.space.smallest(), *(net.space.sample(rng) for _ in range(count - 1))]
+        worst, macs_equal = 0.0, True
+        with torch.no_grad():
+            reference = model(x)
+            full = float((net(x, net.space.full()) - reference).abs().max())
+            for arch in archs:
+                compact = net.extract(arch).eval()
+                out = net(x, arch)
+                worst = max(worst, float((compact(x) - out).abs().max() / out.abs().max()))
+                macs_equal &= netadapt.count_macs(net, arch) == counted_macs(compact, input_size=size)
+        searchable, total = coverage(net)
+        rows.append(
+            {
+                "model": name,
+                "trace_s": seconds,
+                "searchable_convs": f"{searchable}/{total} ({100 * searchable / total:.0f}%)",
+                "layers": len(net.space),
+                "blocks": len(net.plan.blocks),
+                "full_arch_max_error": full,
+                "extraction_max_rel_error": worst,
+                "macs_equal": f"{count}/{count}" if macs_equal else "NO",
+            }
+        )
+    return rows
 
 
 def bench_tracing(repeat: int) -> dict:
@@ -212,6 +254,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="input size of the Torch-Pruning comparison")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch-pruning", action="store_true")
+    parser.add_argument("--verify", type=int, default=0, metavar="N", help="also check N random architectures per model at 64x64")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -225,7 +268,9 @@ def main() -> None:
         rate = result[f"{name}_traced_macs_per_s"]
         print(f"count_macs {name} traced: {rate:,.0f} archs/s ({'meets' if rate >= COUNT_GOAL else 'misses'} {COUNT_GOAL:,}/s)")
     zoo = result["mobilenet_v2_zoo_macs_per_s"]
-    print(f"count_macs mobilenet_v2 zoo (same space): {zoo:,.0f} archs/s; traced/zoo = {result['mobilenet_v2_traced_macs_per_s'] / zoo:.2f}x")
+    print(
+        f"count_macs mobilenet_v2 zoo (same space): {zoo:,.0f} archs/s; traced/zoo = {result['mobilenet_v2_traced_macs_per_s'] / zoo:.2f}x"
+    )
     if not args.no_torch_pruning:
         try:
             import torch_pruning  # noqa: F401
@@ -243,6 +288,11 @@ def main() -> None:
                     f"  {row['op']}: Torch-Pruning max error {row['torch_pruning_error']:.3g} with "
                     f"{row['torch_pruning_warnings']} warnings; ours: the layer is {row['ours']}"
                 )
+    if args.verify:
+        result["verify"] = verify((*MODELS, *(f"timm:{m}" for m in TIMM_MODELS)), 64, args.verify)
+        print(f"verification at 64x64, {args.verify} random architectures per model (relative to the output's largest value):")
+        for row in result["verify"]:
+            print("  " + ", ".join(f"{k} {v:.2g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

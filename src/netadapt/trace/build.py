@@ -95,9 +95,12 @@ def trace_module(model: nn.Module, example_input: Tensor) -> tuple[fx.GraphModul
     gm.eval()
     try:
         try:
+            # The real weights enter the fake mode as they are used: no copy of the model (made
+            # before the mode is entered, ShapeProp does not look for one and copy the weights).
+            prop = ShapeProp(gm)
             mode = FakeTensorMode(allow_non_fake_inputs=True)
-            with FlopCounterMode(display=False) as counter:
-                ShapeProp(gm, fake_mode=mode).propagate(mode.from_tensor(example))
+            with FlopCounterMode(display=False) as counter, mode, torch.no_grad():
+                prop.propagate(mode.from_tensor(example))
         except Exception:  # an op without a fake-tensor kernel: measure on real tensors
             with FlopCounterMode(display=False) as counter, torch.no_grad():
                 ShapeProp(gm).propagate(example)
