@@ -246,6 +246,7 @@ def test_super_network_file_of_a_file_source_rebuilds_while_the_file_is_unchange
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.no_grad():
         assert torch.equal(loaded.eval()(x, arch), net.eval()(x, arch))
+    assert main(["describe", str(tmp_path / "supernet.pt")]) == 0  # a super-network file describes itself
     path.write_text(path.read_text() + "\n# edited\n")
     with pytest.raises(NetAdaptError, match="changed since this super-network was traced"):
         load_supernet(tmp_path / "supernet.pt")

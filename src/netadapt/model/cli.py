@@ -9,10 +9,12 @@ from pathlib import Path
 
 from netadapt.arch.files import load_architecture
 from netadapt.errors import NetAdaptError
+from netadapt.model.checkpoint import load_supernet
 from netadapt.model.checks import check_zoo
 from netadapt.model.describe import describe, format_table
 from netadapt.model.supernet import build_supernet
 from netadapt.model.zoo import MODELS, list_models
+from netadapt.trace.elastic import GraphSuperNet
 from netadapt.trace.report import COLUMNS, describe_traced
 from netadapt.trace.sources import is_source
 from netadapt.trace.weights import load_weights_
@@ -30,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "model",
         nargs="?",
-        help="zoo model name (see `netadapt zoo`), or a model to trace: torchvision:NAME, timm:NAME, "
-        "module:FILE.py:FACTORY (its searchable and fixed layers are listed, with why)",
+        help="zoo model name (see `netadapt zoo`), a model to trace: torchvision:NAME, timm:NAME, "
+        "module:FILE.py:FACTORY (its searchable and fixed layers are listed, with why), or a super-network file",
     )
     p.add_argument("--model", dest="model_option", metavar="MODEL", help="the same as the positional MODEL")
     p.add_argument("--weights", type=Path, help="state-dict file loaded into a traced model (weights_only)")
@@ -63,12 +65,20 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     model = args.model_option or args.model
     if model is None or (args.model_option and args.model and args.model_option != args.model):
         raise NetAdaptError("name one model: describe MODEL or describe --model MODEL")
+    if Path(model).suffix in (".pt", ".pth") and Path(model).is_file():  # a super-network file
+        if any(v is not None for v in (args.input_size, args.num_classes, args.width_mult, args.weights)):
+            raise NetAdaptError("--input-size, --num-classes, --width-mult and --weights do not apply to a super-network file")
+        net, _ = load_supernet(model)
+        return _print_description(net, args)
     if is_source(model):
         return _describe_traced(model, args)
     if args.weights is not None:
         raise NetAdaptError("--weights applies to a traced model (torchvision:, timm:, module:)")
     net = build_supernet(model, num_classes=args.num_classes, input_size=args.input_size, width_mult=args.width_mult)
-    arch = load_architecture(args.arch, net.space) if args.arch else None
+    return _print_zoo(net, load_architecture(args.arch, net.space) if args.arch else None, args)
+
+
+def _print_zoo(net, arch, args: argparse.Namespace) -> int:
     info = describe(net, arch)
     if args.json:
         print(json.dumps(info, indent=1))
@@ -85,7 +95,13 @@ def _describe_traced(model: str, args: argparse.Namespace) -> int:
     net = build_supernet(model, num_classes=args.num_classes, input_size=args.input_size)
     if args.weights is not None:
         load_weights_(net, args.weights)
+    return _print_description(net, args)
+
+
+def _print_description(net, args: argparse.Namespace) -> int:
     arch = load_architecture(args.arch, net.space) if args.arch else None
+    if not isinstance(net, GraphSuperNet):
+        return _print_zoo(net, arch, args)
     info = describe_traced(net, arch)
     if args.json:
         print(json.dumps(info, indent=1))
