@@ -19,7 +19,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.trace.build import TraceOptions, build_space, trace_module
 from netadapt.trace.elastic import GraphSuperNet
 from netadapt.trace.graph import TracePlan, analyze
-from netadapt.trace.sources import check_source, is_library, is_source, load_source, source_digest
+from netadapt.trace.sources import check_source, is_source, load_source, source_digest
 
 __all__ = ["GraphSuperNet", "TraceOptions", "TracePlan", "is_source", "supernet_from_module", "supernet_from_source"]
 
@@ -70,7 +70,7 @@ def supernet_from_module(
         input_shape=tuple(int(s) for s in example.shape[1:]), options=opts, source=source, build=build,
         other_macs=0, other_params=0,
     )  # fmt: skip
-    if source is not None and is_library(source) and net.task == "classification":
+    if source is not None and net.task == "classification":
         net._build["num_classes"] = net.num_classes  # the head the user fine-tuned, not the library's default
     # What the tables do not model (fixed ops such as a matmul, parameters used directly) is the
     # difference between the counted full network and the tables' full network.
@@ -103,6 +103,4 @@ def supernet_from_source(
             f"{source} has {net.num_classes} outputs but {num_classes} classes were asked for; "
             "give the factory a num_classes argument or build it with that many"
         )
-    if not is_library(source):
-        net._build["num_classes"] = num_classes  # a factory is called as it was asked
     return net
