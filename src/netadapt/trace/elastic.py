@@ -121,28 +121,25 @@ def masked_graph(
             filters, kernels = graph.placeholder("filters"), graph.placeholder("kernels")
             continue
         maps = [a for a in node.all_input_nodes if plan.nodes[a.name].layout is not None]
-        use: dict[str, fx.Node] = {}
+        gate = plan.gates.get(node.name)
         if kind in _NEEDS_CLEAN:
             for a in maps:
-                use[a.name] = clean(a.name)
-        elif node.name in plan.gates:  # a removed gate passes its input: that must be clean
-            x = next(a for a in maps if a.name not in plan.gates[node.name][1])
-            use[x.name] = clean(x.name)
+                clean(a.name)
+        elif gate is not None:  # a removed gate passes its input on: that must be clean
+            clean(next(a for a in maps if a.name not in gate[1]).name)
         elif kind == "mul" and len(maps) == 2 and all(dirty.get(a.name) for a in maps):
-            use[maps[0].name] = clean(maps[0].name)
-        if node.name in plan.gates:
-            group, chain = plan.gates[node.name]
-            x = next(a for a in maps if a.name not in chain)
-            gate = next(a for a in maps if a.name in chain)
-            new = graph.call_function(se_gate, (use[x.name], env[gate.name], width(group)))
+            clean(maps[0].name)  # a product is clean when one factor is
+        if gate is not None:
+            x = next(a for a in maps if a.name not in gate[1])
+            scale = next(a for a in maps if a.name in gate[1])
+            new = graph.call_function(se_gate, (env[x.name], env[scale.name], width(gate[0])))
         elif node.name in layer_of and len(space.layers[layer_of[node.name]].kernels) > 1:
             layer = layer_of[node.name]
             column = graph.call_function(operator.getitem, (kernels, (slice(None), layer)))
-            new = graph.call_function(
-                superkernel_conv, (use.get(node.args[0].name, env[node.args[0].name]), graph.get_attr(node.target), column, space.layers[layer].kernels)
-            )  # fmt: skip
+            args = (env[node.args[0].name], graph.get_attr(node.target), column, space.layers[layer].kernels)
+            new = graph.call_function(superkernel_conv, args)
         else:
-            new = graph.node_copy(node, lambda n, use=use: use.get(n.name, env.get(n.name)))
+            new = graph.node_copy(node, lambda n: env[n.name])
         env[node.name] = new
         if not elastic(node.name):
             dirty[node.name] = False
