@@ -11,6 +11,7 @@ of operands of different widths zero-pads the narrower (``fit_layout``).  The re
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 from torch import fx, nn
@@ -18,6 +19,9 @@ from torch import fx, nn
 from netadapt.arch.space import Architecture
 from netadapt.model.slicing import crop_kernel, fit_layout, layout_ranges, put_channels_, take_channels
 from netadapt.trace.graph import ConvInfo, TracePlan
+
+if TYPE_CHECKING:  # the super-network module imports this one
+    from netadapt.trace.elastic import GraphSuperNet
 
 __all__ = ["extract_graph", "implant_graph_"]
 
@@ -28,7 +32,7 @@ def _ranges(plan: TracePlan, layout: tuple[int, ...], width: dict[int, int]) -> 
     return layout_ranges(tuple(plan.groups[g].size for g in layout), tuple(width[g] for g in layout))
 
 
-def _removed(net, arch: Architecture) -> tuple[dict[int, int], set[str], dict[str, str]]:
+def _removed(net: GraphSuperNet, arch: Architecture) -> tuple[dict[int, int], set[str], dict[str, str]]:
     """(width of every group, nodes gone, node -> the node that replaces it)."""
     plan: TracePlan = net.plan
     slots = net._tables.index
@@ -47,23 +51,29 @@ def _removed(net, arch: Architecture) -> tuple[dict[int, int], set[str], dict[st
     return width, dead, replace
 
 
-def _gate_input(net, mul: str, names: frozenset[str]) -> str:
+def _gate_input(net: GraphSuperNet, mul: str, names: frozenset[str]) -> str:
     node = next(n for n in net.model.graph.nodes if n.name == mul)
     return next(a.name for a in node.all_input_nodes if a.name not in names)
 
 
-def _kernel(conv: ConvInfo, net, arch: Architecture) -> int:
+def _kernel(conv: ConvInfo, net: GraphSuperNet, arch: Architecture) -> int:
     layer = net.layer_of.get(conv.node)
     return arch.kernels[layer] if layer is not None else conv.kernel
 
 
-def _install(root: nn.Module, target: str, module: nn.Module) -> None:
+def _parent(root: nn.Module, target: str) -> tuple[nn.Module, str]:
+    """The module that holds ``target`` under ``root`` (created empty on the way) and its name."""
     *path, name = target.split(".")
     for part in path:
         if not hasattr(root, part):
             root.add_module(part, nn.Module())
         root = getattr(root, part)
-    root.add_module(name, module)
+    return root, name
+
+
+def _install(root: nn.Module, target: str, module: nn.Module) -> None:
+    parent, name = _parent(root, target)
+    parent.add_module(name, module)
 
 
 def _set(module: nn.Module, name: str, value: torch.Tensor) -> None:
@@ -111,7 +121,7 @@ def _count(ranges: Ranges) -> int:
     return sum(b - a for a, b in ranges)
 
 
-def extract_graph(net, arch: Architecture) -> fx.GraphModule:
+def extract_graph(net: GraphSuperNet, arch: Architecture) -> fx.GraphModule:
     """The compact ``fx.GraphModule`` of ``arch`` (see the module docstring)."""
     plan: TracePlan = net.plan
     gm: fx.GraphModule = net.model
@@ -166,11 +176,7 @@ def _get_attr(gm: fx.GraphModule, target: str) -> object:
 
 
 def _install_attr(root: nn.Module, target: str, value: object) -> None:
-    *path, name = target.split(".")
-    for part in path:
-        if not hasattr(root, part):
-            root.add_module(part, nn.Module())
-        root = getattr(root, part)
+    root, name = _parent(root, target)
     if isinstance(value, nn.Parameter):
         root.register_parameter(name, nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad))
     elif isinstance(value, torch.Tensor):
@@ -199,7 +205,7 @@ def _padded_sum(graph: fx.Graph, node: fx.Node, env: dict[str, fx.Node], plan: T
     return graph.create_node(node.op, node.target, args, kwargs, name=node.name)
 
 
-def implant_graph_(net, compact: fx.GraphModule, arch: Architecture) -> None:
+def implant_graph_(net: GraphSuperNet, compact: fx.GraphModule, arch: Architecture) -> None:
     """Write ``compact``'s weights (extracted at ``arch``) into ``net``'s slices (the inverse of
     :func:`extract_graph`, through the same ranges)."""
     plan: TracePlan = net.plan
