@@ -33,7 +33,7 @@ from torch.fx.passes.shape_prop import TensorMetadata
 
 from netadapt.trace.ops import Op, classify
 
-__all__ = ["Block", "ConvInfo", "Group", "NodeInfo", "TracePlan", "analyze"]
+__all__ = ["Block", "ConvInfo", "Group", "NodeInfo", "TracePlan", "analyze", "where"]
 
 
 @dataclass
@@ -186,6 +186,14 @@ def _meta(node: fx.Node) -> TensorMetadata | None:
     return meta if isinstance(meta, TensorMetadata) else None
 
 
+def where(node: fx.Node) -> str:
+    """Where a node is, for a reader: a module's path, or an operation and the module around it."""
+    if node.op == "call_module":
+        return str(node.target)
+    stack = node.meta.get("nn_module_stack")
+    return f"{node.name} in {next(reversed(stack))}" if stack else node.name
+
+
 def _dim(d: int, ndim: int) -> int:
     return d + ndim if d < 0 else d
 
@@ -225,8 +233,8 @@ class _Analysis:
         self.unknown[node.name] = reason
         self.ops[node.name] = Op("unknown", reason=reason)
         for arg in node.all_input_nodes:
-            self.fix_node(arg, f"{reason} ({node.name})")
-        self.fresh(node, f"output of {reason} ({node.name})")
+            self.fix_node(arg, f"{reason} ({where(node)})")
+        self.fresh(node, f"output of {reason} ({where(node)})")
         module = self.modules.get(node.target) if node.op == "call_module" else None
         x = node.args[0] if node.args else None
         if isinstance(module, (nn.Conv2d, nn.Linear)) and self.has_layout(x) and node.name in self.layout:
@@ -286,7 +294,7 @@ class _Analysis:
                 return
         elif isinstance(dim, int) and _dim(dim, ndim) != 1:
             return
-        self.fix_node(x, f"its channel count is read ({node.name})")
+        self.fix_node(x, f"its channel count is read ({where(node)})")
 
     def on_conv(self, node: fx.Node, op: Op) -> None:
         module = self.modules[node.target]
@@ -329,14 +337,14 @@ class _Analysis:
             if any(self.has_layout(a) for a in node.all_input_nodes):
                 self.unknown_op(node, f"{node.op.replace('call_', '')} {getattr(node.target, '__name__', node.target)}")
             else:
-                self.fresh(node, f"computed from constants ({node.name})")
+                self.fresh(node, f"computed from constants ({where(node)})")
             return
         self.layout[node.name] = self.layout[x.name]
 
     def on_reduce(self, node: fx.Node, op: Op) -> None:
         x = node.args[0]
         if not self.has_layout(x):
-            self.fresh(node, f"computed from constants ({node.name})")
+            self.fresh(node, f"computed from constants ({where(node)})")
             return
         ndim = len(_meta(x).shape)
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
@@ -350,7 +358,7 @@ class _Analysis:
     def on_flatten(self, node: fx.Node, op: Op) -> None:
         x = node.args[0]
         if not self.has_layout(x):
-            self.fresh(node, f"computed from constants ({node.name})")
+            self.fresh(node, f"computed from constants ({where(node)})")
             return
         shape, out = tuple(_meta(x).shape), _meta(node)
         # (B, C, 1, 1) -> (B, C), or (B, C) unchanged: the channels stay channels
@@ -365,7 +373,7 @@ class _Analysis:
         maps = [a for a in operands if self.has_layout(a)]
         others = [a for a in operands if not self.has_layout(a)]
         if not maps:
-            self.fresh(node, f"computed from constants ({node.name})")
+            self.fresh(node, f"computed from constants ({where(node)})")
             return None
         ndim = len(_meta(node).shape) if _meta(node) else 0
         if any(self.touches_channels(c, ndim) for c in others):
@@ -387,7 +395,7 @@ class _Analysis:
             self.unknown_op(node, "arithmetic on maps of different widths")
             return True
         one, other = (a, b) if ca == 1 else (b, a)
-        self.fix_node(one, f"a one-channel map broadcast over channels ({node.name})")
+        self.fix_node(one, f"a one-channel map broadcast over channels ({where(node)})")
         self.layout[node.name] = self.layout[other.name]
         return True
 

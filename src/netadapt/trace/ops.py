@@ -113,7 +113,8 @@ def _module_op(module: nn.Module) -> Op:
         return Op("channelwise", zero=False)
     if isinstance(module, _ZERO_MODULES) or type(module).__name__ in LEAF_CLASS_NAMES:
         return Op("channelwise")
-    return Op("unknown", reason=f"custom module {type(module).__name__}")
+    where = "module" if type(module).__module__.startswith("torch.nn") else "custom module"
+    return Op("unknown", reason=f"{where} {type(module).__name__}")
 
 
 def classify(node: fx.Node, modules: dict[str, nn.Module]) -> Op:

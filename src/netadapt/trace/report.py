@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from netadapt.arch.space import Architecture
 from netadapt.trace.elastic import GraphSuperNet
+from netadapt.trace.graph import where
 
 __all__ = ["COLUMNS", "coverage", "describe_traced"]
 
@@ -75,6 +76,7 @@ def describe_traced(net: GraphSuperNet, arch: Architecture | None = None) -> dic
             }
         )
     searchable, total = coverage(net)
+    nodes = {n.name: n for n in net.model.graph.nodes}
     return {
         "model": net.name,
         "input_size": net.input_size,
@@ -87,5 +89,5 @@ def describe_traced(net: GraphSuperNet, arch: Architecture | None = None) -> dic
         "removable_blocks": len(net.plan.blocks),
         "architecture": arch.to_dict(net.space),
         "layers": rows,
-        "fixed_ops": [{"node": n, "why": why} for n, why in net.plan.unknown.items()],
+        "fixed_ops": [{"node": where(nodes[n]), "why": why} for n, why in net.plan.unknown.items()],
     }
