@@ -30,6 +30,20 @@ SUPERNET_VERSION = 1
 
 def supernet_from_build(build: dict) -> SuperNet:
     """Rebuild a super-network (random weights) from :meth:`SuperNet.build_config`."""
+    if ":" in str(build.get("model", "")):  # a traced network: trace its source again
+        from netadapt.trace import supernet_from_source
+
+        try:
+            return supernet_from_source(
+                build["model"],
+                num_classes=build.get("num_classes"),
+                input_size=build["input_size"],
+                in_channels=build.get("in_channels", 3),
+                digest=build.get("sha256"),
+                **build.get("options", {}),
+            )
+        except KeyError as exc:
+            raise NetAdaptError(f"super-network description lacks {exc}") from None
     # Files written before the ``removal`` option searched depth layer by layer.
     options = {"removal": "layer", **build.get("options", {})}
     try:

@@ -32,8 +32,15 @@ def describe(supernet: SuperNet, arch: Architecture | None = None) -> dict:
     Rows follow the paper's Tables 8–10: an inverted-residual block is one row with its
     expansion (Exp), depthwise (DW), projection (PW) and squeeze-excitation (SE) widths; a plain
     convolution puts its filters under Exp; depthwise-separable pairs and decoder stages get one
-    row per layer.  Widths are the filters actually computing (0 = bypassed or removed).
+    row per layer.  Widths are the filters actually computing (0 = bypassed or removed).  A traced
+    network gets :func:`netadapt.trace.report.describe_traced`'s table instead.
     """
+    from netadapt.trace.elastic import GraphSuperNet  # the trace package builds on this one
+
+    if isinstance(supernet, GraphSuperNet):
+        from netadapt.trace.report import describe_traced
+
+        return describe_traced(supernet, arch)
     arch = supernet.space.full() if arch is None else supernet.space.validate(arch)
     view = ArchView(arch.filters, arch.kernels)
     costs = {c.name: c for c in supernet.costs(arch)}

@@ -18,10 +18,15 @@ __all__ = [
     "bypass_slice",
     "crop_kernel",
     "fit_channels",
+    "fit_layout",
+    "layout_mask",
+    "layout_ranges",
     "pad_add",
     "prefix_mask",
+    "put_channels_",
     "slice_conv_weight",
     "slice_vector",
+    "take_channels",
 ]
 
 
@@ -59,13 +64,13 @@ def slice_vector(vector: Tensor | None, size: int) -> Tensor | None:
 
 
 def fit_channels(x: Tensor, channels: int) -> Tensor:
-    """Zero-pad or truncate the channel dimension of (B, C, H, W) ``x`` to ``channels``."""
+    """Zero-pad or truncate the channel dimension of (B, C, H, W) or (B, C) ``x`` to ``channels``."""
     c = x.shape[1]
     if c == channels:
         return x
     if c > channels:
         return x[:, :channels]
-    return F.pad(x, (0, 0, 0, 0, 0, channels - c))
+    return F.pad(x, (0, 0) * (x.dim() - 2) + (0, channels - c))
 
 
 def pad_add(a: Tensor, b: Tensor) -> Tensor:
@@ -101,3 +106,64 @@ def bypass_mix(conv_out: Tensor, x: Tensor, filters: Tensor, limit: int, stride:
     # lerp with 0/1 weights selects exactly (it computes `end - diff * 0` for weight 1 and
     # `start + weight * diff` for weight 0) and is one fused op: ~1.5x faster than where() on CPU.
     return torch.lerp(bypass, conv_out, keep)
+
+
+# -- channel layouts -------------------------------------------------------------------------
+# A traced network's tensors may be concatenations of several independently pruned parts
+# (``torch.cat`` of two branches): a *layout* lists the full size of every part, and a
+# sub-network keeps a prefix of each part.  These functions generalise the prefix functions
+# above to layouts; with one part they reduce to them.
+
+
+def layout_ranges(sizes: tuple[int, ...], widths: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """The channel ranges ``[start, stop)`` a sub-network keeps: a prefix of every part."""
+    ranges, offset = [], 0
+    for size, width in zip(sizes, widths, strict=True):
+        if width:
+            ranges.append((offset, offset + width))
+        offset += size
+    return tuple(ranges)
+
+
+def layout_mask(widths: tuple[Tensor | None, ...], sizes: tuple[int, ...], ndim: int) -> Tensor:
+    """Per-image masks of a layout: part ``i`` keeps its first ``widths[i][b]`` channels
+    (``None``: the whole part).  Returns a (B, C, 1, 1) or (B, C) bool tensor for ``ndim`` 4 or 2."""
+    batch = next(w for w in widths if w is not None)
+    if len(sizes) == 1:
+        mask = prefix_mask(batch, sizes[0])  # (B, C, 1, 1)
+        return mask if ndim == 4 else mask[:, :, 0, 0]
+    parts = [
+        prefix_mask(w, size)[:, :, 0, 0]
+        if w is not None
+        else torch.ones(batch.shape[0], size, dtype=torch.bool, device=batch.device)
+        for w, size in zip(widths, sizes, strict=True)
+    ]
+    mask = parts[0] if len(parts) == 1 else torch.cat(parts, 1)  # (B, C)
+    return mask if ndim == 2 else mask[:, :, None, None]
+
+
+def take_channels(tensor: Tensor, dim: int, ranges: tuple[tuple[int, int], ...]) -> Tensor:
+    """The channels ``ranges`` of ``tensor`` along ``dim`` (a view for a single range)."""
+    if len(ranges) == 1:
+        start, stop = ranges[0]
+        return tensor.narrow(dim, start, stop - start)
+    if not ranges:
+        return tensor.narrow(dim, 0, 0)
+    return torch.cat([tensor.narrow(dim, a, b - a) for a, b in ranges], dim)
+
+
+def put_channels_(tensor: Tensor, dim: int, ranges: tuple[tuple[int, int], ...], value: Tensor) -> None:
+    """Write ``value`` into the channels ``ranges`` of ``tensor``: the inverse of :func:`take_channels`."""
+    offset = 0
+    for a, b in ranges:
+        tensor.narrow(dim, a, b - a).copy_(value.narrow(dim, offset, b - a))
+        offset += b - a
+
+
+def fit_layout(x: Tensor, widths: tuple[int, ...], targets: tuple[int, ...]) -> Tensor:
+    """Zero-pad every part of ``x`` (kept widths ``widths``) to the widths ``targets``: the
+    operand of a residual sum whose other operand keeps more channels of some part."""
+    if len(widths) == 1:
+        return fit_channels(x, targets[0])
+    parts = torch.split(x, list(widths), 1)
+    return torch.cat([fit_channels(p, t) for p, t in zip(parts, targets, strict=True)], 1)

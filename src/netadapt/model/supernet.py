@@ -247,7 +247,20 @@ def build_supernet(
     ``options`` are :class:`~netadapt.model.builder.BuildOptions` fields: ``num_widths``,
     ``width_divisor``, ``bypass`` ("resolution", "none", "unlimited"), ``bypass_base``,
     ``tie_depthwise``, ``superkernel``.
+
+    A *source* instead of a zoo name (``"torchvision:resnet50"``, ``"timm:efficientnet_b0"``,
+    ``"module:my_model.py:build"``) builds that model and traces it
+    (:func:`netadapt.supernet_from_module`); ``options`` are then
+    :class:`~netadapt.trace.TraceOptions` fields.
     """
+    if ":" in name:  # a source to trace (zoo names have no colon)
+        from netadapt.trace import supernet_from_source
+
+        if width_mult is not None:
+            raise NetAdaptError("width_mult applies to zoo models; a traced network keeps its own widths")
+        return supernet_from_source(
+            name, num_classes=num_classes, input_size=input_size or 224, in_channels=in_channels, **options
+        )
     fields = set(BuildOptions.__dataclass_fields__)
     unknown = set(options) - fields
     if unknown:
@@ -264,5 +277,6 @@ def build_supernet(
 
 
 def extract(supernet: SuperNet, arch: Architecture) -> CompactNet:
-    """The compact ``nn.Module`` of ``arch``, weights sliced from ``supernet`` (see :meth:`SuperNet.extract`)."""
+    """The compact ``nn.Module`` of ``arch``, weights sliced from ``supernet`` (see :meth:`SuperNet.extract`;
+    a traced super-network gives a ``torch.fx.GraphModule``)."""
     return supernet.extract(arch)

@@ -23,6 +23,9 @@ from netadapt.model.checkpoint import supernet_from_build
 from netadapt.model.describe import describe
 from netadapt.pipeline.layout import RunLayout
 from netadapt.search.timing import format_timing_table, load_timing
+from netadapt.trace.elastic import GraphSuperNet
+from netadapt.trace.report import COLUMNS as TRACED_COLUMNS
+from netadapt.trace.report import describe_traced
 
 __all__ = ["write_report"]
 
@@ -229,11 +232,14 @@ def write_report(run_dir: str | Path) -> Path:
         "",
         "## Discovered architecture",
         "",
-        "Columns of the paper's Table 8 (widths = filters kept; 0 = bypassed or removed).",
-        "",
     ]
-    info = describe(supernet, final)
-    lines += [_markdown_table(list(_TABLE_COLUMNS), [[r[c] for c in _TABLE_COLUMNS] for r in info["layers"]]), ""]
+    if isinstance(supernet, GraphSuperNet):  # a traced network: one row per convolution
+        info, columns = describe_traced(supernet, final), TRACED_COLUMNS
+        lines += ["One row per convolution and linear layer of the traced network (filters kept; 0 = removed).", ""]
+    else:
+        info, columns = describe(supernet, final), _TABLE_COLUMNS
+        lines += ["Columns of the paper's Table 8 (widths = filters kept; 0 = bypassed or removed).", ""]
+    lines += [_markdown_table(list(columns), [[r[c] for c in columns] for r in info["layers"]]), ""]
     lines += ["![widths](widths.png)", ""]
     timing = load_timing(layout.timing)
     if timing:

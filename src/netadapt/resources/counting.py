@@ -14,11 +14,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
 from netadapt.model.supernet import SuperNet
+from netadapt.trace.elastic import GraphSuperNet
 
 __all__ = ["count_macs", "count_params", "counted_macs", "counted_params"]
 
 
-def count_macs(model: SuperNet | nn.Module, arch: Architecture | None = None, *, input_size: int | None = None) -> int:
+def count_macs(
+    model: SuperNet | GraphSuperNet | nn.Module, arch: Architecture | None = None, *, input_size: int | None = None
+) -> int:
     """MACs of one forward pass of a single image.
 
     For a :class:`SuperNet` the count is analytic, from ``arch`` (default: the full network),
@@ -26,6 +29,8 @@ def count_macs(model: SuperNet | nn.Module, arch: Architecture | None = None, *,
     pass are counted with ``torch.utils.flop_counter`` (``input_size`` or the module's own
     ``input_size`` attribute gives the resolution).
     """
+    if isinstance(model, GraphSuperNet):
+        return model.macs(arch)
     if isinstance(model, SuperNet):
         return sum(c.macs for c in model.costs(arch))
     if arch is not None:
@@ -33,9 +38,9 @@ def count_macs(model: SuperNet | nn.Module, arch: Architecture | None = None, *,
     return counted_macs(model, input_size=input_size)
 
 
-def count_params(model: SuperNet | nn.Module, arch: Architecture | None = None) -> int:
+def count_params(model: SuperNet | GraphSuperNet | nn.Module, arch: Architecture | None = None) -> int:
     """Parameters of ``arch`` of a super-network (analytic), or of any module (counted)."""
-    if isinstance(model, SuperNet):
+    if isinstance(model, (SuperNet, GraphSuperNet)):
         return sum(c.params for c in model.costs(arch))
     if arch is not None:
         raise NetAdaptError("an architecture can only be counted on a SuperNet; pass the super-network")

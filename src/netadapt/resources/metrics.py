@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
 from netadapt.model.supernet import SuperNet
+from netadapt.resources.counting import count_macs
 
 __all__ = ["CallableMetric", "MacsMetric", "Metric", "MetricSet", "ParamsMetric", "check_value"]
 
@@ -48,7 +49,7 @@ def check_value(value: object, what: str) -> float:
 
 
 class MacsMetric:
-    """Multiply-accumulates of one image, analytic from the architecture (``supernet.costs``)."""
+    """Multiply-accumulates of one image, analytic from the architecture (:func:`count_macs`)."""
 
     name = "macs"
     unit = "MACs"
@@ -57,7 +58,7 @@ class MacsMetric:
         self.supernet = supernet
 
     def __call__(self, arch: Architecture) -> float:
-        return float(sum(c.macs for c in self.supernet.costs(arch)))
+        return float(count_macs(self.supernet, arch))
 
 
 class ParamsMetric:

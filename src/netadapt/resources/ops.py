@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from netadapt.arch.space import Architecture, SearchSpace
+from netadapt.errors import NetAdaptError
 from netadapt.model.blocks import ClassifierHead, ConvBlock, DecoderStage, InvertedResidual, Sequential, is_removed
 from netadapt.model.layers import ArchView, ElasticConv, SqueezeExcite
 from netadapt.model.slicing import pad_add
@@ -315,6 +316,11 @@ class OpPlan:
     """
 
     def __init__(self, supernet: SuperNet) -> None:
+        if not hasattr(supernet, "blocks"):  # a traced network (netadapt.trace) has no zoo blocks
+            raise NetAdaptError(
+                f"latency lookup tables model the zoo's blocks; measure {supernet.name} with the metric "
+                "measured:onnxruntime|torch|cuda or command:'CMD {model}' instead"
+            )
         self.supernet = supernet
         self.blocks: list[list[_Step]] = []
         # The convolutions whose 0 filters remove each block (a removed block runs no operation).

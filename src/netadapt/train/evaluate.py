@@ -14,6 +14,7 @@ from torch import nn
 from netadapt.arch.space import Architecture
 from netadapt.depth.metrics import DepthMetrics, valid_mask
 from netadapt.model.supernet import SuperNet
+from netadapt.trace.elastic import GraphSuperNet
 from netadapt.train.distributed import DistContext
 
 __all__ = ["eval_mode", "evaluate", "evaluate_depth"]
@@ -43,7 +44,7 @@ def _outputs(
     """(float outputs, targets) of ``model`` (or its sub-network ``arch``, extracted) for each
     non-empty batch of ``loader``, in eval mode; unreadable images are counted in ``skipped[0]``."""
     if arch is not None:
-        if not isinstance(model, SuperNet):
+        if not isinstance(model, (SuperNet, GraphSuperNet)):
             raise TypeError("an architecture can only be evaluated on a SuperNet")
         model = model.extract(arch)
     if device is None:

@@ -39,6 +39,7 @@ from netadapt.io import atomic_write, read_text
 from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, save_supernet
 from netadapt.model.supernet import SuperNet, build_supernet
+from netadapt.resources.counting import count_macs
 from netadapt.tasks import Task, task_for
 from netadapt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, rng_state, save_checkpoint
 from netadapt.train.config import RELOCATABLE_PATHS, RESUMABLE_CHANGES, SupernetTrainConfig
@@ -491,7 +492,7 @@ def _explain_validation(record: dict[str, Any], task: Task, info: Callable[..., 
 
 
 def _macs(net: SuperNet, arch: Architecture) -> int:
-    return sum(c.macs for c in net.costs(arch))
+    return count_macs(net, arch)
 
 
 def _fixed_architecture(config: SupernetTrainConfig, net: SuperNet) -> Architecture | None:
