@@ -23,7 +23,7 @@ resumes; stand-alone trainings run ``--jobs`` at a time in worker processes (one
 
 Recipes (``RECIPES``) are changes to the super-network training config; recipes with the same
 search space share their architecture sets and their from-scratch trainings.  Sizes: ``cpu``
-(MobileNetV1 ×0.5 on 20k CIFAR-10 images; each recipe ~1-1.5 h on two cores, the scratch column
+(MobileNetV1 ×0.5 on 10k CIFAR-10 images, 16 architectures per set; a recipe ~1 h on two cores, the scratch column
 once per space), ``gpu`` (one H100/H200, the full training set), ``smoke`` (seconds; the tests).
 """
 
@@ -55,8 +55,8 @@ log = logging.getLogger("bench_ranking")
 # -- sizes and recipes ---------------------------------------------------------------------------
 SIZES: dict[str, dict[str, Any]] = {
     "cpu": {
-        "model": "mobilenet_v1_cifar", "width_mult": 0.5, "subset": 20000, "heldout": 2000, "batch": 64,
-        "epochs": 10, "pretrain_epochs": 6, "calibration": 500, "archs": 20, "finetune_epochs": 1, "scratch_epochs": 3,
+        "model": "mobilenet_v1_cifar", "width_mult": 0.5, "subset": 10000, "heldout": 2000, "batch": 64,
+        "epochs": 8, "pretrain_epochs": 5, "calibration": 500, "archs": 16, "finetune_epochs": 1, "scratch_epochs": 2,
         "finetune_seeds": 2, "scratch_seeds": 1, "val_subset": None, "device": "cpu",
     },
     "gpu": {
