@@ -7,11 +7,14 @@ import json
 import logging
 from pathlib import Path
 
-from netadapt.arch.files import load_architecture
+from netadapt.arch.files import NAMED_ARCHITECTURES, read_architecture_file
+from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
+from netadapt.io import load_json
+from netadapt.model.checkpoint import supernet_from_build
 from netadapt.model.checks import check_zoo
 from netadapt.model.describe import describe, format_table
-from netadapt.model.supernet import build_supernet
+from netadapt.model.supernet import SuperNet, build_supernet
 from netadapt.model.zoo import MODELS, list_models
 
 __all__ = ["register"]
@@ -23,12 +26,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zoo", help="list the models of the zoo")
     p.set_defaults(func=_cmd_zoo)
 
-    p = sub.add_parser("describe", help="MACs, parameters and a per-layer table of a model or architecture")
-    p.add_argument("model", help="zoo model name (see `netadapt zoo`)")
-    p.add_argument("--arch", type=Path, help="architecture JSON file (default: the full network)")
-    p.add_argument("--input-size", type=int, help="input resolution (default: the model's)")
-    p.add_argument("--num-classes", type=int, help="number of classes (default: the model's)")
+    p = sub.add_parser(
+        "describe",
+        help="MACs, parameters and a per-layer table of a model or architecture",
+        description=(
+            "MACs, parameters and a per-layer table (the paper's Table 8 columns). An architecture file written by "
+            "netadapt run or search carries its model's build and needs nothing else; the paper's Tables 8-10 ship "
+            "as files named table8, table9 and table10."
+        ),
+    )
+    p.add_argument("model", nargs="?", help="zoo model name (see `netadapt zoo`); optional with --arch FILE or --run")
+    p.add_argument(
+        "--arch",
+        help=f"architecture JSON file, or a shipped one: {', '.join(NAMED_ARCHITECTURES)} (default: the full network)",
+    )
+    p.add_argument("--run", type=Path, metavar="RUN_DIR", help="describe the network a `netadapt run` folder discovered")
+    p.add_argument("--input-size", type=int, help="input resolution (default: the model's, or the file's)")
+    p.add_argument("--num-classes", type=int, help="number of classes (default: the model's, or the file's)")
     p.add_argument("--width-mult", type=float, help="width multiplier (MobileNet models)")
+    p.add_argument(
+        "--option", action="append", metavar="KEY=VALUE",
+        help="search-space option (model.options of a run, e.g. min_width_fraction=0.5); repeatable",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_describe)
 
@@ -46,19 +65,94 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     width = max(len(n) for n in MODELS)
     for name in list_models():
         print(f"{name.ljust(width)}  {MODELS[name][1]}")
+    print()
+    print("architectures shipped with netadapt (netadapt describe --arch NAME):")
+    for short in NAMED_ARCHITECTURES:
+        _, data = read_architecture_file(short)
+        print(f"{short.ljust(width)}  {data.get('title', '')} ({data.get('model')})")
     return 0
 
 
+def _describe_target(args: argparse.Namespace) -> tuple[SuperNet, Architecture | None, str | None]:
+    """(super-network, architecture or None, title) that ``describe``'s arguments name."""
+    build: dict | None = None
+    arch = title = None
+    if args.run is not None and args.arch is not None:
+        raise NetAdaptError("give --arch FILE or --run RUN_DIR, not both")
+    if args.run is not None:
+        # a run folder's layout: netadapt.pipeline.layout
+        final, build_file = args.run / "search" / "final_arch.json", args.run / "build.json"
+        if not final.is_file():
+            raise NetAdaptError(f"{args.run} holds no finished search ({final} is missing)")
+        arch, data = read_architecture_file(final)
+        build = data.get("build") or (load_json(build_file) if build_file.is_file() else None)
+        if build is None:
+            raise NetAdaptError(f"{args.run} has no build.json; it is not a `netadapt run` folder")
+        title = f"discovered network of {args.run}"
+    elif args.arch is not None:
+        arch, data = read_architecture_file(args.arch)
+        build = data.get("build")
+        title = data.get("title")
+    if build is not None:
+        if args.model is not None and args.model != build.get("model"):
+            raise NetAdaptError(f"the architecture is of {build.get('model')}, not {args.model}")
+        if args.option or args.width_mult is not None:
+            raise NetAdaptError("the architecture file says how its network is built; --option and --width-mult do not apply")
+        build = {**build}
+        if args.input_size is not None:
+            build["input_size"] = args.input_size
+        if args.num_classes is not None:
+            build["num_classes"] = args.num_classes
+        net = supernet_from_build(build)
+    else:
+        if args.model is None:
+            raise NetAdaptError("name a model (see `netadapt zoo`), an architecture file (--arch) or a run folder (--run)")
+        options = {key: _option_value(value) for key, value in parse_pairs(args.option)}
+        net = build_supernet(
+            args.model, num_classes=args.num_classes, input_size=args.input_size, width_mult=args.width_mult, **options
+        )
+    if arch is not None:
+        where = args.arch if args.arch is not None else f"{args.run}/search/final_arch.json"
+        try:
+            arch = net.space.validate(arch)
+        except NetAdaptError as exc:
+            raise NetAdaptError(f"architecture file {where}: {exc}") from None
+    return net, arch, title
+
+
+def _option_value(text: str) -> object:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_pairs(pairs: list[str] | None) -> list[tuple[str, str]]:
+    """``["a=1", "b=x"]`` → ``[("a", "1"), ("b", "x")]``; a pair without ``=`` is an error."""
+    out = []
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise NetAdaptError(f"--option {pair!r} must look like key=value")
+        out.append((key.strip(), value))
+    return out
+
+
 def _cmd_describe(args: argparse.Namespace) -> int:
-    net = build_supernet(args.model, num_classes=args.num_classes, input_size=args.input_size, width_mult=args.width_mult)
-    arch = load_architecture(args.arch, net.space) if args.arch else None
+    net, arch, title = _describe_target(args)
     info = describe(net, arch)
     if args.json:
-        print(json.dumps(info, indent=1))
+        print(json.dumps({**({"title": title} if title else {}), **info}, indent=1))
         return 0
+    if title:
+        print(title)
     print(f"{info['model']}  input {info['input_size']}x{info['input_size']}  classes {info['num_classes']}")
     print(f"MACs {info['macs']:,}  parameters {info['params']:,}  searchable layers {info['searchable_layers']}")
     print(format_table(info["layers"]))
+    for note in info["notes"]:
+        print(f"* {note}")
     return 0
 
 
