@@ -239,11 +239,11 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
         previous_seconds = float(state.get("wall_seconds", 0.0))
         info("resuming %s at epoch %d, step %d (global step %d)", run_dir, start_epoch + 1, start_step, global_step)
     elif arch is not None:
-        info("training %s of %s (%s network, %d of %d MACs) on %s: %d training images, %d epochs",
-             f"the {label}" if label else "one architecture", supernet.name, module_kind, _macs(supernet, arch),
-             _macs(supernet, supernet.space.full()), sets.train_source.name, len(sets.train), config.epochs)  # fmt: skip
+        info("training %s of %s (%s network, %s of %s MACs) on %s: %d training images, epochs: %d",
+             f"the {label}" if label else "one architecture", supernet.name, module_kind, f"{_macs(supernet, arch):,}",
+             f"{_macs(supernet, supernet.space.full()):,}", sets.train_source.name, len(sets.train), config.epochs)  # fmt: skip
     elif not config.ordered_dropout.enabled:
-        info("training the %s initial network without ordered dropout (plain training) on %s: %d training images, %d epochs",
+        info("training the %s initial network without ordered dropout (plain training) on %s: %d training images, epochs: %d",
              supernet.name, sets.train_source.name, len(sets.train), config.epochs)  # fmt: skip
     else:
         info("training the %s super-network (%d searchable layers, %s) on %s: %d training, %d held-out images, %d %s",
