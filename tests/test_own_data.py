@@ -136,3 +136,11 @@ def test_init_writes_a_config_to_edit(shapes, tmp_path, capsys):
     assert "exists; use --force" in capsys.readouterr().err
     assert main(["run", "--config", str(out), "--data", str(shapes)]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_data_options_do_not_apply_to_a_config_file(tmp_path, capsys):
+    assert main(["run", "--config", "configs/cifar10.yaml", "--target", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert "--target apply to --data FOLDER" in err and "--set search.search.target=0.3" in err
+    assert main(["run"]) == 2
+    assert "give --data FOLDER" in capsys.readouterr().err

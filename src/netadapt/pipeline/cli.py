@@ -32,16 +32,14 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
         help="an image folder: FOLDER/train/<class>/* and FOLDER/val/<class>/* (or test/); measured, no config needed",
     )  # fmt: skip
     p.add_argument(
-        "--budget", default="quick", choices=tuple(BUDGETS), metavar="{" + ",".join(PUBLIC_BUDGETS) + "}",
-        help="with --data: how long each stage runs (quick: ~30 min on 2 CPU cores for 10k images of 32x32; "
+        "--budget", choices=tuple(BUDGETS), metavar="{" + ",".join(PUBLIC_BUDGETS) + "}",
+        help="with --data: how long each stage runs (default quick: ~30 min on 2 CPU cores for 10k images of 32x32; "
         "docs/configuration.md)",
     )  # fmt: skip
     p.add_argument(
-        "--target", type=float, default=0.5, help="with --data: the target as a fraction of the initial network's resource"
+        "--target", type=float, help="with --data: the target as a fraction of the initial network's resource (default 0.5)"
     )
-    p.add_argument(
-        "--metric", default="macs", help="with --data: macs | params | latency:LUT.json | measured:BACKEND | command:'...'"
-    )
+    p.add_argument("--metric", help="with --data: macs (default) | params | latency:LUT.json | measured:BACKEND | command:'...'")
     p.add_argument("--model", help="with --data: zoo model (default: mobilenet_v1_cifar up to 64 px, mobilenet_v1 above)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--run-dir", help="run folder (overrides run_dir; with --data default runs/<folder name>)")
@@ -92,12 +90,13 @@ def _from_data(args: argparse.Namespace) -> tuple[Any, Any]:
     from netadapt.pipeline.presets import run_config_for_data
     from netadapt.pipeline.run import RunConfig
 
-    if not 0 < args.target <= 1:
-        raise NetAdaptError(f"--target is a fraction of the initial network's resource in (0, 1], got {args.target}")
+    target = 0.5 if args.target is None else args.target
+    if not 0 < target <= 1:
+        raise NetAdaptError(f"--target is a fraction of the initial network's resource in (0, 1], got {target}")
     profile = profile_folder(args.data)
     log.info("measured %s", profile.summary())
     data = run_config_for_data(
-        profile, args.budget, target=args.target, metric=args.metric, model=args.model,
+        profile, args.budget or "quick", target=target, metric=args.metric or "macs", model=args.model,
         run_dir=None if args.run_dir is None else str(args.run_dir),
     )  # fmt: skip
     data = merge_mappings(data, parse_overrides(args.overrides))
@@ -112,6 +111,12 @@ def _config(args: argparse.Namespace) -> tuple[Any, Any]:
         return _from_data(args)
     if getattr(args, "config", None) is None:
         raise NetAdaptError("give --data FOLDER (an image folder; no config needed) or --config FILE")
+    given = [f"--{name}" for name in ("budget", "target", "metric", "model") if getattr(args, name) is not None]
+    if given:  # they build a config from a folder; a config file already says all of it
+        raise NetAdaptError(
+            f"{', '.join(given)} apply to --data FOLDER; with --config change the file or use --set "
+            "(e.g. --set search.search.target=0.3 --set search.metric=params --set supernet.model.name=mobilenet_v2_cifar)"
+        )
     return _load(args.config, args.overrides, args.run_dir), None
 
 
@@ -141,7 +146,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config, profile = _config(args)
     if args.print_config:
-        print(_commented(config, profile, args.budget), end="")
+        print(_commented(config, profile, args.budget or "quick"), end="")
         return 0
     layout = RunLayout(Path(config.run_dir))
     if profile is not None:
@@ -166,7 +171,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     config, profile = _config(args)
     if args.out.exists() and not args.force:
         raise NetAdaptError(f"{args.out} exists; use --force to overwrite it")
-    text = _commented(config, profile, args.budget)
+    text = _commented(config, profile, args.budget or "quick")
     atomic_write(args.out, lambda f: f.write(text.encode()))
     print(f"wrote {args.out}; run it with: netadapt run --config {args.out}")
     return 0
