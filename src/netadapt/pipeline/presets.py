@@ -67,12 +67,12 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     "quick": Budget(
         "quick", "about 30 minutes on a 2-core CPU for 10,000 images of 32x32", supernet_epochs=4.5, final_epochs=4.5,
-        min_epochs=2, max_epochs=60, width_mult=0.5, batch_size=128, heldout_max=1000, samples=8, layers=4,
+        min_epochs=2, max_epochs=60, width_mult=0.5, batch_size=64, heldout_max=1000, samples=8, layers=4,
         initial_reduction=0.1, calibration_images=500, train_initial=False, train_baseline=True, validations=1,
     ),
     "standard": Budget(
         "standard", "a few hours on a CPU for 10,000 images of 32x32", supernet_epochs=20, final_epochs=15,
-        min_epochs=5, max_epochs=200, width_mult=1.0, batch_size=128, heldout_max=2000, samples=20, layers=6,
+        min_epochs=5, max_epochs=200, width_mult=1.0, batch_size=64, heldout_max=2000, samples=20, layers=6,
         initial_reduction=0.05, calibration_images=1000, train_initial=True, train_baseline=True, validations=4,
     ),
     "paper": Budget(
