@@ -42,9 +42,10 @@ NAMED_ARCHITECTURES = {
 
 
 def architecture_path(name_or_path: str | os.PathLike) -> Path:
-    """The file of a shipped architecture's short name (``table8``), else the path itself."""
+    """The file of a shipped architecture's short name (``table8``, unless a file of that name
+    exists here), else the path itself."""
     text = os.fspath(name_or_path)
-    if text in NAMED_ARCHITECTURES:
+    if text in NAMED_ARCHITECTURES and not os.path.exists(text):
         return Path(str(resources.files("netadapt.model") / "architectures" / f"{NAMED_ARCHITECTURES[text]}.json"))
     return Path(text)
 
