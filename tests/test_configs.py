@@ -59,7 +59,11 @@ def test_small_data_configs_use_the_recipe():
 
 def test_a_recipe_goes_under_the_configs_own_values():
     config = load_config(SupernetTrainConfig, None, ["recipe=small", "optim.lr=0.1"])
-    assert config.optim.lr == 0.1 and config.optim.name == "sgd" and config.model.options == {"min_width_fraction": 0.5}
+    assert (
+        config.optim.lr == 0.1
+        and config.optim.name == "sgd"
+        and config.model.options == {"min_width_fraction": 0.5, "removal": "none"}
+    )
     with pytest.raises(NetAdaptError, match="unknown recipe 'fast'; choose one of: small, paper"):
         load_config(SupernetTrainConfig, None, ["recipe=fast"])
 

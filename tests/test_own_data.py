@@ -74,7 +74,10 @@ def test_every_budget_makes_a_valid_config(shapes):
         b = BUDGETS[budget]
         assert config.supernet.epochs == min(b.max_epochs, max(b.min_epochs, round(b.supernet_epochs * 10_000 / 9_000)))
         assert config.supernet.data.image_size == 28 and config.supernet.data.mean == profile.mean
-        assert config.supernet.model.name == "mobilenet_v1_cifar" and config.supernet.model.options == {"min_width_fraction": 0.5}
+        assert config.supernet.model.name == "mobilenet_v1_cifar" and config.supernet.model.options == {
+            "min_width_fraction": 0.5,
+            "removal": "none",
+        }
         assert config.search.search.target == 0.4 and config.search.metric == "params"
         assert config.final.baseline == b.train_baseline and config.final.initial == b.train_initial
     # ten times the images: about a tenth of the epochs (the time stays about the same)

@@ -140,11 +140,17 @@ def _wrap(text: str) -> list[str]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
     from netadapt.io import load_json, save_json
     from netadapt.pipeline.layout import RunLayout
     from netadapt.pipeline.run import run_pipeline
 
     config, profile = _config(args)
+    if profile is not None:
+        # Half the cores: PyTorch's threads spin while they wait, and on a machine with other
+        # work (or data loaders) more threads than free cores made training 10x slower here.
+        torch.set_num_threads(int(os.environ.get("NETADAPT_THREADS", max(1, (os.cpu_count() or 1) // 2))))
     if args.print_config:
         print(_commented(config, profile, args.budget or "quick"), end="")
         return 0
