@@ -66,7 +66,7 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     "quick": Budget(
-        "quick", "about 30 minutes on a 2-core CPU for 10,000 images of 32x32", supernet_epochs=4.5, final_epochs=4.5,
+        "quick", "about 30 minutes on a 2-core CPU for 10,000 images of 32x32", supernet_epochs=8, final_epochs=6,
         min_epochs=2, max_epochs=60, width_mult=0.5, batch_size=64, heldout_max=1000, samples=8, layers=4,
         initial_reduction=0.1, calibration_images=500, train_initial=False, train_baseline=True, validations=1,
     ),
