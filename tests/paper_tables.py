@@ -111,3 +111,37 @@ def mnv3_table_arch(net, table):
     missing = [n for n, f in filters.items() if f is None]
     assert not missing, missing
     return net.space.make([filters[n] for n in names], [kernels[n] for n in names])
+
+
+#: The shipped architecture files (src/netadapt/model/architectures/) and the tables they hold.
+SHIPPED = {
+    "netadaptv2_table8": ("netadaptv2_latency", "NetAdaptV2 paper, Table 8: the latency-guided ImageNet network"),
+    "netadaptv2_table9": ("netadaptv2_macs", "NetAdaptV2 paper, Table 9: the MAC-guided ImageNet network"),
+    "fastdepth_table10": ("fastdepth", "NetAdaptV2 paper, Table 10: the discovered FastDepth network (NYU Depth V2)"),
+}
+
+
+def shipped_architecture(name):
+    """(architecture, supernet, JSON text) of the shipped file ``name``, made from the tables above."""
+    import json
+
+    import netadapt
+
+    model, title = SHIPPED[name]
+    net = netadapt.build_supernet(model, input_size=224) if model == "fastdepth" else netadapt.build_supernet(model)
+    if model == "fastdepth":
+        arch = net.space.make([f for f, _ in TABLE10], [k for _, k in TABLE10])
+    else:
+        arch = mnv3_table_arch(net, TABLE8 if name.endswith("8") else TABLE9)
+    data = {"title": title, **arch.to_dict(net.space, build=net.build_config())}
+    return arch, net, json.dumps(data, indent=1) + "\n"
+
+
+if __name__ == "__main__":  # python -m tests.paper_tables: rewrite the shipped files
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "src" / "netadapt" / "model" / "architectures"
+    folder.mkdir(exist_ok=True)
+    for name in SHIPPED:
+        (folder / f"{name}.json").write_text(shipped_architecture(name)[2])
+        print(folder / f"{name}.json")

@@ -61,3 +61,50 @@ def test_check_zoo_runs_real_checks(capsys):
     assert main(["check-zoo", "--models", "mobilenet_v3_small_cifar", "fastdepth", "--samples", "2"]) == 0
     out = capsys.readouterr().out
     assert "mobilenet_v3_small_cifar" in out and "17.51M" in out and "all sub-networks agree" in out
+
+
+@pytest.mark.parametrize(
+    "name, model, macs", [("table8", "netadaptv2_latency", 223_056_000), ("table9", "netadaptv2_macs", 311_295_744)]
+)
+def test_describe_the_papers_architectures_by_name(name, model, macs, capsys):
+    assert main(["describe", "--arch", name, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"] == model and info["macs"] == macs and info["title"].startswith("NetAdaptV2 paper, Table")
+    assert main(["zoo"]) == 0
+    assert name in capsys.readouterr().out
+
+
+def test_an_architecture_file_describes_itself(tmp_path, capsys):
+    """A file written with its build needs no model name or options (issue 19, item 3)."""
+    net = netadapt.build_supernet("mobilenet_v1_cifar", width_mult=0.5, num_classes=4, input_size=28, min_width_fraction=0.5)
+    arch = net.space.uniform(0.75)
+    path = tmp_path / "arch.json"
+    path.write_text(arch.to_json(net.space, build=net.build_config()))
+    assert main(["describe", "--arch", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["macs"], info["num_classes"], info["input_size"]) == (netadapt.count_macs(net, arch), 4, 28)
+    # a file without its build: the message says what differs and how to match it, and --option does
+    path.write_text(arch.to_json(net.space))
+    assert main(["describe", "mobilenet_v1_cifar", "--arch", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "another search space of mobilenet_v1_cifar" in err and "model.options" in err and err.count("\n") == 1
+    args = ["describe", "mobilenet_v1_cifar", "--width-mult", "0.5", "--option", "min_width_fraction=0.5", "--arch", str(path)]
+    assert main([*args, "--num-classes", "4", "--input-size", "28", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["macs"] == netadapt.count_macs(net, arch)
+
+
+def test_describe_a_run_folder_and_explain_clipped_depthwise_widths(tmp_path, capsys):
+    """A depthwise layer computes at most its input's width: the table marks the cell and says
+    why the architecture file keeps more (issue 19, item 7)."""
+    net = netadapt.build_supernet("mobilenet_v1_cifar", width_mult=0.5, min_width_fraction=0.5)
+    layers = [layer.name for layer in net.space.layers]
+    filters = list(net.space.full().filters)
+    filters[layers.index("b0")] = min(net.space.layers[0].widths)  # the stem keeps 8 of 16 ...
+    arch = net.space.make(filters)  # ... and b1.dw keeps all 16, of which 8 compute
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "final_arch.json").write_text(arch.to_json(net.space))
+    (tmp_path / "build.json").write_text(json.dumps(net.build_config()))
+    assert main(["describe", "--run", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "8*" in out and "* b1.dw keeps 16 filters in the architecture but computes 8" in out
+    assert "its input has 8 channels" in out

@@ -82,3 +82,16 @@ def test_counting_is_fast_enough_for_the_search():
     # A loose bound that still catches an accidental slow path (e.g. a forward pass per count);
     # the benchmark under benchmarks/ measures the real throughput.
     assert per_arch < 5e-3
+
+
+def test_shipped_paper_architectures_are_the_tables():
+    """src/netadapt/model/architectures/ holds Tables 8-10 as self-describing files (python -m
+    tests.paper_tables rewrites them); the tests' own transcription of the tables is the check."""
+    from netadapt.arch.files import NAMED_ARCHITECTURES, architecture_path
+
+    from .paper_tables import SHIPPED, shipped_architecture
+
+    assert set(NAMED_ARCHITECTURES.values()) == set(SHIPPED)
+    for short, name in NAMED_ARCHITECTURES.items():
+        _, _, text = shipped_architecture(name)
+        assert architecture_path(short).read_text() == text, f"rewrite it: python -m tests.paper_tables ({name})"

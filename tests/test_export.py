@@ -94,3 +94,54 @@ def test_compact_file_loads_in_one_call_without_the_supernet(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a model")
     with pytest.raises(NetAdaptError, match="not a readable model file"):
         load_compact(tmp_path / "bad.pt")
+
+
+def _metadata(net, arch, classes):
+    from netadapt.export import ModelMetadata
+
+    return ModelMetadata(
+        model=net.name, task="classification", classes=classes, input_size=net.input_size, in_channels=3,
+        mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), preset="cifar", macs=netadapt.count_macs(net, arch),
+        params=netadapt.count_params(net, arch), architecture=arch.to_dict(net.space), build=net.build_config(),
+        metrics={"val_top1": 0.5},
+    )  # fmt: skip
+
+
+def test_torch_export_program_reproduces_the_network_and_every_file_carries_metadata(tmp_path):
+    """A torch.export program (.pt2) beside ONNX and TorchScript; all four files say how to use them."""
+    from netadapt.export import export_program, load_compact, read_metadata, save_compact
+
+    net, arch, compact = _random_compact("mobilenet_v3_small_cifar", 32)  # SE, residuals, hard-swish
+    meta = _metadata(net, arch, tuple(f"class{i}" for i in range(10)))
+    path = export_program(compact, tmp_path / "model.pt2", metadata=meta)
+    program = torch.export.load(str(path)).module()
+    x = torch.randn(5, 3, 32, 32)  # another batch size than the export's example: the batch is free
+    with torch.no_grad():
+        assert torch.allclose(program(x), net(x, arch), rtol=1e-4, atol=1e-5)
+    export_onnx(compact, tmp_path / "model.onnx", metadata=meta)
+    export_torchscript(compact, tmp_path / "model.ts", metadata=meta)
+    save_compact(tmp_path / "model.pt", compact, arch, net.build_config(), metadata=meta)
+    for name in ("model.pt2", "model.onnx", "model.ts", "model.pt"):
+        assert read_metadata(tmp_path / name) == meta
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}
+    assert props["input_size"] == "32" and props["mean"] == "[0.5, 0.4, 0.3]" and '"class9"' in props["classes"]
+    loaded = load_compact(tmp_path / "model.pt")
+    assert loaded.classes == meta.classes and loaded.metadata.preprocess(torch.zeros(3, 40, 40, dtype=torch.uint8)).shape == (
+        1,
+        3,
+        32,
+        32,
+    )
+
+
+def test_files_without_metadata_say_so(tmp_path):
+    from netadapt.export import read_metadata
+
+    _, _, compact = _random_compact("mobilenet_v1_cifar", 32)
+    export_torchscript(compact, tmp_path / "plain.ts")
+    with pytest.raises(NetAdaptError, match="carries no netadapt metadata"):
+        read_metadata(tmp_path / "plain.ts")
+    with pytest.raises(NetAdaptError, match="does not exist"):
+        read_metadata(tmp_path / "missing.onnx")

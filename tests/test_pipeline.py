@@ -9,7 +9,7 @@ import torch
 from netadapt.cli import main
 from netadapt.config import load_config
 from netadapt.errors import NetAdaptError
-from netadapt.export import load_compact
+from netadapt.export import load_compact, read_metadata
 from netadapt.io import load_json
 from netadapt.pipeline.cli import DEMO_CONFIG
 from netadapt.pipeline.run import RunConfig, run_pipeline
@@ -45,7 +45,8 @@ def finished_run(tmp_path_factory):
 def test_end_to_end_run_writes_every_stage(finished_run):
     run_dir, report = finished_run
     for path in ("supernet/supernet.pt", "search/final_arch.json", "final/supernet.pt", "baseline/supernet.pt",
-                 "export/model.pt", "export/model.onnx", "export/model.ts", "summary.json", "timing.json"):  # fmt: skip
+                 "export/model.pt", "export/model.onnx", "export/model.ts", "export/model.pt2", "summary.json",
+                 "timing.json"):  # fmt: skip
         assert (run_dir / path).is_file(), path
     summary = load_json(run_dir / "summary.json")
     full_macs = load_json(run_dir / "search" / "trajectory.json")[0]["resource"]
@@ -76,6 +77,13 @@ def test_exported_models_load_and_agree(finished_run):
     assert torch.allclose(torch.from_numpy(onnx_out), expected, atol=1e-4)
     scripted = torch.jit.load(str(run_dir / "export" / "model.ts"))
     assert torch.allclose(scripted(x), expected, atol=1e-5)
+    program = torch.export.load(str(run_dir / "export" / "model.pt2")).module()
+    assert torch.allclose(program(x), expected, atol=1e-5)
+    # every file carries the preprocessing and labels (the digits: 16x16, mean 0.5, classes "0".."9")
+    meta = model.metadata
+    assert meta.classes == tuple(str(i) for i in range(10)) and meta.input_size == 16 and meta.mean == (0.5, 0.5, 0.5)
+    for name in ("model.onnx", "model.ts", "model.pt2"):
+        assert read_metadata(run_dir / "export" / name) == meta
 
 
 def test_rerun_resumes_and_skips_finished_stages(finished_run):

@@ -396,3 +396,26 @@ def test_shrinking_a_removable_block_past_its_fewest_filters_removes_it_whole():
     assert not shrinker.feasible_modes(arch, unit)  # a removed block shrinks no further
     assert shrinker.step(arch, unit, "kernel") is None
     assert space.validate(shrinker.minimum(space.full())).filters == space.smallest().filters
+
+
+@pytest.mark.parametrize(
+    "reduction, decay, expected", [(0.1, 0.98, 6), (0.03, 0.98, 21), (0.25, 0.98, 3), (0.1, 1.0, 5), (0.01, 0.9, None)]
+)
+def test_expected_iterations_follow_the_reduction_schedule(reduction, decay, expected):
+    """The search's log says how many iterations to expect: the schedule's Σ reductions reach the gap."""
+    config = SearchConfig(initial_reduction=reduction, decay=decay)
+    n = config.expected_iterations(100.0, 50.0)
+    assert n == expected
+    if n is not None:  # n iterations suffice and n - 1 do not
+        total = lambda k: sum(config.reduction(i, 100.0) for i in range(1, k + 1))  # noqa: E731
+        assert total(n) >= 50 - 1e-9 > total(n - 1)
+
+
+def test_eta_text():
+    from netadapt.progress import Eta, format_duration
+
+    assert [format_duration(s) for s in (5, 125, 7260)] == ["5s", "2m05s", "2h01m"]
+    eta = Eta(total=10, done=2)
+    assert "ETA" not in eta.text(2)
+    eta.began -= 30  # 30 s for 3 units: 5 left take 50 s
+    assert eta.text(5).endswith("ETA 50s")

@@ -3,6 +3,8 @@
 Unknown keys, values of the wrong type and numbers that are not finite (``.nan``, ``.inf``)
 are errors that name the key.  Nested dataclasses
 are nested mappings in YAML and dotted keys on the command line (``--set train.epochs=3``).
+A class with a static ``expand_mapping(mapping) -> mapping`` rewrites its mapping before it is
+checked (:class:`netadapt.train.SupernetTrainConfig` merges the recipe its ``recipe`` key names).
 """
 
 from __future__ import annotations
@@ -101,6 +103,10 @@ def config_from_dict(cls: type[T], data: dict, *, prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):
         raise NetAdaptError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    # A config class may rewrite its mapping first (a training config's ``recipe: NAME``).
+    expand = getattr(cls, "expand_mapping", None)
+    if callable(expand):
+        data = expand(data)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))

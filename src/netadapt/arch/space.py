@@ -153,7 +153,10 @@ class Architecture:
             kernels=self.kernels if kernels is None else tuple(int(k) for k in kernels),
         )
 
-    def to_dict(self, space: SearchSpace | None = None) -> dict:
+    def to_dict(self, space: SearchSpace | None = None, *, build: dict | None = None) -> dict:
+        """The JSON mapping; with ``space`` each layer row carries its name, with ``build``
+        (``SuperNet.build_config()``) the file says how to rebuild its network, so that it
+        describes itself (``netadapt describe --arch FILE``)."""
         names = [layer.name for layer in space.layers] if space is not None else None
         layers = []
         for i, (f, k) in enumerate(zip(self.filters, self.kernels, strict=True)):
@@ -161,17 +164,21 @@ class Architecture:
             if names is not None:
                 row = {"name": names[i], **row}
             layers.append(row)
-        return {
+        out = {
             "format": ARCH_FORMAT,
             "version": self.version,
             "model": self.model,
             "space": self.space,
-            "layers": layers,
         }
+        if build is not None:
+            out["build"] = build
+        out["layers"] = layers
+        return out
 
-    def to_json(self, space: SearchSpace | None = None, *, indent: int | None = 1) -> str:
-        """JSON text; with ``space`` each layer row also carries the layer's name."""
-        return json.dumps(self.to_dict(space), indent=indent)
+    def to_json(self, space: SearchSpace | None = None, *, indent: int | None = 1, build: dict | None = None) -> str:
+        """JSON text; with ``space`` each layer row also carries the layer's name, with ``build``
+        the file carries how to rebuild its network (see :meth:`to_dict`)."""
+        return json.dumps(self.to_dict(space, build=build), indent=indent)
 
     @classmethod
     def from_dict(cls, d: object) -> Architecture:
@@ -351,6 +358,12 @@ class SearchSpace:
         if not isinstance(arch, Architecture):
             raise NetAdaptError(f"expected an Architecture, got {type(arch).__name__}")
         if arch.space != self.fingerprint:
+            if arch.model == self.model:  # same model, built another way: say what differs and how to match it
+                raise NetAdaptError(
+                    f"architecture belongs to another search space of {self.model} (space {arch.space}; this build's is "
+                    f"{self.fingerprint}): the width multiplier or search-space options (model.options, e.g. "
+                    "min_width_fraction) differ; build the model as its run did (the run's build.json)"
+                )
             raise NetAdaptError(
                 f"architecture belongs to another search space ({arch.model}, space {arch.space}); "
                 f"this is {self.model}, space {self.fingerprint}"

@@ -45,14 +45,16 @@ class DataConfig:
     them, and their "classes" are NYU's scenes (the held-out split is stratified by scene).
     """
 
-    dataset: Literal["digits", "folder", "cifar10_torchvision", "cifar100_torchvision", "nyu", "synthetic_depth"] = "digits"
+    dataset: Literal["digits", "folder", "cifar10_torchvision", "cifar100_torchvision", "nyu", "synthetic_depth"] = (
+        "digits"  # digits: built in; folder: train/ and val/ (or test/) of class folders
+    )
     root: str | None = None  # folder: holds train/ and val/ (or test/); torchvision: its root; nyu: the nyudepthv2 folder
-    train_dir: str = "train"
+    train_dir: str = "train"  # folder: the training images' folder under root
     val_dir: str | None = None  # None: "val" if present, else "test"; "" for no validation set
     preset: Literal["imagenet", "cifar", "none"] | None = None  # None: the data set's standard
     image_size: int | None = None  # None: the preset's (imagenet 224, cifar 32, digits 16)
     mean: tuple[float, float, float] | None = None  # None: the data set's
-    std: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None  # None: the data set's
     flip: bool = True  # horizontal flips in the augmenting presets
     decoder: Literal["auto", "torchvision", "pillow"] = "auto"  # folder images; auto: torchvision.io if installed
     batch_size: int = 128  # global training batch (all processes, all accumulation steps)
@@ -63,7 +65,7 @@ class DataConfig:
     heldout: int = 300  # training images reserved for the search (never trained on)
     seed: int = 0  # seeds the held-out split and the digits train/test split
     download: bool = False  # torchvision data sets only: download when missing
-    digits_test_fraction: float = 0.2
+    digits_test_fraction: float = 0.2  # digits: the share of the 1,797 images that validates
     subset: int | None = None  # train on at most this many training images (a seeded subset; quick trials, tests)
     val_subset: int | None = None  # validate on at most this many validation images (None: all of them)
     check: Literal["shapes", "values", "none"] = "shapes"  # nyu: how the .h5 files are checked when opened

@@ -1,4 +1,4 @@
-"""Export a network (a compact one, or any small module) to ONNX or TorchScript.
+"""Export a network (a compact one, or any small module) to ONNX, TorchScript or a ``torch.export`` program.
 
 Two levels share one exporter code path:
 
@@ -7,9 +7,12 @@ Two levels share one exporter code path:
   memory, and :func:`export_model` writes them for the user-command metric
   (:mod:`netadapt.resources.command`).  :func:`onnx_session` opens an ONNX Runtime CPU session
   on such bytes or on a file.
-* files: :func:`export_onnx` and :func:`export_torchscript` export a discovered network with a
-  random example input of its own size, check the serialized model against PyTorch's outputs
-  (:func:`check_onnx`, :func:`check_torchscript`) and only then write it.
+* files: :func:`export_onnx`, :func:`export_torchscript` and :func:`export_program` export a
+  discovered network with a random example input of its own size, check the serialized model
+  against PyTorch's outputs (:func:`check_onnx`, :func:`check_torchscript`,
+  :func:`check_program`) and only then write it.  Given a
+  :class:`~netadapt.export.metadata.ModelMetadata`, each file carries it (preprocessing, class
+  names, architecture, MACs), so that the file is all a user of the model needs.
 
 ONNX goes through ``torch.onnx.export(..., dynamo=False)``, the TorchScript-based exporter: in
 torch 2.14 it still works offline, writes the requested opset 17 and takes about 7 ms for one
@@ -36,25 +39,29 @@ import torch
 from torch import Tensor, nn
 
 from netadapt.errors import NetAdaptError
+from netadapt.export.metadata import METADATA_FILE, ModelMetadata
 from netadapt.io import atomic_write
 
 __all__ = [
     "EXPORT_FORMATS",
     "ONNX_OPSET",
     "check_onnx",
+    "check_program",
     "check_torchscript",
     "export_model",
     "export_onnx",
+    "export_program",
     "export_torchscript",
     "onnx_bytes",
     "onnx_session",
+    "program_bytes",
     "torchscript_bytes",
 ]
 
 log = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
-EXPORT_FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = ("onnx", "torchscript")  # of export_model (the user-command metric)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,8 +120,9 @@ def onnx_bytes(
     return buffer.getvalue()
 
 
-def torchscript_bytes(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
-    """The TorchScript (``torch.jit.trace``) model of ``module`` in eval mode, as bytes.
+def torchscript_bytes(module: nn.Module, inputs: tuple[Tensor, ...], *, extra_files: dict[str, str] | None = None) -> bytes:
+    """The TorchScript (``torch.jit.trace``) model of ``module`` in eval mode, as bytes; with
+    ``extra_files`` (name → text) stored in the archive beside it.
 
     The module's training mode is restored afterwards.
     """
@@ -127,7 +135,7 @@ def torchscript_bytes(module: nn.Module, inputs: tuple[Tensor, ...]) -> bytes:
             # counts are fixed), and so is TorchScript's deprecation notice.
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(module, inputs, check_trace=False)
-            torch.jit.save(traced, buffer)
+            torch.jit.save(traced, buffer, _extra_files=extra_files)
     except Exception as exc:
         raise NetAdaptError(f"TorchScript export failed: {type(exc).__name__}: {exc}") from None
     finally:
@@ -193,12 +201,14 @@ def export_torchscript(
     input_size: int | None = None,
     in_channels: int | None = None,
     check: bool = True,
+    metadata: ModelMetadata | None = None,
 ) -> Path:
     """Trace ``model`` (eval mode) to a TorchScript file; with ``check`` the serialized model must
-    reproduce the module's outputs before the file is written."""
+    reproduce the module's outputs before the file is written.  ``metadata`` is stored as the
+    archive's extra file ``netadapt.json``."""
     model = model.eval()
     x = _example(model, input_size, in_channels)
-    data = torchscript_bytes(model, (x,))
+    data = torchscript_bytes(model, (x,), extra_files=None if metadata is None else {METADATA_FILE: metadata.to_json()})
     if check:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TorchScript's deprecation notice on loading
@@ -227,9 +237,11 @@ def export_onnx(
     in_channels: int | None = None,
     opset: int = ONNX_OPSET,
     check: bool = True,
+    metadata: ModelMetadata | None = None,
 ) -> Path:
     """Export ``model`` (eval mode, dynamic batch) to an ONNX file; with ``check``, ONNX Runtime
-    must reproduce the PyTorch outputs before the file is written.
+    must reproduce the PyTorch outputs before the file is written.  ``metadata`` goes into the
+    model's ``metadata_props`` (:meth:`ModelMetadata.onnx_properties`; needs the ``onnx`` package).
 
     Uses :func:`onnx_bytes`, so the TorchScript-based exporter (see the module docstring).
     """
@@ -238,6 +250,8 @@ def export_onnx(
     model = model.eval()
     x = _example(model, input_size, in_channels)
     data = onnx_bytes(model, (x,), opset=opset, dynamic_batch=True)
+    if metadata is not None:
+        data = _with_onnx_properties(data, metadata.onnx_properties())
     if check:
         try:
             check_onnx(model, data, x)
@@ -246,6 +260,17 @@ def export_onnx(
         except Exception as exc:  # ONNX Runtime raises many types
             raise NetAdaptError(f"cannot export to ONNX: {type(exc).__name__}: {_first_line(exc)}") from None
     return atomic_write(path, lambda f: f.write(data))
+
+
+def _with_onnx_properties(data: bytes, properties: dict[str, str]) -> bytes:
+    """The ONNX model ``data`` with ``properties`` in its ``metadata_props``."""
+    try:
+        import onnx
+    except ImportError:
+        raise NetAdaptError("ONNX metadata needs the onnx package (pip install 'netadapt[onnx]')") from None
+    proto = onnx.load_from_string(data)
+    onnx.helper.set_model_props(proto, properties)
+    return proto.SerializeToString()
 
 
 def check_onnx(model: nn.Module, path: bytes | str | os.PathLike, x: torch.Tensor, atol: float = 1e-4) -> float:
@@ -260,4 +285,68 @@ def check_onnx(model: nn.Module, path: bytes | str | os.PathLike, x: torch.Tenso
     diff = float(np.abs(out - ref).max())
     if diff > atol * max(1.0, float(np.abs(ref).max())):
         raise NetAdaptError(f"ONNX export{_named(path)} differs from PyTorch by {diff:.3g}")
+    return diff
+
+
+def program_bytes(
+    module: nn.Module, inputs: tuple[Tensor, ...], *, dynamic_batch: bool = True, extra_files: dict[str, str] | None = None
+) -> bytes:
+    """The ``torch.export`` program of ``module`` in eval mode (``torch.export.save``'s archive,
+    ``model.pt2``) as bytes; the first axis of every input is a free batch dimension unless
+    ``dynamic_batch`` is off.  ``extra_files`` (name → text) are stored in the archive."""
+    was_training = module.training
+    module.eval()
+    buffer = io.BytesIO()
+    try:
+        dims = None
+        if dynamic_batch:
+            batch = torch.export.Dim("batch", min=1, max=1 << 16)
+            dims = tuple({0: batch} for _ in inputs)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(module, inputs, dynamic_shapes=dims)
+            torch.export.save(program, buffer, extra_files=extra_files)
+    except Exception as exc:
+        raise NetAdaptError(f"torch.export failed: {type(exc).__name__}: {_first_line(exc)}") from None
+    finally:
+        module.train(was_training)
+    return buffer.getvalue()
+
+
+def export_program(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    input_size: int | None = None,
+    in_channels: int | None = None,
+    check: bool = True,
+    metadata: ModelMetadata | None = None,
+) -> Path:
+    """Export ``model`` (eval mode, dynamic batch) as a ``torch.export`` program (``.pt2``, load it
+    with ``torch.export.load(path).module()``); with ``check`` the saved program must reproduce
+    the module's outputs before the file is written.  ``metadata`` is stored as the archive's
+    extra file ``netadapt.json``."""
+    model = model.eval()
+    x = _example(model, input_size, in_channels)
+    data = program_bytes(model, (x,), extra_files=None if metadata is None else {METADATA_FILE: metadata.to_json()})
+    if check:
+        check_program(model, data, x)
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def check_program(model: nn.Module, path: bytes | str | os.PathLike, x: torch.Tensor, atol: float = 1e-4) -> float:
+    """Largest absolute difference between ``model`` and the saved ``torch.export`` program (a
+    file, or its bytes) on ``x`` and on ``x`` with another batch size."""
+    source = io.BytesIO(path) if isinstance(path, bytes) else str(path)
+    try:
+        loaded = torch.export.load(source).module()
+    except Exception as exc:
+        raise NetAdaptError(f"the torch.export program{_named(path, 'of ')} does not load: {type(exc).__name__}") from None
+    diff = 0.0
+    with torch.no_grad():
+        for inputs in (x, torch.cat([x, x[:1]])):  # the batch dimension is free
+            ref = model(inputs)
+            diff = max(diff, float((loaded(inputs) - ref).abs().max()))
+            if diff > atol * max(1.0, float(ref.abs().max())):
+                raise NetAdaptError(f"torch.export program{_named(path, 'of ')} differs from PyTorch by {diff:.3g}")
     return diff

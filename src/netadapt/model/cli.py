@@ -7,12 +7,14 @@ import json
 import logging
 from pathlib import Path
 
-from netadapt.arch.files import load_architecture
+from netadapt.arch.files import NAMED_ARCHITECTURES, load_architecture, read_architecture_file
+from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
-from netadapt.model.checkpoint import load_supernet
+from netadapt.io import load_json
+from netadapt.model.checkpoint import load_supernet, supernet_from_build
 from netadapt.model.checks import check_zoo
 from netadapt.model.describe import describe, format_table
-from netadapt.model.supernet import build_supernet
+from netadapt.model.supernet import SuperNet, build_supernet
 from netadapt.model.zoo import MODELS, list_models
 from netadapt.trace.elastic import GraphSuperNet
 from netadapt.trace.report import COLUMNS, describe_traced
@@ -28,19 +30,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zoo", help="list the models of the zoo")
     p.set_defaults(func=_cmd_zoo)
 
-    p = sub.add_parser("describe", help="MACs, parameters and a per-layer table of a model or architecture")
+    p = sub.add_parser(
+        "describe",
+        help="MACs, parameters and a per-layer table of a model or architecture",
+        description=(
+            "MACs, parameters and a per-layer table (the paper's Table 8 columns). An architecture file written by "
+            "netadapt run or search carries its model's build and needs nothing else; the paper's Tables 8-10 ship "
+            "as files named table8, table9 and table10. A model to trace (torchvision:NAME, timm:NAME, "
+            "module:FILE.py:FACTORY) lists its searchable and fixed layers, with why."
+        ),
+    )
     p.add_argument(
         "model",
         nargs="?",
-        help="zoo model name (see `netadapt zoo`), a model to trace: torchvision:NAME, timm:NAME, "
-        "module:FILE.py:FACTORY (its searchable and fixed layers are listed, with why), or a super-network file",
+        help="zoo model name (see `netadapt zoo`), a model to trace (torchvision:NAME, timm:NAME, module:FILE.py:FACTORY) "
+        "or a super-network file; optional with --arch FILE or --run",
     )
     p.add_argument("--model", dest="model_option", metavar="MODEL", help="the same as the positional MODEL")
     p.add_argument("--weights", type=Path, help="state-dict file loaded into a traced model (weights_only)")
-    p.add_argument("--arch", type=Path, help="architecture JSON file (default: the full network)")
-    p.add_argument("--input-size", type=int, help="input resolution (default: the model's)")
-    p.add_argument("--num-classes", type=int, help="number of classes (default: the model's)")
+    p.add_argument(
+        "--arch",
+        help=f"architecture JSON file, or a shipped one: {', '.join(NAMED_ARCHITECTURES)} (default: the full network)",
+    )
+    p.add_argument("--run", type=Path, metavar="RUN_DIR", help="describe the network a `netadapt run` folder discovered")
+    p.add_argument("--input-size", type=int, help="input resolution (default: the model's, or the file's)")
+    p.add_argument("--num-classes", type=int, help="number of classes (default: the model's, or the file's)")
     p.add_argument("--width-mult", type=float, help="width multiplier (MobileNet models)")
+    p.add_argument(
+        "--option", action="append", metavar="KEY=VALUE",
+        help="search-space option (model.options of a run, e.g. min_width_fraction=0.5); repeatable",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_describe)
 
@@ -58,34 +77,115 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     width = max(len(n) for n in MODELS)
     for name in list_models():
         print(f"{name.ljust(width)}  {MODELS[name][1]}")
+    print()
+    print("architectures shipped with netadapt (netadapt describe --arch NAME):")
+    for short in NAMED_ARCHITECTURES:
+        _, data = read_architecture_file(short)
+        print(f"{short.ljust(width)}  {data.get('title', '')} ({data.get('model')})")
     return 0
 
 
+def _describe_target(args: argparse.Namespace) -> tuple[SuperNet, Architecture | None, str | None]:
+    """(super-network, architecture or None, title) that ``describe``'s arguments name."""
+    build: dict | None = None
+    arch = title = None
+    if args.run is not None and args.arch is not None:
+        raise NetAdaptError("give --arch FILE or --run RUN_DIR, not both")
+    if args.run is not None:
+        # a run folder's layout: netadapt.pipeline.layout
+        final, build_file = args.run / "search" / "final_arch.json", args.run / "build.json"
+        if not final.is_file():
+            raise NetAdaptError(f"{args.run} holds no finished search ({final} is missing)")
+        arch, data = read_architecture_file(final)
+        build = data.get("build") or (load_json(build_file) if build_file.is_file() else None)
+        if build is None:
+            raise NetAdaptError(f"{args.run} has no build.json; it is not a `netadapt run` folder")
+        title = f"discovered network of {args.run}"
+    elif args.arch is not None:
+        arch, data = read_architecture_file(args.arch)
+        build = data.get("build")
+        title = data.get("title")
+    if build is not None:
+        if args.model is not None and args.model != build.get("model"):
+            raise NetAdaptError(f"the architecture is of {build.get('model')}, not {args.model}")
+        if args.option or args.width_mult is not None:
+            raise NetAdaptError("the architecture file says how its network is built; --option and --width-mult do not apply")
+        build = {**build}
+        if args.input_size is not None:
+            build["input_size"] = args.input_size
+        if args.num_classes is not None:
+            build["num_classes"] = args.num_classes
+        net = supernet_from_build(build)
+    else:
+        if args.model is None:
+            raise NetAdaptError("name a model (see `netadapt zoo`), an architecture file (--arch) or a run folder (--run)")
+        options = {key: _option_value(value) for key, value in parse_pairs(args.option)}
+        net = build_supernet(
+            args.model, num_classes=args.num_classes, input_size=args.input_size, width_mult=args.width_mult, **options
+        )
+    if arch is not None:
+        where = args.arch if args.arch is not None else f"{args.run}/search/final_arch.json"
+        try:
+            arch = net.space.validate(arch)
+        except NetAdaptError as exc:
+            raise NetAdaptError(f"architecture file {where}: {exc}") from None
+    return net, arch, title
+
+
+def _option_value(text: str) -> object:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_pairs(pairs: list[str] | None) -> list[tuple[str, str]]:
+    """``["a=1", "b=x"]`` → ``[("a", "1"), ("b", "x")]``; a pair without ``=`` is an error."""
+    out = []
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise NetAdaptError(f"--option {pair!r} must look like key=value")
+        out.append((key.strip(), value))
+    return out
+
+
 def _cmd_describe(args: argparse.Namespace) -> int:
-    model = args.model_option or args.model
-    if model is None or (args.model_option and args.model and args.model_option != args.model):
+    if args.model_option and args.model and args.model_option != args.model:
         raise NetAdaptError("name one model: describe MODEL or describe --model MODEL")
-    if Path(model).suffix in (".pt", ".pth") and Path(model).is_file():  # a super-network file
-        if any(v is not None for v in (args.input_size, args.num_classes, args.width_mult, args.weights)):
-            raise NetAdaptError("--input-size, --num-classes, --width-mult and --weights do not apply to a super-network file")
+    args.model = args.model_option or args.model
+    model = args.model
+    if model is not None and Path(model).suffix in (".pt", ".pth") and Path(model).is_file():  # a super-network file
+        if any(v is not None for v in (args.input_size, args.num_classes, args.width_mult, args.weights, args.run)):
+            raise NetAdaptError(
+                "--input-size, --num-classes, --width-mult, --weights and --run do not apply to a super-network file"
+            )
         net, _ = load_supernet(model)
-        return _print_description(net, args)
-    if is_source(model):
+        return _print_description(net, load_architecture(args.arch, net.space) if args.arch else None, None, args)
+    if model is not None and is_source(model):
         return _describe_traced(model, args)
     if args.weights is not None:
         raise NetAdaptError("--weights applies to a traced model (torchvision:, timm:, module:)")
-    net = build_supernet(model, num_classes=args.num_classes, input_size=args.input_size, width_mult=args.width_mult)
-    return _print_zoo(net, load_architecture(args.arch, net.space) if args.arch else None, args)
+    net, arch, title = _describe_target(args)
+    return _print_description(net, arch, title, args)
 
 
-def _print_zoo(net, arch, args: argparse.Namespace) -> int:
+def _print_description(net, arch, title, args: argparse.Namespace) -> int:
+    if isinstance(net, GraphSuperNet):
+        return _print_traced(net, arch, args)
     info = describe(net, arch)
     if args.json:
-        print(json.dumps(info, indent=1))
+        print(json.dumps({**({"title": title} if title else {}), **info}, indent=1))
         return 0
+    if title:
+        print(title)
     print(f"{info['model']}  input {info['input_size']}x{info['input_size']}  classes {info['num_classes']}")
     print(f"MACs {info['macs']:,}  parameters {info['params']:,}  searchable layers {info['searchable_layers']}")
     print(format_table(info["layers"]))
+    for note in info["notes"]:
+        print(f"* {note}")
     return 0
 
 
@@ -95,13 +195,10 @@ def _describe_traced(model: str, args: argparse.Namespace) -> int:
     net = build_supernet(model, num_classes=args.num_classes, input_size=args.input_size)
     if args.weights is not None:
         load_weights_(net, args.weights)
-    return _print_description(net, args)
+    return _print_traced(net, load_architecture(args.arch, net.space) if args.arch else None, args)
 
 
-def _print_description(net, args: argparse.Namespace) -> int:
-    arch = load_architecture(args.arch, net.space) if args.arch else None
-    if not isinstance(net, GraphSuperNet):
-        return _print_zoo(net, arch, args)
+def _print_traced(net, arch, args: argparse.Namespace) -> int:
     info = describe_traced(net, arch)
     if args.json:
         print(json.dumps(info, indent=1))

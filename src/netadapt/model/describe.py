@@ -9,7 +9,7 @@ from netadapt.model.blocks import ClassifierHead, ConvBlock, DecoderStage, Inver
 from netadapt.model.layers import ArchView, ElasticConv
 from netadapt.model.supernet import SuperNet
 
-__all__ = ["COLUMNS", "describe", "format_table"]
+__all__ = ["COLUMNS", "cell", "describe", "format_table"]
 
 COLUMNS = ("index", "type", "T", "kernel", "stride", "bn", "act", "exp", "dw", "pw", "se", "macs", "params")
 _ACT_NAMES = {nn.ReLU: "RE", nn.ReLU6: "RE6", nn.Hardswish: "HS"}
@@ -34,6 +34,11 @@ def describe(supernet: SuperNet, arch: Architecture | None = None) -> dict:
     convolution puts its filters under Exp; depthwise-separable pairs and decoder stages get one
     row per layer.  Widths are the filters actually computing (0 = bypassed or removed).  A traced
     network gets :func:`netadapt.trace.report.describe_traced`'s table instead.
+
+    Where that is fewer than the architecture keeps -- a depthwise layer computes one filter per
+    input channel, so it computes at most its input's width -- the row's ``chosen`` mapping holds
+    the architecture's number for that column, and ``notes`` (one sentence per such layer) says
+    why the two differ; :func:`format_table` marks the cell with ``*``.
     """
     from netadapt.trace.elastic import GraphSuperNet  # the trace package builds on this one
 
@@ -58,8 +63,23 @@ def describe(supernet: SuperNet, arch: Architecture | None = None) -> dict:
         rows.append(r)
         return r
 
+    notes: list[str] = []
+    chosen: dict[str, int] = {}  # layer name -> filters the architecture keeps, where more than compute
+
     def f(layer: ElasticConv) -> int:
-        return costs[layer.name].filters
+        cost = costs[layer.name]
+        kept = arch.filters[layer.index] if layer.index is not None else cost.filters
+        if 0 < cost.filters < kept:
+            chosen[layer.name] = kept
+            notes.append(
+                f"{layer.name} keeps {kept} filters in the architecture but computes {cost.filters}: a depthwise layer "
+                f"has one filter per input channel, and its input has {cost.in_channels} channels"
+            )
+        return cost.filters
+
+    def mark(r: dict, column: str, layer: ElasticConv | None) -> None:
+        if layer is not None and layer.name in chosen:
+            r.setdefault("chosen", {})[column] = chosen[layer.name]
 
     has_se = any(isinstance(b, InvertedResidual) and b.se is not None for b in supernet.blocks)
     block_type = "mnv3 block" if has_se else "mnv2 block"
@@ -68,7 +88,8 @@ def describe(supernet: SuperNet, arch: Architecture | None = None) -> dict:
             row("conv", block.conv, exp=f(block.conv))
         elif isinstance(block, Sequential):
             for layer in block.layers:
-                row("dw" if layer.depthwise else "pw", layer, **{"dw" if layer.depthwise else "pw": f(layer)})
+                column = "dw" if layer.depthwise else "pw"
+                mark(row(column, layer, **{column: f(layer)}), column, layer)
         elif isinstance(block, InvertedResidual):
             r = row(block_type, block.depthwise)
             layers = [m for m in (block.expand, block.project) if m is not None]
@@ -84,8 +105,9 @@ def describe(supernet: SuperNet, arch: Architecture | None = None) -> dict:
                 params=sum(costs[m.name].params for m in [*layers, block.depthwise])
                 + (costs[block.se.name].params if block.se is not None else 0),
             )
+            mark(r, "dw", block.depthwise)
         elif isinstance(block, DecoderStage):
-            row("dw", block.depthwise, dw=f(block.depthwise))
+            mark(row("dw", block.depthwise, dw=f(block.depthwise)), "dw", block.depthwise)
             row("pw", block.pointwise, pw=f(block.pointwise))
             row("upsample", None)
         elif isinstance(block, ClassifierHead):
@@ -104,16 +126,23 @@ def describe(supernet: SuperNet, arch: Architecture | None = None) -> dict:
         "searchable_layers": len(supernet.space),
         "architecture": arch.to_dict(supernet.space),
         "layers": rows,
+        "notes": notes,
     }
 
 
 def format_table(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
     """A plain-text table with aligned columns."""
-    cells = [[str(c) for c in columns]] + [[_fmt(r[c]) for c in columns] for r in rows]
+    cells = [[str(c) for c in columns]] + [[cell(r, c) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def cell(row: dict, column: str) -> str:
+    """A table cell; ``*`` marks a width the architecture keeps more of than compute (see
+    :func:`describe`'s ``notes``)."""
+    return _fmt(row[column]) + ("*" if column in row.get("chosen", {}) else "")
 
 
 def _fmt(value: object) -> str:

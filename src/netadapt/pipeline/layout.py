@@ -1,17 +1,21 @@
 """Where each stage of ``netadapt run`` writes inside the run folder.
 
-=================  ===========================================================================
-``config.yaml``     the resolved run config (a rerun with another config is refused)
-``build.json``      how to rebuild the super-network (``SuperNet.build_config()``)
-``supernet/``       super-network training run (checkpoints, ``supernet.pt``, held-out split)
-``search/``         the search (``history.jsonl``, ``trajectory.json``, ``family.json``, …)
-``final/``          training of the discovered network
-``baseline/``       training of the uniform-scaling baseline
-``export/``         ``model.pt`` (loadable alone), ``model.onnx``, ``model.ts``
-``summary.json``    the headline numbers: initial, discovered, baseline
-``timing.json``     time per step (paper Table 1 breakdown)
-``report/``         ``report.md`` and its plots
-=================  ===========================================================================
+=====================  ======================================================================
+``config.yaml``         the resolved run config (a rerun with another config is refused)
+``data_profile.json``   ``netadapt run --data``: what was measured of the image folder
+``build.json``          how to rebuild the super-network (``SuperNet.build_config()``)
+``supernet/``           super-network training run (checkpoints, ``supernet.pt``, held-out split)
+``search/``             the search (``history.jsonl``, ``trajectory.json``, ``family.json``, …)
+``final/``              training of the discovered network (``architecture.json``: the network)
+``initial/``            training of the initial network with the same budget (a comparison)
+``baseline/``           training of the uniform-scaling baseline (a comparison)
+``export/``             ``model.pt`` (loadable alone), ``model.onnx``, ``model.ts``,
+                        ``model.pt2``: each carries ``metadata.json`` (preprocessing, classes,
+                        architecture, MACs)
+``summary.json``        the headline numbers (initial, discovered, baseline; image counts)
+``timing.json``         time per step (paper Table 1 breakdown)
+``report/``             ``report.md`` and its plots
+=====================  ======================================================================
 """
 
 from __future__ import annotations

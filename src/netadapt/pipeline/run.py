@@ -39,7 +39,10 @@ from netadapt.train.config import RESUMABLE_CHANGES as TRAIN_RESUMABLE
 from netadapt.train.config import SupernetTrainConfig
 from netadapt.train.loop import train_supernet
 
-__all__ = ["FinalConfig", "RunConfig", "run_pipeline"]
+__all__ = ["EXPORT_FORMATS", "FinalConfig", "RunConfig", "run_pipeline"]
+
+#: The files ``export`` may name (each written to ``export/``, checked against PyTorch).
+EXPORT_FORMATS = ("pytorch", "onnx", "torchscript", "pt2")
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +77,13 @@ class SearchStage:
     metric: str = "macs"  # macs | params | latency:LUT.json | measured:BACKEND | command:'...'
     metric_timeout: float = 600.0  # seconds one run of a command: metric may take
     score: str | None = None  # how samples are compared; None: top1, or rmse for depth (SearchRunConfig.score)
-    seed: int = 0
-    device: str = "auto"
-    batch_size: int = 256
+    seed: int = 0  # seeds the samples of every iteration and the calibration images
+    device: str = "auto"  # auto: cuda when available, else cpu
+    batch_size: int = 256  # held-out and calibration batches
     # > 0: NetAdaptV1's sample evaluation (each sample fine-tuned this many batches from the
     # trained network's weights) instead of the super-network's shared weights.
     finetune_steps: int = 0
-    finetune_lr: float = 0.01
+    finetune_lr: float = 0.01  # learning rate of that fine-tuning
     search: SearchConfig = field(default_factory=SearchConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -97,26 +100,31 @@ class RunConfig:
     """The whole flow; ``supernet`` and ``search`` are the stage configs (their run folders and
     super-network file are set by the run)."""
 
-    run_dir: str = "runs/netadapt"
+    run_dir: str = "runs/netadapt"  # the run folder: every stage writes below it (pipeline/layout.py)
     supernet: SupernetTrainConfig = field(default_factory=SupernetTrainConfig)
     search: SearchStage = field(default_factory=SearchStage)
     final: FinalConfig = field(default_factory=FinalConfig)
-    export: list[str] = field(default_factory=lambda: ["pytorch", "onnx", "torchscript"])
+    # pytorch: model.pt (load_compact); onnx: model.onnx; torchscript: model.ts; pt2: model.pt2 (a
+    # torch.export program).  Each carries its preprocessing, class names and architecture.
+    export: list[str] = field(default_factory=lambda: ["pytorch", "onnx", "torchscript", "pt2"])
     latency_backend: str | None = "torch"  # measured latency in the summary (None: skip)
     data_note: str = ""  # shown in the report (e.g. "CIFAR-10 images are JPEG re-encodings")
 
     def validate(self) -> None:
         self.final.validate()
-        unknown = set(self.export) - {"pytorch", "onnx", "torchscript"}
+        unknown = set(self.export) - set(EXPORT_FORMATS)
         if unknown:
-            raise NetAdaptError(f"unknown export format(s) {sorted(unknown)}; choose from pytorch, onnx, torchscript")
+            raise NetAdaptError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(EXPORT_FORMATS)}")
 
 
 #: Keys that may change when a run resumes: they do not change what is computed (the run folder
 #: itself may move, with everything in it: every stage stores paths relative to its folder).
 RESUMABLE_CHANGES = frozenset(
-    {"run_dir", "search.metric_timeout", "search.device", *(f"supernet.{key}" for key in TRAIN_RESUMABLE)}
-)
+    {
+        "run_dir", "search.metric_timeout", "search.device", "export", "data_note",  # the export and report rerun each time
+        *(f"supernet.{key}" for key in TRAIN_RESUMABLE),
+    }
+)  # fmt: skip
 
 
 def _check_run_folder(layout: RunLayout, config: RunConfig) -> None:
@@ -147,16 +155,26 @@ def _stage_config(config: RunConfig, run_dir: Path, **changes: Any) -> SupernetT
 
 
 def _train_architecture(
-    config: RunConfig, layout: RunLayout, name: str, arch: Architecture, space_text: SuperNet, *, init_from: Path | None
+    config: RunConfig,
+    layout: RunLayout,
+    name: str,
+    arch: Architecture,
+    net: SuperNet,
+    *,
+    init_from: Path | None,
+    label: str,
 ) -> Path:
-    """Train one architecture (optionally along the trajectory); returns its super-network file."""
+    """Train one architecture (a compact network: the discovered one, a comparison or a trajectory
+    step, named ``label`` in the logs) in folder ``name``; returns its super-network file (the
+    trained weights written back into the super-network's tensors, which later stages read)."""
     final = config.final
     epochs = final.epochs or config.supernet.epochs
     folder = layout.root / name
     folder.mkdir(parents=True, exist_ok=True)
     arch_file = folder / "architecture.json"
     if not arch_file.exists():
-        atomic_write(arch_file, lambda f: f.write(arch.to_json(space_text.space).encode()))
+        text = arch.to_json(net.space, build=net.build_config())  # self-describing: netadapt describe --arch FILE
+        atomic_write(arch_file, lambda f: f.write(text.encode()))
     teacher = str(layout.supernet_dir / "supernet.pt") if final.distill else None
     optim = replace(config.supernet.optim, lr=config.supernet.optim.lr * final.lr_scale)
     od = replace(config.supernet.ordered_dropout, enabled=False)
@@ -173,7 +191,8 @@ def _train_architecture(
             teacher=teacher,
             optim=optim,
             ordered_dropout=od,
-        )
+        ),
+        label=label,
     )
 
 
@@ -201,7 +220,8 @@ def _trajectory_init(config: RunConfig, layout: RunLayout, net: SuperNet, supern
     for i, point in enumerate(points):
         arch = Architecture.from_dict(point["arch"])
         stage = replace(config, final=replace(config.final, epochs=config.final.trajectory_epochs, distill=False))
-        previous = _train_architecture(stage, layout, f"final/trajectory_{i:02d}", arch, net, init_from=previous)
+        label = f"trajectory step {i + 1}/{len(points)} (iteration {point['iteration']} of the search; appendix A.2)"
+        previous = _train_architecture(stage, layout, f"final/trajectory_{i:02d}", arch, net, init_from=previous, label=label)
     return previous
 
 
@@ -236,6 +256,7 @@ def _run_pipeline(config: RunConfig, layout: RunLayout) -> Path:
     _check_run_folder(layout, config)
 
     # 1. super-network training (paper §2.3)
+    log.info("stage 1/5 of %s: training the super-network (ordered dropout, §2.3)", layout.root)
     supernet_file = train_supernet(_stage_config(config, layout.supernet_dir))
     net, _ = load_supernet(supernet_file)
     task = task_named(net.task)
@@ -244,16 +265,29 @@ def _run_pipeline(config: RunConfig, layout: RunLayout) -> Path:
     # 2. search (paper §2.4)
     search_config = config.search.to_run_config(supernet_file, layout.search_dir)
     if not (layout.search_dir / "final_arch.json").exists():
+        log.info("stage 2/5: searching its sub-networks (multi-layer coordinate descent, §2.4)")
         run_search(search_config)
     for step, value in load_timing(layout.search_dir / "timing.json").items():
         record_step(layout.timing, step, value)
     discovered = net.space.validate(Architecture.from_dict(load_json(layout.search_dir / "final_arch.json")))
 
     # 3. training the discovered network (and the comparisons, same budget)
+    comparing = [
+        name for name, on in (("the initial network", config.final.initial), ("a uniform baseline", config.final.baseline)) if on
+    ]
+    log.info(
+        "stage 3/5: training the discovered network%s", f" and, for comparison, {' and '.join(comparing)}" if comparing else ""
+    )
     init = {"scratch": None, "supernet": supernet_file}.get(config.final.init)
     if config.final.init == "trajectory":
         init = _trajectory_init(config, layout, net, supernet_file)
-    final_file = _train_architecture(config, layout, "final", discovered, net, init_from=init)
+    start = {
+        "scratch": "from scratch",
+        "supernet": "from the super-network's weights",
+        "trajectory": "after the trajectory steps",
+    }
+    final_file = _train_architecture(config, layout, "final", discovered, net, init_from=init,
+                                     label=f"discovered network ({start[config.final.init]})")  # fmt: skip
     record_step(layout.timing, "final_training", _training_time(layout, final_file))
     resources_fn, metric_name = build_resource_fn(config.search.metric, net, timeout=config.search.metric_timeout)
 
@@ -267,20 +301,24 @@ def _run_pipeline(config: RunConfig, layout: RunLayout) -> Path:
     if config.final.initial:
         comparisons["initial"] = (
             net.space.full(),
-            _train_architecture(config, layout, "initial", net.space.full(), net, init_from=same_init),
-        )
+            _train_architecture(config, layout, "initial", net.space.full(), net, init_from=same_init,
+                                label="initial network (for comparison, same training)"),
+        )  # fmt: skip
     if baseline_arch is not None:
         comparisons["baseline"] = (
             baseline_arch,
-            _train_architecture(config, layout, "baseline", baseline_arch, net, init_from=same_init),
-        )
+            _train_architecture(config, layout, "baseline", baseline_arch, net, init_from=same_init,
+                                label="uniform baseline (every layer scaled alike to the discovered network's resource)"),
+        )  # fmt: skip
 
     # 4. export the discovered network
-    trained, _ = load_supernet(final_file)
+    log.info("stage 4/5: exporting the discovered network (%s) to %s", ", ".join(config.export), layout.export_dir)
+    trained, final_extra = load_supernet(final_file)
     compact = trained.extract(discovered).eval()
-    _export(config, layout, compact, discovered, trained)
+    _export(config, layout, compact, discovered, trained, final_extra, task)
 
     # 5. summary and report
+    log.info("stage 5/5: measuring and reporting")
     latency = None
     if config.latency_backend:
         from netadapt.resources.latency import MeasuredLatencyMetric
@@ -297,6 +335,8 @@ def _run_pipeline(config: RunConfig, layout: RunLayout) -> Path:
         "target": f"{config.search.search.target} ({config.search.search.target_mode})",
         "build": net.build_config(),
         "data_note": config.data_note,
+        # images of every split (super-network training; the networks trained later use the same)
+        "images": load_supernet_extra(supernet_file).get("images"),
         "discovered": _evaluate_trained(final_file, discovered, resource_fn, latency, task),
     }
     for key, (arch, path) in comparisons.items():
@@ -316,13 +356,52 @@ def _uniform_match(net: SuperNet, resource_fn: Any, budget: float) -> Architectu
     return match.arch
 
 
-def _export(config: RunConfig, layout: RunLayout, compact: Any, arch: Architecture, trained: SuperNet) -> None:
-    from netadapt.export import export_onnx, export_torchscript, save_compact
+def _export(
+    config: RunConfig,
+    layout: RunLayout,
+    compact: Any,
+    arch: Architecture,
+    trained: SuperNet,
+    extra: dict[str, Any],
+    task: Task,
+) -> None:
+    """Write the discovered network in every format of ``config.export``, each file carrying
+    its :class:`~netadapt.export.ModelMetadata` (preprocessing, class names, architecture, MACs)."""
+    from netadapt import __version__, count_macs, count_params
+    from netadapt.export import ModelMetadata, export_onnx, export_program, export_torchscript, save_compact
 
+    data = config.supernet.data
+    profile = layout.root / "data_profile.json"  # written by `netadapt run --data`
+    if task.name == "depth":  # FastDepth's own evaluation geometry (netadapt.depth.transforms)
+        preset, (mean, std) = ("nyu" if data.dataset == "nyu" else "none"), data.resolved_mean_std()
+    else:
+        preset, (mean, std) = data.resolved_preset(), data.resolved_mean_std()
+    metrics = {k: v for k, v in (extra.get("metrics") or {}).items() if k.startswith("val_") and isinstance(v, int | float)}
+    metadata = ModelMetadata(
+        model=trained.name,
+        task=task.name,
+        classes=tuple(extra["classes"]) if task.name == "classification" and extra.get("classes") else None,
+        input_size=trained.input_size,
+        in_channels=trained.in_channels,
+        mean=tuple(mean),
+        std=tuple(std),
+        preset=preset,
+        macs=count_macs(trained, arch),
+        params=count_params(trained, arch),
+        architecture=arch.to_dict(trained.space),
+        build=trained.build_config(),
+        grayscale=load_json(profile).get("grayscale") if profile.is_file() else None,
+        metrics=metrics,
+        netadapt_version=__version__,
+    )
     out = layout.export_dir
     if "pytorch" in config.export:
-        save_compact(out / "model.pt", compact, arch, trained.build_config(), {"classes": None})
+        save_compact(out / "model.pt", compact, arch, trained.build_config(), metadata=metadata)
     if "onnx" in config.export:
-        export_onnx(compact, out / "model.onnx")
+        export_onnx(compact, out / "model.onnx", metadata=metadata)
     if "torchscript" in config.export:
-        export_torchscript(compact, out / "model.ts")
+        export_torchscript(compact, out / "model.ts", metadata=metadata)
+    if "pt2" in config.export:
+        export_program(compact, out / "model.pt2", metadata=metadata)
+    text = metadata.to_json()  # the same, readable without torch or onnx
+    atomic_write(out / "metadata.json", lambda f: f.write(text.encode()))

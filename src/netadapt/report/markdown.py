@@ -20,7 +20,7 @@ from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write, load_json
 from netadapt.model.checkpoint import supernet_from_build
-from netadapt.model.describe import describe
+from netadapt.model.describe import cell, describe
 from netadapt.pipeline.layout import RunLayout
 from netadapt.search.timing import format_timing_table, load_timing
 from netadapt.trace.elastic import GraphSuperNet
@@ -157,6 +157,29 @@ def _plot_widths(plt: Any, names: list[str], initial: Architecture, final: Archi
     plt.close(fig)
 
 
+def _data_section(images: dict[str, Any]) -> list[str]:
+    """The "Data" section: images of every split and where they come from (empty when the run
+    predates these counts)."""
+    if not images:
+        return []
+    train_total, heldout = images.get("train_total"), images.get("heldout", 0)
+    train_note = f"from {images.get('train_source')}"
+    if train_total is not None and images.get("train", 0) + heldout < train_total:
+        train_note += f": a seeded subset (data.subset) of the {train_total - heldout:,} not held out"
+    rows = [
+        ["training", f"{images.get('train', 0):,}", f"{train_note}; the super-network and every trained network"],
+        ["held-out", f"{heldout:,}", "training images reserved for the search to compare samples on (never trained on)"],
+    ]
+    if images.get("val_source"):
+        val_note = f"{images['val_source']}"
+        if images.get("val_total") and images["val"] < images["val_total"]:
+            val_note += f": a seeded {images['val']:,} of its {images['val_total']:,} (data.val_subset)"
+        rows.append(["validation", f"{images.get('val', 0):,}", f"{val_note}; the accuracy in the Result table"])
+    else:
+        rows.append(["validation", "0", "no validation folder: the trained networks have no validation numbers"])
+    return ["## Data", "", _markdown_table(["split", "images", "what"], rows), ""]
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``RUN_DIR/report/report.md`` and its plots; returns the report's path."""
     layout = RunLayout(Path(run_dir))
@@ -206,13 +229,18 @@ def write_report(run_dir: str | Path) -> Path:
                     _fmt(entry.get("latency_ms"), 3),
                 ]
             )
+    images = summary.get("images") or {}
     if rows:
         header = ["network", *[_score_title(c, tag) for c in columns], *([metric] if own_column else [])]
         header += ["MACs", "parameters", "latency (ms)"]
         lines += ["## Result", "", _markdown_table(header, rows), ""]
-        lines += ["Trained networks, validation set" + (" (synthetic scenes)" if tag else "") + ".", ""]
+        where = "validation set" + (" (synthetic scenes)" if tag else "")
+        if images.get("val"):
+            where = f"{images['val']:,} validation images" + (" (synthetic scenes)" if tag else "")
+        lines += [f"Each network trained, then measured on the {where} (see Data).", ""]
     else:
         lines += ["## Result", "", "No trained networks yet (the final training stage has not run).", ""]
+    lines += _data_section(images)
     lines += [
         "## Search",
         "",
@@ -234,12 +262,14 @@ def write_report(run_dir: str | Path) -> Path:
         "",
     ]
     if isinstance(supernet, GraphSuperNet):  # a traced network: one row per convolution
-        info, columns = describe_traced(supernet, final), TRACED_COLUMNS
+        info = describe_traced(supernet, final)
         lines += ["One row per convolution and linear layer of the traced network (filters kept; 0 = removed).", ""]
+        lines += [_markdown_table(list(TRACED_COLUMNS), [[r[c] for c in TRACED_COLUMNS] for r in info["layers"]]), ""]
     else:
-        info, columns = describe(supernet, final), _TABLE_COLUMNS
+        info = describe(supernet, final)
         lines += ["Columns of the paper's Table 8 (widths = filters kept; 0 = bypassed or removed).", ""]
-    lines += [_markdown_table(list(columns), [[r[c] for c in columns] for r in info["layers"]]), ""]
+        lines += [_markdown_table(list(_TABLE_COLUMNS), [[cell(r, c) for c in _TABLE_COLUMNS] for r in info["layers"]]), ""]
+        lines += [f"\\* {note}." for note in info["notes"]] + ([""] if info["notes"] else [])
     lines += ["![widths](widths.png)", ""]
     timing = load_timing(layout.timing)
     if timing:

@@ -34,8 +34,8 @@ class SearchConfig:
     layers: int = 10
     initial_reduction: float = 0.03  # 3% of the initial resource in the first iteration (§4.1.1)
     decay: float = 0.98  # per-iteration decay of the reduction (§4.1.1)
-    target: float = 0.5
-    target_mode: Literal["fraction", "absolute"] = "fraction"
+    target: float = 0.5  # the resource to reach: a fraction of the initial network's, or absolute (target_mode)
+    target_mode: Literal["fraction", "absolute"] = "fraction"  # absolute: target in the resource's unit (MACs, ms)
     # "accuracy": the sample with the best held-out accuracy (§2.4); "ratio": NetAdaptV1's
     # smallest accuracy drop per unit of resource drop.
     selection: Literal["accuracy", "ratio"] = "accuracy"
@@ -96,3 +96,20 @@ class SearchConfig:
     def reduction(self, iteration: int, initial: float) -> float:
         """The resource reduction asked of iteration ``iteration`` (1-based)."""
         return self.initial_reduction * initial * self.decay ** (iteration - 1)
+
+    def expected_iterations(self, initial: float, target: float) -> int | None:
+        """Iterations the reduction schedule alone needs to bring ``initial`` down to ``target``
+        (both in the resource's unit): the smallest n with Σ_{i≤n} reduction(i) ≥ initial −
+        target, capped at ``max_iterations``; ``None`` when the decaying reductions never add up
+        to that.  A search may need fewer (a sample can shrink past what was asked of it)."""
+        gap = initial - target
+        if gap <= 0:
+            return 0
+        first = self.initial_reduction * initial
+        if self.decay == 1:
+            return min(self.max_iterations, math.ceil(gap / first - 1e-9))
+        # Σ_{i≤n} first·d^(i−1) = first·(1 − d^n)/(1 − d) ≥ gap  ⇔  d^n ≤ 1 − gap·(1 − d)/first
+        rest = 1 - gap * (1 - self.decay) / first
+        if rest <= 0:
+            return None
+        return min(self.max_iterations, max(1, math.ceil(math.log(rest) / math.log(self.decay) - 1e-9)))

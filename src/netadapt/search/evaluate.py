@@ -112,9 +112,9 @@ class EvalConfig:
     recalibrate_bn: bool = True  # see the module docstring; off = the super-network's statistics
     calibration_images: int = 2000  # images of the fixed calibration set (taken in order)
     mode: Literal["extract", "masked"] = "extract"  # masked = the full super-network with masks (slower)
-    device: str = "cpu"
+    device: str = "cpu"  # netadapt run and search set it from their own device
     workers: int = 0  # worker processes on this machine (0 = evaluate in this process)
-    threads_per_worker: int = 1
+    threads_per_worker: int = 1  # torch threads of each worker process
     autocast: bool = False  # bfloat16 autocast on CUDA (throughput; rankings are what matter)
     fold_bn: bool = True  # extract mode: fold BN into the convolutions after recalibration (faster)
 

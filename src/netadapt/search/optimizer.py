@@ -27,6 +27,7 @@ from typing import Any
 from netadapt.arch.space import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
 from netadapt.lock import run_folder_lock
+from netadapt.progress import Eta
 from netadapt.search.config import SearchConfig
 from netadapt.search.distributed import broadcast_from_rank0, rank, world_size
 from netadapt.search.family import FamilyMember, TrajectoryPoint, build_family
@@ -313,6 +314,8 @@ def _search(
 
     # -- iterations ------------------------------------------------------------------------------
     status = "done"
+    expected = config.expected_iterations(initial_resource, target)  # for the log lines only
+    eta = Eta(expected or 0, trajectory[-1].iteration)
     while trajectory[-1].resource > target:
         best = trajectory[-1]
         iteration = best.iteration + 1
@@ -381,8 +384,9 @@ def _search(
         folder.append_history(records)
         finish_iteration(trajectory, "running")
         log.info(
-            "iteration %d: resource %.6g (asked <= %.6g), %s %.4f; %d samples, %d discarded, %.2fs",
+            "iteration %d/~%s: resource %.6g (asked <= %.6g), %s %.4f; %d samples, %d discarded, %.2fs; %s",
             iteration,
+            expected if expected is not None else "?",
             resource,
             required,
             score or "accuracy",
@@ -390,6 +394,7 @@ def _search(
             len(made),
             len(made) - len(candidates),
             time.perf_counter() - step_began,
+            eta.text(iteration) if expected is not None and iteration < expected else "ETA: the target is near",
         )
 
     final = trajectory[-1]

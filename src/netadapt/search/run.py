@@ -47,7 +47,7 @@ class SearchRunConfig:
     # default), rel, delta1, delta2, delta3 or mae.  The direction follows the metric.
     score: str | None = None  # None: the task's default
     run_dir: str | None = None  # None: a "search" folder beside the super-network file
-    seed: int = 0
+    seed: int = 0  # seeds the samples of every iteration and the calibration images
     initial_arch: str | None = None  # an architecture JSON to start from (default: the full network)
     device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
     batch_size: int = 256  # held-out and calibration batches
@@ -55,9 +55,9 @@ class SearchRunConfig:
     metric_timeout: float = 600.0  # seconds one run of a command: metric may take (then it is killed and retried)
     heldout_in_memory_mb: int = 2048  # keep the decoded held-out set in memory when it fits
     finetune_steps: int = 0  # > 0: the NetAdaptV1 baseline (each sample fine-tuned this many batches)
-    finetune_lr: float = 0.01
+    finetune_lr: float = 0.01  # learning rate of that fine-tuning
     supernet_hours: float | None = None  # super-network training wall-clock hours, when the file lacks them
-    supernet_devices: int = 1
+    supernet_devices: int = 1  # devices that training used (with supernet_hours)
     search: SearchConfig = field(default_factory=SearchConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -203,6 +203,14 @@ def _run_search(config: SearchRunConfig, run_dir: Path) -> SearchResult:
     search_config = replace(config.search, constrained=config.search.constrained or name, higher_is_better=score.higher_is_better)
     initial_resource, target = check_search_inputs(space, initial, resource_fn, search_config)
     log.info("%s of the initial network: %g; target %g", name, initial_resource, target)
+    expected = search_config.expected_iterations(initial_resource, target)
+    log.info(
+        "the reduction schedule (%g%% of the initial %s in the first iteration, x%g per iteration) needs %s; "
+        "%s samples per iteration",
+        100 * search_config.initial_reduction, name, search_config.decay,
+        "more iterations than it can make (a sample may still shrink further)" if expected is None else f"about {expected} iterations",
+        search_config.samples or "one per layer: the",
+    )  # fmt: skip
 
     with distributed(config.device) as ctx:
         heldout, calibration, heldout_path, unreadable = _load_data(config, extra, supernet.input_size)
@@ -261,6 +269,8 @@ def _run_search(config: SearchRunConfig, run_dir: Path) -> SearchResult:
                 supernet_time=supernet_time,
                 score=score.name,
             )
+        if ctx.is_main:  # the discovered architecture, describing itself: how to rebuild its network
+            save_json(run_dir / "final_arch.json", result.final.to_dict(space, build=supernet.build_config()))
         if ctx.is_main and score.name == "top1":
             _report_noise(run_dir, _count_images(heldout))
         return result

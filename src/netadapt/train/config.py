@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from netadapt.data.config import DataConfig
 from netadapt.errors import NetAdaptError
+from netadapt.train.recipes import apply_recipe
 
 __all__ = [
     "RELOCATABLE_PATHS",
@@ -24,11 +25,11 @@ __all__ = [
 class ModelConfig:
     """Which super-network to build (see :func:`netadapt.build_supernet`)."""
 
-    name: str = "mobilenet_v1_cifar"
+    name: str = "mobilenet_v1_cifar"  # a zoo model (netadapt zoo)
     width_mult: float | None = None  # None: the zoo's 1.0
     input_size: int | None = None  # None: the data's image size
     num_classes: int | None = None  # None: the data's number of classes
-    in_channels: int = 3
+    in_channels: int = 3  # image channels the network takes (the data loaders give RGB: 3)
     dropout: float | None = None  # None: the model's own (0.2 for MobileNetV2/V3, paper §4.1.1)
     options: dict[str, Any] = field(default_factory=dict)  # BuildOptions: num_widths, bypass, superkernel, …
 
@@ -39,10 +40,10 @@ class OptimConfig:
     the mean square starts at 1, ``eps`` is added inside the square root and the learning rate
     is applied inside the momentum, as in ``tf.train.RMSPropOptimizer``."""
 
-    name: Literal["rmsprop", "sgd"] = "rmsprop"
+    name: Literal["rmsprop", "sgd"] = "rmsprop"  # paper: RMSProp (TensorFlow semantics, see above)
     lr: float = 0.064  # paper: maximum learning rate 0.064 for a batch of 1024 …
     lr_batch: int = 1024  # … scaled linearly with the global batch size [Goyal et al.]
-    momentum: float = 0.9
+    momentum: float = 0.9  # paper: 0.9
     rmsprop_decay: float = 0.9  # TF's rho
     eps: float = 0.001  # TF EfficientNet's RMSProp epsilon
     nesterov: bool = True  # sgd only
@@ -61,9 +62,9 @@ class OptimConfig:
 class ScheduleConfig:
     """Learning-rate schedule, a function of the optimizer step."""
 
-    name: Literal["step", "cosine", "constant"] = "step"
+    name: Literal["step", "cosine", "constant"] = "step"  # step: x decay every decay_epochs (paper); cosine: to min_factor
     decay: float = 0.963  # paper: "decayed by 0.963 every 3 epochs"
-    decay_epochs: float = 3.0
+    decay_epochs: float = 3.0  # step: epochs between decays
     warmup_epochs: float = 0.0  # linear warm-up (not in the paper; TF's EfficientNet recipe uses 5)
     min_factor: float = 0.0  # cosine: final learning rate as a fraction of the maximum
 
@@ -85,7 +86,7 @@ class OrderedDropoutConfig:
     # block or layer -- the narrowest width allowed falling linearly from the full width to the
     # space's narrowest (progressive shrinking) --, the rest vary everything.
     full_epochs: float = 0.0
-    width_epochs: float = 0.0
+    width_epochs: float = 0.0  # see full_epochs
     # Share of the images that run without each removable block (None: one in the number of
     # width choices, the share a width-0 choice would get).
     block_drop: float | None = None
@@ -115,11 +116,16 @@ class OrderedDropoutConfig:
 
 @dataclass
 class SupernetTrainConfig:
-    """Everything :func:`netadapt.train.train_supernet` needs; written as ``config.yaml`` in the run folder."""
+    """Everything :func:`netadapt.train.train_supernet` needs; written as ``config.yaml`` in the run folder.
 
-    run_dir: str = "runs/supernet"
+    The defaults are the paper's ImageNet recipe (§4.1.1).  A mapping may name a recipe instead
+    (``recipe: small``, :mod:`netadapt.train.recipes`): its settings go under the mapping's own,
+    and the resolved config written to the run folder holds every value.
+    """
+
+    run_dir: str = "runs/supernet"  # netadapt run sets it to RUN_DIR/supernet (and final/, initial/, baseline/)
     seed: int = 0  # seeds data order, augmentation, ordered dropout and dropout (per rank)
-    epochs: int = 10
+    epochs: int = 10  # super-network training epochs (final.epochs: None reuses it)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -139,12 +145,12 @@ class SupernetTrainConfig:
     # Train `architecture` inside the full super-network's tensors with fixed masks instead of as
     # its extracted compact network: the same result (tests/test_train_final.py) at the full cost.
     masked: bool = False
-    init_from: str | None = None
+    init_from: str | None = None  # a super-network file whose weights start training
     # Depth (paper §4.2.1, appendix A.2): an ImageNet MobileNetV1 checkpoint whose weights start
     # FastDepth's encoder (formats: netadapt.depth.load_encoder_); init_from, when also given,
     # overrides it.  Applied when a run starts, never on resume.
     init_encoder: str | None = None
-    teacher: str | None = None
+    teacher: str | None = None  # a super-network file whose full network is distilled from (paper appendix A.1)
     teacher_weight: float = 0.5  # weight of the distillation loss when a teacher is given
     deterministic: bool = False  # torch.use_deterministic_algorithms during training
     device: str = "auto"  # auto | cpu | cuda | cuda:N (torchrun: cuda:LOCAL_RANK)
@@ -160,6 +166,12 @@ class SupernetTrainConfig:
     # as diverged, like a loss that is not finite; null: only non-finite losses stop it.  Far
     # above the loss of an untrained network (cross-entropy ln C, depth L1 in metres).
     max_loss: float | None = 1000.0
+
+    @staticmethod
+    def expand_mapping(data: dict[str, Any]) -> dict[str, Any]:
+        """A config mapping with ``recipe: NAME`` replaced by the named recipe's settings, under
+        the mapping's own (:mod:`netadapt.train.recipes`)."""
+        return apply_recipe(data)
 
     def validate(self) -> None:
         if self.epochs < 1:

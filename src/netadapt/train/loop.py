@@ -39,6 +39,7 @@ from netadapt.io import atomic_write, read_text
 from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, save_supernet
 from netadapt.model.supernet import SuperNet, build_supernet
+from netadapt.progress import Eta
 from netadapt.resources.counting import count_macs
 from netadapt.tasks import Task, task_for
 from netadapt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, rng_state, save_checkpoint
@@ -58,12 +59,15 @@ CONFIG_FILE = "config.yaml"
 STAGE = "supernet"
 
 
-def train_supernet(config: SupernetTrainConfig, *, on_step: Callable[[int], None] | None = None) -> Path:
+def train_supernet(
+    config: SupernetTrainConfig, *, on_step: Callable[[int], None] | None = None, label: str | None = None
+) -> Path:
     """Train the super-network of ``config``; returns the path of ``run_dir/supernet.pt``.
 
     ``on_step(global_step)`` is called after every optimizer step (and after the checkpoint of
     that step, if any); an exception raised there stops training like a crash would.  A run whose
-    ``supernet.pt`` is complete returns at once.
+    ``supernet.pt`` is complete returns at once.  ``label`` names the network in the log lines
+    (e.g. "discovered network" for ``config.architecture``).
     """
     config.validate()
     with (
@@ -71,7 +75,7 @@ def train_supernet(config: SupernetTrainConfig, *, on_step: Callable[[int], None
         deterministic_mode(config.deterministic),
         run_folder_lock(config.run_dir) if ctx.is_main else nullcontext(),  # one writer per run folder
     ):
-        return _train(config, ctx, on_step)
+        return _train(config, ctx, on_step, label)
 
 
 @contextmanager
@@ -140,7 +144,7 @@ def _check_same_config(run_dir: Path, resolved: dict) -> bool:
     return True
 
 
-def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int], None] | None) -> Path:
+def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int], None] | None, label: str | None) -> Path:
     info = log.info if ctx.is_main else (lambda *a, **k: None)
     run_dir = Path(config.run_dir)
     out_path = run_dir / SUPERNET_FILE
@@ -152,7 +156,7 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     task = task_for(config.data)
     state = load_checkpoint(ckpt_path, STAGE) if ckpt_path.is_file() else None
     if state is not None and state["epoch"] >= config.epochs and out_path.is_file():
-        info("super-network training in %s is complete: %s", run_dir, out_path)
+        info("training of the %s in %s is complete: %s", label or "super-network", run_dir, out_path)
         return out_path
     split = load_heldout(run_dir) if (run_dir / HELDOUT_FILE).is_file() else None
     sources = open_sources(config.data)
@@ -236,9 +240,12 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
         previous_seconds = float(state.get("wall_seconds", 0.0))
         info("resuming %s at epoch %d, step %d (global step %d)", run_dir, start_epoch + 1, start_step, global_step)
     elif arch is not None:
-        info("training one architecture of %s (%s network, %d of %d MACs) on %s: %d training images",
-             supernet.name, module_kind, _macs(supernet, arch), _macs(supernet, supernet.space.full()),
-             sets.train_source.name, len(sets.train))  # fmt: skip
+        info("training %s of %s (%s network, %s of %s MACs) on %s: %d training images, epochs: %d",
+             f"the {label}" if label else "one architecture", supernet.name, module_kind, f"{_macs(supernet, arch):,}",
+             f"{_macs(supernet, supernet.space.full()):,}", sets.train_source.name, len(sets.train), config.epochs)  # fmt: skip
+    elif not config.ordered_dropout.enabled:
+        info("training the %s initial network without ordered dropout (plain training) on %s: %d training images, epochs: %d",
+             supernet.name, sets.train_source.name, len(sets.train), config.epochs)  # fmt: skip
     else:
         info("training the %s super-network (%d searchable layers, %s) on %s: %d training, %d held-out images, %d %s",
              supernet.name, len(supernet.space), task.name, sets.train_source.name, len(sets.train), len(sets.heldout),
@@ -307,6 +314,7 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
         clock = now
 
     began = time.perf_counter()
+    eta = Eta(config.epochs * steps_per_epoch, global_step)  # from this invocation's rate
     raw.train()
     try:
         for epoch in range(start_epoch, config.epochs):
@@ -362,8 +370,8 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
                     n = max(window["images"], 1.0)
                     bar.set_postfix(loss=f"{window['loss'] / n:.3f}", acc=f"{window['correct'] / n:.3f}", img_s=f"{rate:.0f}")
                     if bar.disable and (step + 1) % config.log_every == 0:
-                        info("epoch %d step %d/%d loss %.4f acc %.3f %.0f img/s", epoch + 1, step + 1, steps_per_epoch,
-                             window["loss"] / n, window["correct"] / n, rate)  # fmt: skip
+                        info("epoch %d/%d step %d/%d loss %.4f acc %.3f %.0f img/s; %s", epoch + 1, config.epochs, step + 1,
+                             steps_per_epoch, window["loss"] / n, window["correct"] / n, rate, eta.text(global_step))  # fmt: skip
                     window = dict.fromkeys(window, 0.0)
                     window_start = time.perf_counter()
                 if config.checkpoint_every and global_step % config.checkpoint_every == 0 and step + 1 < steps_per_epoch:
@@ -398,8 +406,9 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
             checkpoint(epoch + 1, 0)
             metrics.write(history)
             info(
-                "epoch %d/%d: %s", epoch + 1, config.epochs, ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
-            )
+                "epoch %d/%d: %s; %s", epoch + 1, config.epochs,
+                ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"), eta.text(global_step),
+            )  # fmt: skip
     finally:
         metrics.close()
 
@@ -412,11 +421,15 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
             "stage": STAGE, "classes": list(sets.classes), "data": asdict(config.data), "heldout": HELDOUT_FILE,
             "data_fingerprint": sets.split.fingerprint, "train": resolved, "ema": ema is not None,
             "metrics": history[-1] if history else {},
+            "images": _image_counts(sets),  # what the report states: images of every split
             # Wall time of training over all invocations (up to the last checkpoint) and the
             # number of processes: the search's time accounting reads it (paper Table 1).
             "timing": {"wall_seconds": previous_seconds + time.perf_counter() - began, "devices": ctx.world},
         })  # fmt: skip
-        info("super-network written to %s", out_path)
+        if arch is not None:  # the compact network's weights, written back into the super-network's tensors
+            info("trained %s written to %s", label or "architecture", out_path)
+        else:
+            info("%s written to %s", "super-network" if od.enabled else "trained initial network", out_path)
     ctx.barrier()
     return out_path
 
@@ -489,6 +502,20 @@ def _explain_validation(record: dict[str, Any], task: Task, info: Callable[..., 
             "the training favours narrow sub-networks (try ordered_dropout.sandwich / distill)",
             key, full, ", ".join(f"{k} {record[k]:.4g}" for k in better),
         )  # fmt: skip
+
+
+def _image_counts(sets: DataSets) -> dict[str, Any]:
+    """Images of every split: trained on, held out for the search, validated on (and where)."""
+    val = sets.val
+    return {
+        "train": len(sets.train),
+        "heldout": len(sets.heldout),
+        "val": 0 if val is None else len(val),
+        "val_total": 0 if val is None else len(val.source),
+        "val_source": None if val is None else getattr(val.source, "name", None),
+        "train_source": getattr(sets.train_source, "name", None),
+        "train_total": len(sets.train_source),
+    }
 
 
 def _macs(net: SuperNet, arch: Architecture) -> int:

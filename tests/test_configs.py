@@ -1,0 +1,96 @@
+"""Every shipped config loads, the small-data ones follow the one recipe, and the recipe trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netadapt.config import config_to_dict, flatten_mapping, load_config, read_yaml_mapping
+from netadapt.errors import NetAdaptError
+from netadapt.pipeline.cli import DEMO_CONFIG
+from netadapt.pipeline.run import RunConfig
+from netadapt.train import SupernetTrainConfig, train_supernet
+from netadapt.train.recipes import RECIPES
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "configs").glob("*.yaml")) + [DEMO_CONFIG]
+
+
+def _load(path: Path) -> tuple[dict, SupernetTrainConfig]:
+    """(the file's mapping, its super-network training config)."""
+    raw = read_yaml_mapping(path)
+    if "supernet" in raw:  # a run config
+        return raw.get("supernet", {}), load_config(RunConfig, path).supernet
+    return raw, load_config(SupernetTrainConfig, path)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_loads_with_the_config_classes(path):
+    raw, config = _load(path)
+    config.validate()
+    # unknown keys are errors (the loader's check the files just passed)
+    with pytest.raises(NetAdaptError, match="unknown config key"):
+        load_config(RunConfig if "supernet" in read_yaml_mapping(path) else SupernetTrainConfig, path, ["nonsense=1"])
+    name = raw.get("recipe")
+    if name is None:
+        return
+    # a config naming a recipe takes every one of its values (it overrides none), so that changing
+    # the recipe in netadapt/train/recipes.py changes the config
+    resolved = flatten_mapping(config_to_dict(config))
+    for key, value in flatten_mapping(RECIPES[name]).items():
+        assert resolved[key] == value, f"{path.name} overrides {key} of recipe {name}"
+
+
+@pytest.mark.parametrize("name", ["imagenet_latency.yaml", "imagenet_macs.yaml", "supernet_imagenet.yaml"])
+def test_imagenet_configs_hold_the_papers_recipe(name):
+    _, config = _load(ROOT / "configs" / name)
+    resolved = flatten_mapping(config_to_dict(config))
+    for key, value in flatten_mapping(RECIPES["paper"]).items():
+        assert resolved[key] == value, key
+
+
+def test_small_data_configs_use_the_recipe():
+    for path in SHIPPED:
+        raw, config = _load(path)
+        if config.data.dataset in ("digits", "folder") and "imagenet" not in path.name:
+            assert raw.get("recipe") == "small", path.name
+
+
+def test_a_recipe_goes_under_the_configs_own_values():
+    config = load_config(SupernetTrainConfig, None, ["recipe=small", "optim.lr=0.1"])
+    assert (
+        config.optim.lr == 0.1
+        and config.optim.name == "sgd"
+        and config.model.options == {"min_width_fraction": 0.5, "removal": "none"}
+    )
+    with pytest.raises(NetAdaptError, match="unknown recipe 'fast'; choose one of: small, paper"):
+        load_config(SupernetTrainConfig, None, ["recipe=fast"])
+
+
+def _trained_setups() -> list[tuple[str, str, float | None]]:
+    """(recipe, model, width) of every shipped config that names a recipe, each once."""
+    setups = set()
+    for path in SHIPPED:
+        raw, config = _load(path)
+        if raw.get("recipe"):
+            setups.add((raw["recipe"], config.model.name, config.model.width_mult))
+    return sorted(setups, key=str)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe, model, width", _trained_setups())
+def test_each_shipped_recipe_trains(recipe, model, width, tmp_path):
+    """The super-network of each shipped (recipe, model) learns the built-in digits: its training
+    loss falls by a fifth in 15 epochs (about 500 steps; a few minutes on one core)."""
+    import json
+
+    import torch
+
+    torch.set_num_threads(1)
+    overrides = [f"recipe={recipe}", f"model.name={model}", f"model.width_mult={width}", f"run_dir={tmp_path}"]
+    overrides += ["epochs=15", "data.dataset=digits", "data.batch_size=32", "data.val_subset=100", "progress=false"]
+    overrides += ["tensorboard=false", "eval_every=100", "val_calibration_images=64"]
+    train_supernet(load_config(SupernetTrainConfig, None, overrides))
+    losses = [json.loads(line)["train_loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.8 * losses[0], losses
