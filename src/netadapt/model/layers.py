@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from netadapt.model.fused import activate_and_mix
 from netadapt.model.slicing import (
-    bypass_mix,
     bypass_slice,
     crop_kernel,
     prefix_mask,
@@ -177,7 +177,11 @@ class ElasticConv(nn.Module):
         order = torch.argsort(torch.cat(groups))
         return torch.cat(parts)[order]
 
-    def forward_masked(self, x: Tensor, width: Tensor, choice: Choice) -> tuple[Tensor, Tensor]:
+    def forward_masked(
+        self, x: Tensor, width: Tensor, choice: Choice, limits: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``limits``: optional (B,) per-image bypass limits replacing ``T`` (at most the input
+        width; a removed MobileNetV1 pair passes its whole input through both layers)."""
         if self.index is None:
             filters = torch.full_like(width, self.filters)
             y = self._conv_with_kernel(x, self.kernel)
@@ -186,13 +190,16 @@ class ElasticConv(nn.Module):
             y = self._conv_per_image_kernel(x, choice.kernels[:, self.index])
         if self.depthwise:
             filters = torch.minimum(filters, width)  # filter i needs input channel i
-        y = self._post(y)
-        # Ordered dropout zeroes the last channels *after* BN and activation, where zero stays
-        # zero whatever BN's bias or the activation maps 0 to.
-        if self.limit == 0:
-            return y * prefix_mask(filters, self.filters), filters
-        out = bypass_mix(y, x, filters, self.limit, self.stride)
-        return out, torch.maximum(torch.clamp(width, max=self.limit), filters)
+        if self.bn is not None:
+            y = self.bn(y)
+        # activation, then the ordered-dropout mask and the bypass (one autograd node in eager mode)
+        if limits is None:
+            out = activate_and_mix(y, x, filters, self.limit, self.stride, self.act)
+            if self.limit == 0:
+                return out, filters
+            return out, torch.maximum(torch.clamp(width, max=self.limit), filters)
+        out = activate_and_mix(y, x, filters, self.in_channels, self.stride, self.act, limits)
+        return out, torch.maximum(torch.minimum(width, limits), filters)
 
     # -- shape and cost tracing --------------------------------------------------------------
     def trace(self, width: int, arch: ArchView, costs: list[LayerCost] | None) -> int:

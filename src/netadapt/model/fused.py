@@ -1,0 +1,175 @@
+"""The ordered-dropout tail of an elastic layer -- activation, ordered-dropout mask, channel-level
+bypass -- as one hand-written autograd function for eager training.
+
+The reference definition is the composition ``act(z)`` followed by
+:func:`~netadapt.model.slicing.bypass_mix` (or a prefix-mask multiply for a layer without
+bypass).  Composed from autograd operations it costs a training step on the CPU about a third
+more than plain training of the same network (``benchmarks/bench_train_step.py``): every layer
+adds a full-size mixed copy of its activation, kept alive for the backward pass next to the
+activation's own output, two full-size gradients from ``lerp``, a zero-padded copy of the bypass
+and a strided ``lerp`` the CPU kernels cannot vectorize.  :func:`activate_and_mix` computes the
+same values (exactly: every selection is by 0/1 weights) with the mix written in place into the
+activation's output, so that a layer keeps no more memory for its backward pass than in plain
+training, and a backward that applies the activation's derivative and the mask together.
+``tests/test_fused.py`` checks it against the reference, forward and gradients.
+
+Under ``torch.compile`` the reference composition runs instead: the compiler fuses it itself,
+and it traces into one graph.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from netadapt.model.slicing import bypass_mix, bypass_slice, prefix_mask
+
+__all__ = ["FUSED_ACTIVATIONS", "activate_and_mix", "reference_activate_and_mix"]
+
+aten = torch.ops.aten
+
+#: Activation modules the fused function knows (by exact type), with the name it uses for them.
+FUSED_ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish"}
+
+
+def reference_activate_and_mix(
+    z: Tensor,
+    x: Tensor,
+    filters: Tensor,
+    limit: int,
+    stride: int,
+    act: nn.Module | None,
+    limits: Tensor | None = None,
+) -> Tensor:
+    """The definition: ``act(z)`` with the last channels of every image zeroed (``limit == 0``)
+    or mixed with the bypassed input (:func:`~netadapt.model.slicing.bypass_mix`).
+
+    ``z``: (B, F, H', W') the normalized convolution output; ``x``: (B, C, H, W) the layer input;
+    ``filters``: (B,) filters kept per image; ``limits``: optional (B,) per-image bypass limits,
+    each at most ``limit``.
+    """
+    y = act(z) if act is not None else z
+    # Ordered dropout zeroes the last channels *after* BN and activation, where zero stays zero
+    # whatever BN's bias or the activation maps 0 to.
+    if limit == 0:
+        return y * prefix_mask(filters, y.shape[1]).to(y.dtype)
+    return bypass_mix(y, x, filters, limit, stride, limits)
+
+
+def activate_and_mix(
+    z: Tensor,
+    x: Tensor,
+    filters: Tensor,
+    limit: int,
+    stride: int,
+    act: nn.Module | None,
+    limits: Tensor | None = None,
+) -> Tensor:
+    """:func:`reference_activate_and_mix`, computed by :class:`_ActivateMix` in eager mode for the
+    activations it knows (ReLU, ReLU6, hard-swish, none), by the reference otherwise."""
+    kind = "identity" if act is None else FUSED_ACTIVATIONS.get(type(act))
+    if kind is None or torch.compiler.is_compiling():
+        return reference_activate_and_mix(z, x, filters, limit, stride, act, limits)
+    channels = z.shape[1]
+    keep = prefix_mask(filters, channels).to(z.dtype)  # conv path, (B, F, 1, 1)
+    # Input channels the bypass passes: at most the limit, the input's and the layer's widths
+    # (as bypass_mix: channels beyond them are never passed).
+    passed = min(limit, x.shape[1], channels)
+    bypassed = None  # (B, passed, 1, 1): the bypass's weight
+    if passed:
+        bypassed = 1 - (keep if passed == channels else keep[:, :passed])
+        if limits is not None:
+            bypassed = bypassed * prefix_mask(limits, passed).to(z.dtype)
+    return _ActivateMix.apply(z, x, keep, bypassed, passed, stride, kind, limits is not None)
+
+
+def _activate(z: Tensor, kind: str) -> Tensor:
+    if kind == "relu":
+        return torch.relu(z)
+    if kind == "relu6":
+        return F.hardtanh(z, 0.0, 6.0)  # nn.ReLU6
+    return F.hardswish(z)
+
+
+class _ActivateMix(torch.autograd.Function):
+    """Activation, ordered-dropout mask and bypass in one autograd node.
+
+    Forward: the activation (out of place, as in plain training), then the mask and the bypass in
+    place: channels below ``passed`` by ``lerp`` towards the bypass with weight ``bypassed`` =
+    ``1 - keep`` (or, with per-image limits, masked by ``keep`` plus the bypass times
+    ``bypassed``), the others multiplied by ``keep``.  Saved for backward: the (B, F, 1, 1)
+    weights and the output (ReLU, ReLU6: where ``keep`` = 1 it is the activation's output and
+    says where the derivative is 1, where ``keep`` = 0 the gradient is masked anyway; the next
+    layer keeps it alive in any case) or ``z`` (hard-swish).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        z: Tensor,
+        x: Tensor,
+        keep: Tensor,
+        bypassed: Tensor | None,
+        passed: int,
+        stride: int,
+        kind: str,
+        per_image_limits: bool,
+    ) -> Tensor:
+        channels = z.shape[1]
+        if kind == "identity":
+            out = torch.mul(z, keep) if not passed or per_image_limits else torch.empty_like(z)
+        else:
+            out = _activate(z, kind)
+            if not passed or per_image_limits:
+                out.mul_(keep)
+        if passed:
+            bypass = bypass_slice(x, 0, passed, stride)  # (B, passed, H', W')
+            if stride > 1:  # a strided view defeats the vectorized CPU kernels; a compact copy is cheaper
+                bypass = bypass.contiguous()
+            bypass = bypass.to(z.dtype)  # autocast: the stem's fp32 image under a bf16 convolution
+            head = out if passed == channels else out[:, :passed]
+            if per_image_limits:
+                head.addcmul_(bypass, bypassed)  # exact: adds 0, or the bypass to 0
+            else:
+                # lerp with weight 0 is `start + 0 * diff` and with weight 1 `end - diff * 0`: exact
+                if kind == "identity":
+                    torch.lerp(z if passed == channels else z[:, :passed], bypass, bypassed, out=head)
+                else:
+                    head.lerp_(bypass, bypassed)
+                if passed < channels:
+                    rest = out[:, passed:]
+                    if kind == "identity":
+                        torch.mul(z[:, passed:], keep[:, passed:], out=rest)
+                    else:
+                        rest.mul_(keep[:, passed:])
+        ctx.save_for_backward(keep, bypassed, z if kind == "hardswish" else out if kind != "identity" else None)
+        ctx.passed, ctx.stride, ctx.kind, ctx.x_shape, ctx.x_dtype = passed, stride, kind, x.shape, x.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        keep, bypassed, saved = ctx.saved_tensors
+        passed, stride, kind = ctx.passed, ctx.stride, ctx.kind
+        grad_z = grad_x = None
+        needs_z, needs_x = ctx.needs_input_grad[:2]
+        if needs_z:
+            grad_z = grad * keep  # (B, F, H', W')
+            if kind == "relu":
+                aten.threshold_backward.grad_input(grad_z, saved, 0, grad_input=grad_z)
+            elif kind == "relu6":
+                aten.hardtanh_backward.grad_input(grad_z, saved, 0.0, 6.0, grad_input=grad_z)
+            elif kind == "hardswish":
+                grad_z = aten.hardswish_backward(grad_z, saved)
+        if passed and needs_x:
+            head = grad if passed == grad.shape[1] else grad[:, :passed]
+            if passed == ctx.x_shape[1] and stride == 1:  # the bypass is the whole input
+                grad_x = (head * bypassed).to(ctx.x_dtype)
+            else:  # zero except at the passed channels (and pixels, for a strided layer)
+                grad_x = grad.new_zeros(ctx.x_shape, dtype=ctx.x_dtype)
+                into = bypass_slice(grad_x, 0, passed, stride)  # (B, passed, H', W') view
+                if grad.dtype == ctx.x_dtype:
+                    torch.mul(head, bypassed, out=into)
+                else:
+                    into.copy_(head * bypassed)
+        return grad_z, grad_x, None, None, None, None, None, None
