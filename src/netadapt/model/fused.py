@@ -127,7 +127,8 @@ class _ActivateMix(torch.autograd.Function):
             bypass = bypass_slice(x, 0, passed, stride)  # (B, passed, H', W')
             if stride > 1:  # a strided view defeats the vectorized CPU kernels; a compact copy is cheaper
                 bypass = bypass.contiguous()
-            bypass = bypass.to(z.dtype)  # autocast: the stem's fp32 image under a bf16 convolution
+            if bypass.dtype != z.dtype:  # autocast: the stem's fp32 image under a bf16 convolution
+                bypass = bypass.to(z.dtype)
             head = out if passed == channels else out[:, :passed]
             if per_image_limits:
                 head.addcmul_(bypass, bypassed)  # exact: adds 0, or the bypass to 0

@@ -37,6 +37,8 @@ def prefix_mask(widths: Tensor, channels: int) -> Tensor:
 def crop_kernel(weight: Tensor, kernel: int) -> Tensor:
     """Centre ``kernel``×``kernel`` crop of a (O, I, K, K) weight: the nested superkernel."""
     full = weight.shape[-1]
+    if kernel == full:  # every layer of every ordered-dropout step asks: skip the four slices
+        return weight
     if kernel > full or (full - kernel) % 2:
         raise ValueError(f"cannot crop a {full}x{full} kernel to {kernel}x{kernel}")
     start = (full - kernel) // 2
