@@ -122,8 +122,11 @@ class Sequential(nn.Module):
         for layer in self.layers:
             # A removed pair keeps 0 filters in both layers; passing the whole input through
             # both bypasses (stride 1, as the pair keeps its input's resolution) it computes
-            # exactly its input, with no pass over the activations to select it.
-            limits = None if gone is None else torch.where(gone, layer.in_channels, layer.limit)  # (B,)
+            # exactly its input, with no pass over the activations to select it.  (A layer whose
+            # bypass passes every input channel anyway, the depthwise one, needs no override.)
+            limits = None
+            if gone is not None and layer.limit < layer.in_channels:
+                limits = torch.where(gone, layer.in_channels, layer.limit)  # (B,)
             x, width = layer.forward_masked(x, width, choice, limits)
         return x, width
 
