@@ -94,3 +94,53 @@ def test_ordered_dropout_keeps_no_more_for_backward_than_plain_training(name):
     plain = _saved_bytes(lambda: net(x))
     ordered = _saved_bytes(lambda: net(x, widths=widths, kernels=kernels))
     assert ordered <= 1.05 * plain, (ordered, plain)
+
+
+# (C, F, T, stride, depthwise): depthwise layers (T = ∞, all channels passed), pointwise layers
+# passing a few channels, and strided ones (the bypass takes window centres)
+LAYERS = [(16, 16, None, 1, True), (16, 16, None, 2, True), (8, 24, 4, 1, False), (24, 8, 6, 2, False)]
+
+
+@pytest.mark.parametrize("c, f, t, stride, depthwise", LAYERS)
+@pytest.mark.parametrize("act_layer", [nn.ReLU, nn.Hardswish, None], ids=["relu", "hswish", "none"])
+@pytest.mark.parametrize("per_image_limits", [False, True])
+def test_linked_layer_gradients_equal_the_reference(c, f, t, stride, depthwise, act_layer, per_image_limits):
+    """The layer's convolution takes the bypass's input gradient (BypassLink): the input and
+    weight gradients equal those of the composed reference (convolution, BN, act, bypass_mix)."""
+    from netadapt.model.layers import Choice, ElasticConv
+
+    torch.manual_seed(0)
+    layer = ElasticConv("l", c, f, 3, in_size=8, stride=stride, depthwise=depthwise, bypass=t, act_layer=act_layer, index=0)
+    layer.train()
+    b = 6
+    x = torch.randn(b, c, 8, 8)
+    width = torch.tensor([c, c, c // 2, 1, c, c])
+    x = x * prefix_mask_float(width, c)  # inputs are zero beyond each image's width
+    filters = torch.tensor([f, 0, f // 2, 1, 3, f])
+    choice = Choice(filters[:, None], torch.full((b, 1), 3))
+    limits = torch.tensor([c, 0, c, layer.limit, c, 0]) if per_image_limits else None
+    grad = torch.randn(b, layer.out_channels, 8 // stride, 8 // stride)
+
+    xa = x.clone().requires_grad_()
+    out, w = layer.forward_masked(xa, width, choice, limits)
+    out.backward(grad)
+    got = (out.detach(), xa.grad, layer.conv.weight.grad.clone(), w)
+    layer.zero_grad()
+
+    xb = x.clone().requires_grad_()
+    y = torch.nn.functional.conv2d(xb, layer.conv.weight, None, stride, 1, 1, layer.conv.groups)
+    kept = torch.minimum(filters, width) if depthwise else filters
+    limit = layer.limit if limits is None else c
+    ref_out = reference_activate_and_mix(layer.bn(y), xb, kept, limit, stride, layer.act, limits)
+    ref_out.backward(grad)
+    assert torch.equal(got[0], ref_out.detach())
+    assert torch.allclose(got[1], xb.grad, atol=1e-6)
+    assert torch.allclose(got[2], layer.conv.weight.grad, atol=1e-6)
+    assert type(out.grad_fn).__name__ == "_ActivateMixBackward"
+    assert type(out.grad_fn.next_functions[0][0].next_functions[0][0]).__name__ == "_ConvLinkedBackward"
+
+
+def prefix_mask_float(widths, channels):
+    from netadapt.model.slicing import prefix_mask
+
+    return prefix_mask(widths, channels).float()

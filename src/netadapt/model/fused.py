@@ -25,7 +25,14 @@ from torch import Tensor, nn
 
 from netadapt.model.slicing import bypass_mix, bypass_slice, prefix_mask
 
-__all__ = ["FUSED_ACTIVATIONS", "activate_and_mix", "reference_activate_and_mix"]
+__all__ = [
+    "FUSED_ACTIVATIONS",
+    "BypassLink",
+    "activate_and_mix",
+    "bypass_link",
+    "conv2d_linked",
+    "reference_activate_and_mix",
+]
 
 aten = torch.ops.aten
 
@@ -57,6 +64,70 @@ def reference_activate_and_mix(
     return bypass_mix(y, x, filters, limit, stride, limits)
 
 
+class BypassLink:
+    """Hands the bypass's gradient from a layer's activate-and-mix node to its convolution node.
+
+    The layer input ``x`` feeds both the convolution and the bypass, so autograd would add two
+    full-size input gradients, the bypass's zero everywhere but in the passed channels (and, for
+    a strided layer, pixels).  Linked, the convolution's backward adds the bypass's share in
+    place into its own input gradient, over the passed channels and pixels only.  One link per
+    layer call; nothing outlives the backward pass.
+    """
+
+    __slots__ = ("grads",)
+
+    def __init__(self) -> None:
+        self.grads: list[tuple[Tensor, Tensor]] = []  # (output gradient's passed channels, bypass weight)
+
+
+def bypass_link(x: Tensor, act: nn.Module | None, limit: int) -> BypassLink | None:
+    """A :class:`BypassLink` for a layer whose eager fused forward can use one, else ``None``
+    (compiled, no gradient wanted, autocast -- the convolution would run in another dtype than
+    its saved input --, no bypass, or an activation the fused function does not know)."""
+    if limit == 0 or torch.compiler.is_compiling() or not (torch.is_grad_enabled() and x.requires_grad):
+        return None
+    if (act is not None and type(act) not in FUSED_ACTIVATIONS) or torch.is_autocast_enabled(x.device.type):
+        return None
+    return BypassLink()
+
+
+def conv2d_linked(
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int, groups: int, link: BypassLink | None
+) -> Tensor:
+    """``F.conv2d`` whose input gradient also takes the bypass gradients handed over by ``link``."""
+    if link is None:
+        return F.conv2d(x, weight, bias, stride, padding, 1, groups)
+    return _ConvLinked.apply(x, weight, bias, stride, padding, groups, link)
+
+
+class _ConvLinked(torch.autograd.Function):
+    """A convolution (dilation 1) with the backward of ``aten.convolution_backward``, plus the
+    linked bypass gradients added into the input gradient's passed channels and pixels."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int, groups: int, link: BypassLink
+    ) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding, ctx.groups, ctx.has_bias, ctx.link = stride, padding, groups, bias is not None, link
+        return F.conv2d(x, weight, bias, stride, padding, 1, groups)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        s, p = ctx.stride, ctx.padding
+        needs = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+        bias_sizes = [weight.shape[0]] if ctx.has_bias else None
+        grad_x, grad_w, grad_b = aten.convolution_backward(
+            grad, x, weight, bias_sizes, [s, s], [p, p], [1, 1], False, [0, 0], ctx.groups, needs
+        )
+        if grad_x is not None:
+            for head, bypassed in ctx.link.grads:  # (B, passed, H', W'), (B, passed, 1, 1)
+                bypass_slice(grad_x, 0, head.shape[1], s).addcmul_(head, bypassed)
+        ctx.link.grads.clear()
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
 def activate_and_mix(
     z: Tensor,
     x: Tensor,
@@ -65,9 +136,12 @@ def activate_and_mix(
     stride: int,
     act: nn.Module | None,
     limits: Tensor | None = None,
+    link: BypassLink | None = None,
 ) -> Tensor:
     """:func:`reference_activate_and_mix`, computed by :class:`_ActivateMix` in eager mode for the
-    activations it knows (ReLU, ReLU6, hard-swish, none), by the reference otherwise."""
+    activations it knows (ReLU, ReLU6, hard-swish, none), by the reference otherwise.  With a
+    ``link`` (from :func:`bypass_link`, given to the layer's :func:`conv2d_linked` too), the
+    bypass's gradient goes to the convolution node instead of to ``x``."""
     kind = "identity" if act is None else FUSED_ACTIVATIONS.get(type(act))
     if kind is None or torch.compiler.is_compiling():
         return reference_activate_and_mix(z, x, filters, limit, stride, act, limits)
@@ -81,7 +155,7 @@ def activate_and_mix(
         bypassed = 1 - (keep if passed == channels else keep[:, :passed])
         if limits is not None:
             bypassed = bypassed * prefix_mask(limits, passed).to(z.dtype)
-    return _ActivateMix.apply(z, x, keep, bypassed, passed, stride, kind, limits is not None)
+    return _ActivateMix.apply(z, x, keep, bypassed, passed, stride, kind, limits is not None, link)
 
 
 def _activate(z: Tensor, kind: str) -> Tensor:
@@ -115,6 +189,7 @@ class _ActivateMix(torch.autograd.Function):
         stride: int,
         kind: str,
         per_image_limits: bool,
+        link: BypassLink | None,
     ) -> Tensor:
         channels = z.shape[1]
         if kind == "identity":
@@ -146,6 +221,7 @@ class _ActivateMix(torch.autograd.Function):
                         rest.mul_(keep[:, passed:])
         ctx.save_for_backward(keep, bypassed, z if kind == "hardswish" else out if kind != "identity" else None)
         ctx.passed, ctx.stride, ctx.kind, ctx.x_shape, ctx.x_dtype = passed, stride, kind, x.shape, x.dtype
+        ctx.link = link
         return out
 
     @staticmethod
@@ -162,7 +238,9 @@ class _ActivateMix(torch.autograd.Function):
                 aten.hardtanh_backward.grad_input(grad_z, saved, 0.0, 6.0, grad_input=grad_z)
             elif kind == "hardswish":
                 grad_z = aten.hardswish_backward(grad_z, saved)
-        if passed and needs_x:
+        if passed and ctx.link is not None:  # the convolution adds it into its input gradient
+            ctx.link.grads.append((grad if passed == grad.shape[1] else grad[:, :passed], bypassed))
+        elif passed and needs_x:
             head = grad if passed == grad.shape[1] else grad[:, :passed]
             if passed == ctx.x_shape[1] and stride == 1:  # the bypass is the whole input
                 grad_x = (head * bypassed).to(ctx.x_dtype)
@@ -173,4 +251,4 @@ class _ActivateMix(torch.autograd.Function):
                     torch.mul(head, bypassed, out=into)
                 else:
                     into.copy_(head * bypassed)
-        return grad_z, grad_x, None, None, None, None, None, None
+        return grad_z, grad_x, None, None, None, None, None, None, None
