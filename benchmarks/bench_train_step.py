@@ -8,11 +8,19 @@ step by step so that load changes on a shared machine affect both alike; the rat
 and the ratio of minima (the least disturbed steps) are reported.
 
     python benchmarks/bench_train_step.py                         # CPU, mobilenet_v3_small_cifar
+    python benchmarks/bench_train_step.py --processes             # each kind in its own process
     python benchmarks/bench_train_step.py --device cuda --compile --precision bf16 --channels-last
+
+Minor page faults per step of each kind are reported too: on Linux, glibc's allocator returns
+freed heap memory to the system when its top grows past a threshold and faults it back in
+(zero-filled) on the next allocation, which costs CPU steps several percent and falls unevenly
+on the two kinds when they share one process.  ``--processes`` gives each kind its own process
+(and heap), as two training runs would have, still alternating step by step.
 
 ``measure()`` is the same comparison as a function (``benchmarks/gpu_check.py`` calls it).
 
-Goals (issue 3): ratio ≤ 1.30 on CPU, ≤ 1.10 on a GPU with compilation; the paper reports 1.19.
+Goals (issue 20): ratio ≤ 1.15 on CPU for every CIFAR zoo model, ≤ 1.10 on a GPU with
+compilation; the paper reports 1.19.
 """
 
 from __future__ import annotations
@@ -35,26 +43,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(
-    model: str = "mobilenet_v3_small_cifar",
-    *,
-    width_mult: float = 1.0,
-    input_size: int = 32,
-    batch: int = 64,
-    steps: int = 20,
-    warmup: int = 3,
-    device: str = "cpu",
-    compile: bool = False,
-    compile_backend: str = "inductor",
-    precision: str = "fp32",
-    kernels: bool = True,
-    channels_last: bool = False,
-) -> dict:
-    """Plain and ordered-dropout training steps of ``model``, interleaved; the figures as a dict.
+def _minor_faults() -> int:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
-    ``compile_backend="eager"`` traces with TorchDynamo without generating code (a quick check
-    of the compiled path on a CPU; ``gpu_check.py --dry-run``).
-    """
+
+def _make_step(
+    model: str,
+    width_mult: float,
+    input_size: int,
+    batch: int,
+    device: str,
+    compile: bool,
+    compile_backend: str,
+    precision: str,
+    kernels: bool,
+    channels_last: bool,
+):
+    """The network, optimizer and data of one measurement, and ``step(ordered)`` running one
+    training step and returning (seconds, minor page faults)."""
     dev = torch.device(device)
     torch.manual_seed(0)
     net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10).to(dev)
@@ -69,8 +79,9 @@ def measure(
     forward = torch.compile(net, backend=compile_backend) if compile else net
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
-    def step(ordered: bool) -> float:
+    def step(ordered: bool) -> tuple[float, int]:
         _sync(dev)
+        faults = _minor_faults()
         t0 = time.perf_counter()
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
             if ordered:
@@ -85,16 +96,101 @@ def measure(
         loss.backward()
         opt.step()
         _sync(dev)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, _minor_faults() - faults
 
+    return net, step
+
+
+def _worker(conn, ordered: bool, threads: int, setup: dict, warmup: int) -> None:
+    """One kind of step in its own process, one step per message (``measure(processes=True)``)."""
+    torch.set_num_threads(threads)
+    _, step = _make_step(**setup)
     for _ in range(warmup):
-        step(False)
-        step(True)
+        step(ordered)
+    conn.send("ready")
+    while conn.recv():
+        conn.send(step(ordered))
+
+
+def measure(
+    model: str = "mobilenet_v3_small_cifar",
+    *,
+    width_mult: float = 1.0,
+    input_size: int = 32,
+    batch: int = 64,
+    steps: int = 20,
+    warmup: int = 3,
+    device: str = "cpu",
+    compile: bool = False,
+    compile_backend: str = "inductor",
+    precision: str = "fp32",
+    kernels: bool = True,
+    channels_last: bool = False,
+    processes: bool = False,
+) -> dict:
+    """Plain and ordered-dropout training steps of ``model``, interleaved; the figures as a dict.
+
+    ``compile_backend="eager"`` traces with TorchDynamo without generating code (a quick check
+    of the compiled path on a CPU; ``gpu_check.py --dry-run``).
+
+    ``processes=True`` runs each kind of step in its own process (its own copy of the network,
+    optimizer and memory allocator, as two training runs would), still alternating step by
+    step.  In one process the two kinds share the C allocator's heap, and on glibc which of them
+    pays for the memory it returns to the system and faults back in depends on the order of
+    the steps (``*_faults_per_step`` in the result).
+    """
+    setup = dict(
+        model=model,
+        width_mult=width_mult,
+        input_size=input_size,
+        batch=batch,
+        device=device,
+        compile=compile,
+        compile_backend=compile_backend,
+        precision=precision,
+        kernels=kernels,
+        channels_last=channels_last,
+    )
     times: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(steps):
-        for ordered in (False, True):
-            times[ordered].append(step(ordered))
+    faults: dict[bool, list[int]] = {False: [], True: []}
+    if processes:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        pipes, workers = {}, []
+        try:
+            for ordered in (False, True):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker, args=(child, ordered, torch.get_num_threads(), setup, warmup))
+                proc.start()
+                pipes[ordered] = parent
+                workers.append(proc)
+            for conn in pipes.values():
+                conn.recv()  # both built and warmed up
+            for _ in range(steps):
+                for ordered in (False, True):
+                    pipes[ordered].send(True)
+                    seconds, n = pipes[ordered].recv()
+                    times[ordered].append(seconds)
+                    faults[ordered].append(n)
+        finally:
+            for conn in pipes.values():
+                conn.send(False)
+            for proc in workers:
+                proc.join(timeout=60)
+        net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10)
+    else:
+        net, step = _make_step(**setup)
+        for _ in range(warmup):
+            step(False)
+            step(True)
+        for _ in range(steps):
+            for ordered in (False, True):
+                seconds, n = step(ordered)
+                times[ordered].append(seconds)
+                faults[ordered].append(n)
     plain, od = statistics.median(times[False]), statistics.median(times[True])
+    dev = torch.device(device)
     return {
         "model": model,
         "width_mult": width_mult,
@@ -105,6 +201,7 @@ def measure(
         "compile": compile,
         "precision": precision,
         "channels_last": channels_last,
+        "processes": processes,
         "superkernels": kernels and any(len(layer.kernels) > 1 for layer in net.space.layers),
         "plain_ms": round(plain * 1e3, 2),
         "ordered_dropout_ms": round(od * 1e3, 2),
@@ -112,6 +209,8 @@ def measure(
         "ratio_of_minima": round(min(times[True]) / min(times[False]), 3),
         "plain_images_per_s": round(batch / plain, 1),
         "ordered_dropout_images_per_s": round(batch / od, 1),
+        "plain_faults_per_step": round(statistics.mean(faults[False])),
+        "ordered_dropout_faults_per_step": round(statistics.mean(faults[True])),
     }
 
 
@@ -129,6 +228,11 @@ def main() -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.add_argument("--no-kernels", action="store_true", help="keep superkernels at full size")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument(
+        "--processes",
+        action="store_true",
+        help="each kind of step in its own process (own allocator heap), still alternating step by step",
+    )
     args = p.parse_args()
 
     if args.threads:
@@ -145,6 +249,7 @@ def main() -> None:
         precision=args.precision,
         kernels=not args.no_kernels,
         channels_last=args.channels_last,
+        processes=args.processes,
     )
     print(json.dumps(result))
 

@@ -49,11 +49,16 @@ def removed_rows(indices: tuple[int, ...] | None, choice: Choice) -> Tensor | No
 
 
 def skip_removed(gone: Tensor | None, x: Tensor, width: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """The block's output ``(y, w)`` per image, or its input ``(x, width)`` where it is removed:
-    a removed block computes exactly its input (and its extracted network has no operation)."""
+    """A residual block's output per image, ``(y + x, max(w, width))``, or its input ``(x,
+    width)`` where it is removed: a removed block computes exactly its input (and its extracted
+    network has no operation).  The narrower sub-network is zero beyond its width."""
+    w = w.maximum(width)
     if gone is None:
-        return y, w
-    return torch.where(gone[:, None, None, None], x, y), torch.where(gone, width, w)
+        return y + x, w
+    kept = (~gone).to(y.dtype)[:, None, None, None]  # (B, 1, 1, 1)
+    # `x + y * 0` is exactly x: the selection rides on the residual addition's one pass over the
+    # activation (torch.where with a broadcast bool mask is several times slower on the CPU).
+    return torch.addcmul(x, y, kept), torch.where(gone, width, w)
 
 
 def removed_costs(layers: list[nn.Module], width: int, costs: list[LayerCost] | None) -> int:
@@ -113,10 +118,17 @@ class Sequential(nn.Module):
         return x
 
     def forward_masked(self, x: Tensor, width: Tensor, choice: Choice) -> tuple[Tensor, Tensor]:
-        y, w = x, width
+        gone = removed_rows(self.removal, choice)
         for layer in self.layers:
-            y, w = layer.forward_masked(y, w, choice)
-        return skip_removed(removed_rows(self.removal, choice), x, width, y, w)
+            # A removed pair keeps 0 filters in both layers; passing the whole input through
+            # both bypasses (stride 1, as the pair keeps its input's resolution) it computes
+            # exactly its input, with no pass over the activations to select it.  (A layer whose
+            # bypass passes every input channel anyway, the depthwise one, needs no override.)
+            limits = None
+            if gone is not None and layer.limit < layer.in_channels:
+                limits = torch.where(gone, layer.in_channels, layer.limit)  # (B,)
+            x, width = layer.forward_masked(x, width, choice, limits)
+        return x, width
 
     def trace(self, width: int, arch: ArchView, costs: list[LayerCost] | None) -> int:
         if is_removed(self.removal, arch):
@@ -187,8 +199,7 @@ class InvertedResidual(nn.Module):
             y, w = layer.forward_masked(y, w, choice)
         if not self.residual:
             return y, w
-        # same full width; the narrower sub-network is zero beyond its width
-        return skip_removed(removed_rows(self.removal, choice), x, width, y + x, w.maximum(width))
+        return skip_removed(removed_rows(self.removal, choice), x, width, y, w)
 
     def trace(self, width: int, arch: ArchView, costs: list[LayerCost] | None) -> int:
         if is_removed(self.removal, arch):

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from netadapt.model.fused import BypassLink, activate_and_mix, bypass_link, conv2d_linked
 from netadapt.model.slicing import (
-    bypass_mix,
     bypass_slice,
     crop_kernel,
     prefix_mask,
@@ -151,9 +151,9 @@ class ElasticConv(nn.Module):
         return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
     # -- ordered-dropout forward (full-size layer, per-image sub-networks) -------------------
-    def _conv_with_kernel(self, x: Tensor, kernel: int) -> Tensor:
+    def _conv_with_kernel(self, x: Tensor, kernel: int, link: BypassLink | None = None) -> Tensor:
         weight = crop_kernel(self.conv.weight, kernel)
-        return F.conv2d(x, weight, self.conv.bias, self.stride, kernel // 2, 1, self.conv.groups)
+        return conv2d_linked(x, weight, self.conv.bias, self.stride, kernel // 2, self.conv.groups, link)
 
     def _conv_per_image_kernel(self, x: Tensor, kernels: Tensor) -> Tensor:
         if len(self.kernel_options) == 1:  # the space gives this layer one kernel size
@@ -177,22 +177,35 @@ class ElasticConv(nn.Module):
         order = torch.argsort(torch.cat(groups))
         return torch.cat(parts)[order]
 
-    def forward_masked(self, x: Tensor, width: Tensor, choice: Choice) -> tuple[Tensor, Tensor]:
+    def forward_masked(
+        self, x: Tensor, width: Tensor, choice: Choice, limits: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``limits``: optional (B,) per-image bypass limits replacing ``T`` (at most the input
+        width; a removed MobileNetV1 pair passes its whole input through both layers)."""
+        # One convolution over the whole batch can take the bypass's input gradient itself.
+        single = self.index is None or len(self.kernel_options) == 1
+        link = bypass_link(x, self.act, self.limit if limits is None else self.in_channels) if single else None
         if self.index is None:
             filters = torch.full_like(width, self.filters)
-            y = self._conv_with_kernel(x, self.kernel)
+            y = self._conv_with_kernel(x, self.kernel, link)
+        elif single:
+            filters = choice.filters[:, self.index]
+            y = self._conv_with_kernel(x, self.kernel_options[0], link)
         else:
             filters = choice.filters[:, self.index]
             y = self._conv_per_image_kernel(x, choice.kernels[:, self.index])
         if self.depthwise:
             filters = torch.minimum(filters, width)  # filter i needs input channel i
-        y = self._post(y)
-        # Ordered dropout zeroes the last channels *after* BN and activation, where zero stays
-        # zero whatever BN's bias or the activation maps 0 to.
-        if self.limit == 0:
-            return y * prefix_mask(filters, self.filters), filters
-        out = bypass_mix(y, x, filters, self.limit, self.stride)
-        return out, torch.maximum(torch.clamp(width, max=self.limit), filters)
+        if self.bn is not None:
+            y = self.bn(y)
+        # activation, then the ordered-dropout mask and the bypass (one autograd node in eager mode)
+        if limits is None:
+            out = activate_and_mix(y, x, filters, self.limit, self.stride, self.act, link=link)
+            if self.limit == 0:
+                return out, filters
+            return out, torch.maximum(torch.clamp(width, max=self.limit), filters)
+        out = activate_and_mix(y, x, filters, self.in_channels, self.stride, self.act, limits, link)
+        return out, torch.maximum(torch.minimum(width, limits), filters)
 
     # -- shape and cost tracing --------------------------------------------------------------
     def trace(self, width: int, arch: ArchView, costs: list[LayerCost] | None) -> int:

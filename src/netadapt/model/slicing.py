@@ -35,13 +35,15 @@ def prefix_mask(widths: Tensor, channels: int) -> Tensor:
 
     ``widths``: (B,) integer tensor.  Returns a (B, channels, 1, 1) bool tensor.
     """
-    index = torch.arange(channels, device=widths.device)  # (C,)
-    return (index[None, :] < widths[:, None])[:, :, None, None]  # (B, C, 1, 1)
+    index = torch.arange(channels, device=widths.device).view(1, channels, 1, 1)  # (1, C, 1, 1)
+    return index < widths.view(-1, 1, 1, 1)  # (B, C, 1, 1); views, not indexing: this runs in every layer
 
 
 def crop_kernel(weight: Tensor, kernel: int) -> Tensor:
     """Centre ``kernel``×``kernel`` crop of a (O, I, K, K) weight: the nested superkernel."""
     full = weight.shape[-1]
+    if kernel == full:  # every layer of every ordered-dropout step asks: skip the four slices
+        return weight
     if kernel > full or (full - kernel) % 2:
         raise ValueError(f"cannot crop a {full}x{full} kernel to {kernel}x{kernel}")
     start = (full - kernel) // 2
@@ -88,13 +90,17 @@ def bypass_slice(x: Tensor, start: int, stop: int, stride: int) -> Tensor:
     return x[:, start:stop, ::stride, ::stride]
 
 
-def bypass_mix(conv_out: Tensor, x: Tensor, filters: Tensor, limit: int, stride: int) -> Tensor:
+def bypass_mix(
+    conv_out: Tensor, x: Tensor, filters: Tensor, limit: int, stride: int, limits: Tensor | None = None
+) -> Tensor:
     """Channel-level bypass under ordered dropout (paper §2.2, Fig. 5).
 
     Output channel ``j`` of image ``b`` is the convolution path's channel when
     ``j < filters[b]``, the (strided) input channel ``j`` when ``filters[b] <= j < limit``, and
     zero otherwise.  Input channels beyond the image's own width are already zero, so this is
     ``Z = max(min(C, T), M)`` per image.  ``conv_out``: (B, F, H', W'); ``x``: (B, C, H, W).
+    ``limits``: (B,) per-image limits, each at most ``limit``, replacing it (a removed block's
+    layers pass their whole input).
     """
     channels = conv_out.shape[1]
     # Input channels at or beyond the limit are never passed: cut them before padding, so one
@@ -102,6 +108,8 @@ def bypass_mix(conv_out: Tensor, x: Tensor, filters: Tensor, limit: int, stride:
     # Under autocast the convolution path is bf16/fp16 while the input may still be fp32 (the
     # image at the stem): the bypass takes the convolution's dtype, as lerp needs one dtype.
     bypass = fit_channels(bypass_slice(x, 0, min(limit, x.shape[1]), stride), channels).to(conv_out.dtype)  # (B, F, H', W')
+    if limits is not None:
+        bypass = bypass * prefix_mask(limits, channels).to(conv_out.dtype)
     keep = prefix_mask(filters, channels).to(conv_out.dtype)  # conv path, (B, F, 1, 1)
     # lerp with 0/1 weights selects exactly (it computes `end - diff * 0` for weight 1 and
     # `start + weight * diff` for weight 0) and is one fused op: ~1.5x faster than where() on CPU.

@@ -47,10 +47,12 @@ def stratified_column(choices: Sequence[int], batch: int, generator: torch.Gener
     Returns a (batch,) long tensor.
     """
     n = len(choices)
-    counts = torch.full((n,), batch // n, dtype=torch.long)
-    extra = torch.randperm(n, generator=generator)[: batch % n]  # which choices get one more image
-    counts[extra] += 1
-    values = torch.as_tensor(list(choices), dtype=torch.long).repeat_interleave(counts)  # (batch,)
+    counts = [batch // n] * n
+    for i in torch.randperm(n, generator=generator)[: batch % n].tolist():  # which choices get one more image
+        counts[i] += 1
+    # Built as a Python list: this runs for every layer of every step, and a tensor
+    # repeat_interleave costs far more than the list (hundreds of µs with several threads).
+    values = torch.tensor([c for c, k in zip(choices, counts, strict=True) for _ in range(k)], dtype=torch.long)  # (batch,)
     return values[torch.randperm(batch, generator=generator)]
 
 
@@ -123,6 +125,7 @@ class OrderedDropoutSampler:
         if self.spread is not None:
             top = max(len(c) for c in choices) - 1
             level = stratified_column(range(top + 1), rows, generator).double() / max(top, 1)  # (rows,) in [0, 1]
+        columns: list[Tensor] = [torch.empty(0, dtype=torch.long)] * len(layers)
         for group, options in zip(groups, choices, strict=True):
             if self.spread is None:
                 column = stratified_column(options, rows, generator)
@@ -131,12 +134,12 @@ class OrderedDropoutSampler:
                 index = (torch.round(level * (len(options) - 1)).long() + offset).clamp(0, len(options) - 1)
                 column = torch.as_tensor(options, dtype=torch.long)[index]
             for i in group:
-                widths[batch - rows :, i] = column
+                columns[i] = column
+        widths[batch - rows :] = torch.stack(columns, 1)  # one copy, not one per layer
         kernels = None
         if self.kernels:
             kernels = torch.empty(batch, len(layers), dtype=torch.long)  # (B, L)
-            for i, layer in enumerate(layers):
-                kernels[batch - rows :, i] = stratified_column(layer.kernels, rows, generator)
+            kernels[batch - rows :] = torch.stack([stratified_column(layer.kernels, rows, generator) for layer in layers], 1)
         if phase == "all":
             for group in self.space.removal_groups():
                 first = next(i for i in group if layers[i].kind != "se")
