@@ -106,6 +106,13 @@ RECIPES: dict[str, dict[str, Any]] = {
         "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
         "ordered_dropout.width_epochs": 0.5,
     },
+    # the same with a fine-tuning learning rate (0.01 instead of 0.05): the trained weights are a
+    # starting point to keep, not to re-learn (Once-for-All lowers the rate for its shrinking stages);
+    # optim.lr is per 1024 images: 0.16 is 0.01 at batch 64
+    "pre-spread-prog-lr": {
+        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
+        "ordered_dropout.width_epochs": 0.5, "optim.lr": 0.16,
+    },
     "pre-layer-sd-prog": {
         "pretrain": True, "model.options": {"removal": "layer"}, "ordered_dropout.sandwich": True,
         "ordered_dropout.distill": 0.5, "ordered_dropout.width_epochs": 0.5,
