@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="search one target and fine-tune every network at its MACs")
     r.add_argument("--target", type=float, default=0.5, help="fraction of the initial network's MACs")
-    r.add_argument("--recipe", choices=sorted(ranking.RECIPES), default="pre-block-sd-prog")
+    r.add_argument("--recipe", choices=sorted(ranking.RECIPES), default="pre-spread-prog")
     r.add_argument("--size", choices=sorted(SIZES), default="cpu")
     r.add_argument("--data", default="data/cifar10-jpg")
     r.add_argument("--out", default=None, help="results folder (default runs/compare-SIZE)")
