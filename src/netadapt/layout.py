@@ -1,4 +1,4 @@
-"""Where each stage of ``netadapt run`` writes inside the run folder.
+"""Where each stage of ``netadapt run`` writes inside the run folder (read by the pipeline and the report).
 
 =====================  ======================================================================
 ``config.yaml``         the resolved run config (a rerun with another config is refused)
