@@ -12,7 +12,7 @@ from typing import Any
 
 from netadapt.arch import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
-from netadapt.model import CompactNet, SuperNet, build_supernet, extract, list_models
+from netadapt.model import CompactNet, SuperNet, build_supernet, extract, list_models, register_model
 from netadapt.model.pretrained import load_torchvision_weights
 from netadapt.resources import count_macs, count_params
 
@@ -56,6 +56,7 @@ __all__ = [
     "extract",
     "list_models",
     "load_torchvision_weights",
+    "register_model",
     "search",
     "supernet_from_module",
     "train_supernet",
