@@ -51,10 +51,6 @@ class RunLayout:
         return self.root / "final"
 
     @property
-    def baseline_dir(self) -> Path:
-        return self.root / "baseline"
-
-    @property
     def export_dir(self) -> Path:
         return self.root / "export"
 
