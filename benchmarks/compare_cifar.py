@@ -219,8 +219,8 @@ def finetune(module: nn.Module, size: dict, data: Path, seed: int, epochs: int, 
     """
     from netadapt.data import DataConfig, build_datasets, make_eval_loader, make_train_loader
     from netadapt.data.batches import TrainBatchSampler
+    from netadapt.evaluate import evaluate
     from netadapt.train.config import OptimConfig, ScheduleConfig
-    from netadapt.train.evaluate import evaluate
     from netadapt.train.optim import build_optimizer, lr_factor, scaled_lr, set_lr
 
     torch.set_num_threads(threads)

@@ -20,9 +20,7 @@ def test_bench_train_step_reports_both_kinds(processes: bool) -> None:
     args = ["--model", "mobilenet_v1_cifar", "--width-mult", "0.25", "--batch", "4", "--steps", "2", "--warmup", "1"]
     args += ["--threads", "1"] + (["--processes"] if processes else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
-    )
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     row = json.loads(result.stdout.strip().splitlines()[-1])
     assert row["processes"] is processes and row["threads"] == 1

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from netadapt.data import load_heldout, make_heldout, save_heldout
+from netadapt.data.depth_transforms import color_jitter
 from netadapt.depth import (
     DepthDataConfig,
     DepthSamples,
@@ -23,7 +24,6 @@ from netadapt.depth import (
     read_h5,
     scan_h5,
 )
-from netadapt.depth.transforms import color_jitter
 from netadapt.errors import NetAdaptError
 
 torch.set_num_threads(1)

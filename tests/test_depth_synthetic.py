@@ -7,6 +7,7 @@ import torch
 
 import netadapt
 from netadapt.data import TrainBatchSampler
+from netadapt.data.synthetic import _hit_box, _hit_room, _hit_sphere
 from netadapt.depth import (
     DepthDataConfig,
     DepthMetrics,
@@ -20,7 +21,6 @@ from netadapt.depth import (
     render_scene,
     synthetic_splits,
 )
-from netadapt.depth.synthetic import _hit_box, _hit_room, _hit_sphere
 from netadapt.errors import NetAdaptError
 
 torch.set_num_threads(1)

@@ -74,6 +74,7 @@ def test_ordered_dropout_batch_equals_per_image_runs(name):
     assert torch.allclose(batch, single, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # tracing with torch.compile: 8-50 s per model on a CPU (run with -m slow)
 @pytest.mark.parametrize("name", ["mobilenet_v1_cifar", "mobilenet_v3_small_cifar"])
 def test_ordered_dropout_forward_compiles_to_one_graph(name):
     """torch.compile (the GPU path of issue 3) sees the whole ordered-dropout forward as one

@@ -6,20 +6,42 @@ measured latency, a lookup table, your own script), then train and export the re
 your own CNN with ``supernet_from_module`` (torch.fx tracing, weights kept).
 """
 
+import importlib
 import logging
+from typing import Any
 
-from netadapt import search  # callable: netadapt.search(space, initial, resource_fn, evaluate_fn, config)
 from netadapt.arch import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
-from netadapt.model import CompactNet, SuperNet, build_supernet, extract, list_models
+from netadapt.model import CompactNet, SuperNet, build_supernet, extract, list_models, register_model
 from netadapt.model.pretrained import load_torchvision_weights
 from netadapt.resources import count_macs, count_params
-from netadapt.trace import supernet_from_module
-from netadapt.train import train_supernet
 
-__version__ = "0.1.0"
+# Imported here also because it registers the builder of model sources ("torchvision:resnet50")
+# with netadapt.model.registry: every netadapt import runs this file first.
+from netadapt.trace import supernet_from_module
+from netadapt.version import __version__
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# Loaded on first use, so that ``import netadapt`` does not load training, the search, the
+# tasks and the depth package: name -> (module, attribute or None for the module itself).
+_LAZY = {
+    "search": ("netadapt.search", None),  # callable: netadapt.search(space, initial, resource_fn, evaluate_fn, config)
+    "train_supernet": ("netadapt.train", "train_supernet"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'netadapt' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attribute is None else getattr(value, attribute)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Architecture",
@@ -34,6 +56,7 @@ __all__ = [
     "extract",
     "list_models",
     "load_torchvision_weights",
+    "register_model",
     "search",
     "supernet_from_module",
     "train_supernet",

@@ -20,8 +20,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from netadapt import __version__
 from netadapt.errors import NetAdaptError
+from netadapt.version import __version__
 
 __all__ = ["main"]
 

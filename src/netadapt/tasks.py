@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,12 +31,9 @@ from netadapt.data.config import DataConfig
 from netadapt.depth.metrics import METRICS as DEPTH_METRICS
 from netadapt.depth.metrics import masked_l1_loss, per_image_errors, search_metric
 from netadapt.errors import NetAdaptError
+from netadapt.evaluate import Collective, MetricFn, evaluate, evaluate_depth, top1_metric
 from netadapt.model.norm import recalibrate_bn_
 from netadapt.model.supernet import SuperNet
-from netadapt.search.evaluate import MetricFn, top1_metric
-
-if TYPE_CHECKING:
-    from netadapt.train.distributed import DistContext
 
 __all__ = ["TASKS", "ClassificationTask", "DepthTask", "Score", "Task", "task_for", "task_named", "validate_networks"]
 
@@ -84,10 +81,8 @@ class ClassificationTask:
         """The target of the zero-weight dummy image of an all-unreadable batch."""
         return torch.zeros(1, dtype=torch.long)
 
-    def evaluate(self, model: nn.Module, loader: Iterable, context: DistContext | None) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, loader: Iterable, context: Collective | None) -> dict[str, float]:
         """Validation numbers of one network: ``val_top1`` and ``val_loss``."""
-        from netadapt.train.evaluate import evaluate  # netadapt.train imports this module
-
         result = evaluate(model, loader, context=context)
         return {"val_top1": result["top1"], "val_loss": result["loss"]}
 
@@ -95,7 +90,7 @@ class ClassificationTask:
         self,
         net: SuperNet,
         loader: Iterable,
-        context: DistContext | None,
+        context: Collective | None,
         *,
         arch: Architecture | None = None,
         calibration: Iterable | None = None,
@@ -153,10 +148,8 @@ class DepthTask:
     def empty_target(self, net: SuperNet) -> Tensor:
         return torch.zeros(1, 1, net.input_size, net.input_size)  # no valid pixel: a zero loss
 
-    def evaluate(self, model: nn.Module, loader: Iterable, context: DistContext | None) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, loader: Iterable, context: Collective | None) -> dict[str, float]:
         """Validation numbers of one network: RMSE, REL, δ1–δ3, MAE and the L1 loss."""
-        from netadapt.train.evaluate import evaluate_depth  # netadapt.train imports this module
-
         result = evaluate_depth(model, loader, context=context)
         return {**{f"val_{m}": result[m] for m in DEPTH_METRICS}, "val_loss": result["loss"]}
 
@@ -164,7 +157,7 @@ class DepthTask:
         self,
         net: SuperNet,
         loader: Iterable,
-        context: DistContext | None,
+        context: Collective | None,
         *,
         arch: Architecture | None = None,
         calibration: Iterable | None = None,
@@ -191,7 +184,7 @@ def validate_networks(
     task: Task,
     net: SuperNet,
     loader: Iterable,
-    context: DistContext | None,
+    context: Collective | None,
     *,
     arch: Architecture | None = None,
     calibration: Iterable | None = None,

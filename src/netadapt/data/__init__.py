@@ -2,7 +2,7 @@
 
 See ``docs/training.md``.  Nothing here imports torchvision unless a torchvision data set is
 asked for.  The depth data sets (``nyu``, ``synthetic_depth``; ``docs/depth.md``) are opened
-through the same functions, from :mod:`netadapt.depth`.
+through the same functions, from :mod:`netadapt.data.depth` (NYU Depth V2, synthetic scenes).
 """
 
 from netadapt.data.batches import (

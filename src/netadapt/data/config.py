@@ -23,7 +23,7 @@ _DEFAULTS = {
     "folder": ("imagenet", None, IMAGENET_MEAN, IMAGENET_STD),
     "cifar10_torchvision": ("cifar", 32, _CIFAR_MEAN, _CIFAR_STD),
     "cifar100_torchvision": ("cifar", 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    # Depth: FastDepth's own transforms (netadapt.depth.transforms) on [0, 1] RGB without
+    # Depth: FastDepth's own transforms (netadapt.data.depth_transforms) on [0, 1] RGB without
     # normalization; 224 is FastDepth's input, 64 the size the synthetic scenes render fast at.
     "nyu": ("none", 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
     "synthetic_depth": ("none", 64, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
@@ -40,7 +40,7 @@ class DataConfig:
     the number of GPUs.  ``heldout`` training images are reserved, stratified by class, for the
     search to compare samples on (paper §4.1.1: 10K of ImageNet; §4.2.1: 2K of NYU).
 
-    ``nyu`` and ``synthetic_depth`` are depth-estimation data (:mod:`netadapt.depth`): (RGB, depth)
+    ``nyu`` and ``synthetic_depth`` are depth-estimation data (:mod:`netadapt.data.depth`): (RGB, depth)
     pairs with FastDepth's transforms; ``preset``, ``mean``, ``std`` and ``flip`` do not apply to
     them, and their "classes" are NYU's scenes (the held-out split is stratified by scene).
     """

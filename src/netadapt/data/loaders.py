@@ -7,8 +7,8 @@ transforms).  :func:`build_search_loaders` gives the search the held-out loader 
 calibration batches (a seeded subset of the training images, for BatchNorm recalibration).
 
 The depth data sets (``nyu``, ``synthetic_depth``) go through the same functions: their sources
-and samples come from :mod:`netadapt.depth` (imported only then), their batches are
-:class:`~netadapt.depth.datasets.DepthBatch` es (images, depth maps, kept, skipped), and their
+and samples come from :mod:`netadapt.data.depth` (imported only then), their batches are
+:class:`~netadapt.data.depth.DepthBatch` es (images, depth maps, kept, skipped), and their
 held-out split is the same ``heldout.json``, stratified by scene.
 """
 
@@ -53,7 +53,7 @@ class DataSets:
     config: DataConfig
     train_source: ImageSource
     split: HeldoutSplit
-    # SampleDataset for classification, netadapt.depth.DepthSamples for depth (same keys).
+    # SampleDataset for classification, netadapt.data.depth.DepthSamples for depth (same keys).
     train: SampleDataset  # training images minus the held-out ones, augmented
     heldout: SampleDataset  # the reserved images, evaluation transform
     val: SampleDataset | None  # the validation images, evaluation transform
@@ -73,8 +73,8 @@ class DataSets:
 
 
 def depth_data_config(config: DataConfig) -> Any:
-    """The :class:`netadapt.depth.DepthDataConfig` of a depth data set's ``config``."""
-    from netadapt.depth.datasets import DepthDataConfig
+    """The :class:`netadapt.data.depth.DepthDataConfig` of a depth data set's ``config``."""
+    from netadapt.data.depth import DepthDataConfig
 
     if config.task != "depth":
         raise NetAdaptError(f"data set {config.dataset!r} holds no depth maps")
@@ -98,7 +98,7 @@ def depth_data_config(config: DataConfig) -> Any:
 def collate_fn(config: DataConfig) -> Callable[[list], Any]:
     """The function that stacks a batch of ``config``'s samples."""
     if config.task == "depth":
-        from netadapt.depth.datasets import collate_depth
+        from netadapt.data.depth import collate_depth
 
         return collate_depth
     return collate
@@ -108,7 +108,7 @@ def open_sources(config: DataConfig) -> tuple[ImageSource, ImageSource | None]:
     """(training source, validation source or ``None``) of ``config``."""
     config.validate()
     if config.task == "depth":
-        from netadapt.depth.datasets import open_depth_sources
+        from netadapt.data.depth import open_depth_sources
 
         return open_depth_sources(depth_data_config(config))
     if config.dataset == "digits":
@@ -154,7 +154,7 @@ def build_datasets(
     else:
         split.check(train_source)
     if config.task == "depth":
-        from netadapt.depth.datasets import DepthSamples
+        from netadapt.data.depth import DepthSamples
 
         samples: Callable[..., Any] = DepthSamples
         train_tf, eval_tf = depth_data_config(config).transforms()

@@ -6,13 +6,14 @@ The pieces the training and search stages plug in (see ``docs/depth.md``):
   batches; :data:`HIGHER_IS_BETTER` and :func:`search_metric` — selecting samples by any metric;
 * :func:`build_depth_datasets` / :func:`collate_depth` / :func:`depth_loader` — (RGB, depth)
   batches from NYU Depth V2 (:class:`NYUSource`) or the synthetic scenes (:class:`SyntheticDepth`),
-  with the held-out split of :mod:`netadapt.data.split`;
+  with the held-out split of :mod:`netadapt.data.split`; these live in the data layer
+  (:mod:`netadapt.data.depth`, ``nyu``, ``synthetic``, ``depth_transforms``) and are re-exported here;
 * :func:`load_encoder_` — the FastDepth encoder from an ImageNet MobileNetV1 checkpoint.
 
 Nothing here imports h5py until an NYU file is read.
 """
 
-from netadapt.depth.datasets import (
+from netadapt.data.depth import (
     DEPTH_DATASETS,
     DepthBatch,
     DepthDataConfig,
@@ -23,6 +24,9 @@ from netadapt.depth.datasets import (
     depth_loader,
     open_depth_sources,
 )
+from netadapt.data.depth_transforms import DepthTransform
+from netadapt.data.nyu import NYUSource, ScanReport, check_h5, read_h5, scan_h5
+from netadapt.data.synthetic import SYNTHETIC_NAME, SyntheticDepth, render_scene, synthetic_splits
 from netadapt.depth.metrics import (
     HIGHER_IS_BETTER,
     METRICS,
@@ -33,10 +37,7 @@ from netadapt.depth.metrics import (
     search_metric,
     valid_mask,
 )
-from netadapt.depth.nyu import NYUSource, ScanReport, check_h5, read_h5, scan_h5
 from netadapt.depth.pretrained import encoder_keys, load_encoder_, read_encoder_state
-from netadapt.depth.synthetic import SYNTHETIC_NAME, SyntheticDepth, render_scene, synthetic_splits
-from netadapt.depth.transforms import DepthTransform
 
 __all__ = [
     "DEPTH_DATASETS",

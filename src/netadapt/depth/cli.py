@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from netadapt.depth.nyu import scan_h5
+from netadapt.data.nyu import scan_h5
 from netadapt.depth.pretrained import load_encoder_
 from netadapt.errors import NetAdaptError
 from netadapt.io import save_json

@@ -125,9 +125,9 @@ class ModelMetadata:
         normalized float32 (3, S, S) out."""
         from netadapt.data.transforms import PRESETS, make_transforms
 
-        if self.preset not in PRESETS:  # FastDepth's NYU geometry (netadapt.depth.transforms)
+        if self.preset not in PRESETS:  # FastDepth's NYU geometry (netadapt.data.depth_transforms)
             raise NetAdaptError(
-                f"preset {self.preset!r} is a depth transform: use netadapt.depth.transforms.DepthTransform"
+                f"preset {self.preset!r} is a depth transform: use netadapt.data.depth_transforms.DepthTransform"
                 f"({self.preset!r}, False, {self.input_size})"
             )
         return make_transforms(self.preset, self.input_size, self.mean, self.std)[1]

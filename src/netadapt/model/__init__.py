@@ -1,9 +1,10 @@
 """Super-network: elastic layers, blocks, the model zoo, the builder and extraction."""
 
+from netadapt.model import zoo  # noqa: F401  (registers the zoo's networks)
 from netadapt.model.builder import BuildOptions
 from netadapt.model.layers import Choice, LayerCost
+from netadapt.model.registry import MODELS, get_definition, list_models, register_model
 from netadapt.model.supernet import CompactNet, SuperNet, build_supernet, extract
-from netadapt.model.zoo import MODELS, get_definition, list_models
 
 __all__ = [
     "MODELS",
@@ -16,4 +17,5 @@ __all__ = [
     "extract",
     "get_definition",
     "list_models",
+    "register_model",
 ]

@@ -20,6 +20,7 @@ import torch
 
 from netadapt.errors import NetAdaptError
 from netadapt.io import load_torch_file, save_torch
+from netadapt.model.registry import build_source, is_source_name
 from netadapt.model.supernet import SuperNet, build_supernet
 
 __all__ = ["SUPERNET_FORMAT", "load_supernet", "load_supernet_extra", "save_supernet", "supernet_from_build"]
@@ -30,11 +31,9 @@ SUPERNET_VERSION = 1
 
 def supernet_from_build(build: dict) -> SuperNet:
     """Rebuild a super-network (random weights) from :meth:`SuperNet.build_config`."""
-    if ":" in str(build.get("model", "")):  # a traced network: trace its source again
-        from netadapt.trace import supernet_from_source
-
+    if is_source_name(str(build.get("model", ""))):  # a traced network: trace its source again
         try:
-            return supernet_from_source(
+            return build_source(
                 build["model"],
                 num_classes=build.get("num_classes"),
                 input_size=build["input_size"],

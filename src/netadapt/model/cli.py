@@ -92,7 +92,7 @@ def _describe_target(args: argparse.Namespace) -> tuple[SuperNet, Architecture |
     if args.run is not None and args.arch is not None:
         raise NetAdaptError("give --arch FILE or --run RUN_DIR, not both")
     if args.run is not None:
-        # a run folder's layout: netadapt.pipeline.layout
+        # a run folder's layout: netadapt.layout
         final, build_file = args.run / "search" / "final_arch.json", args.run / "build.json"
         if not final.is_file():
             raise NetAdaptError(f"{args.run} holds no finished search ({final} is missing)")

@@ -7,7 +7,7 @@ search space.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 __all__ = [
     "Conv",
@@ -109,6 +109,3 @@ class NetworkDef:
     num_widths: int = 9
     torchvision: str | None = None  # torchvision model whose weights load into this network
     notes: str = field(default="", compare=False)
-
-    def with_blocks(self, blocks: tuple[Block, ...]) -> NetworkDef:
-        return replace(self, blocks=blocks)

@@ -40,12 +40,8 @@ def describe(supernet: SuperNet, arch: Architecture | None = None) -> dict:
     the architecture's number for that column, and ``notes`` (one sentence per such layer) says
     why the two differ; :func:`format_table` marks the cell with ``*``.
     """
-    from netadapt.trace.elastic import GraphSuperNet  # the trace package builds on this one
-
-    if isinstance(supernet, GraphSuperNet):
-        from netadapt.trace.report import describe_traced
-
-        return describe_traced(supernet, arch)
+    if not isinstance(supernet, SuperNet):  # a traced GraphSuperNet (netadapt.trace builds on this package)
+        return supernet.describe(arch)
     arch = supernet.space.full() if arch is None else supernet.space.validate(arch)
     view = ArchView(arch.filters, arch.kernels)
     costs = {c.name: c for c in supernet.costs(arch)}

@@ -177,9 +177,7 @@ class ElasticConv(nn.Module):
         order = torch.argsort(torch.cat(groups))
         return torch.cat(parts)[order]
 
-    def forward_masked(
-        self, x: Tensor, width: Tensor, choice: Choice, limits: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+    def forward_masked(self, x: Tensor, width: Tensor, choice: Choice, limits: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``limits``: optional (B,) per-image bypass limits replacing ``T`` (at most the input
         width; a removed MobileNetV1 pair passes its whole input through both layers)."""
         # One convolution over the whole batch can take the bypass's input gradient itself.

@@ -90,9 +90,7 @@ def bypass_slice(x: Tensor, start: int, stop: int, stride: int) -> Tensor:
     return x[:, start:stop, ::stride, ::stride]
 
 
-def bypass_mix(
-    conv_out: Tensor, x: Tensor, filters: Tensor, limit: int, stride: int, limits: Tensor | None = None
-) -> Tensor:
+def bypass_mix(conv_out: Tensor, x: Tensor, filters: Tensor, limit: int, stride: int, limits: Tensor | None = None) -> Tensor:
     """Channel-level bypass under ordered dropout (paper §2.2, Fig. 5).
 
     Output channel ``j`` of image ``b`` is the convolution path's channel when

@@ -13,6 +13,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.model.builder import BuildOptions, build_from_definition
 from netadapt.model.definitions import NetworkDef
 from netadapt.model.layers import ArchView, Choice, LayerCost
+from netadapt.model.registry import build_source, is_source_name
 from netadapt.model.slicing import pad_add
 from netadapt.model.zoo import get_definition
 
@@ -168,6 +169,10 @@ class SuperNet(nn.Module):
         return x
 
     # -- shapes, costs, extraction ------------------------------------------------------------
+    def macs(self, arch: Architecture | None = None, *, validate: bool = True) -> int:
+        """MACs of ``arch`` (default: the full network) for one image."""
+        return sum(c.macs for c in self.costs(arch, validate=validate))
+
     def costs(self, arch: Architecture | None = None, *, validate: bool = True) -> list[LayerCost]:
         """Per-layer shapes, MACs and parameters of ``arch`` (default: the full network)."""
         arch = self.space.full() if arch is None else (self.space.validate(arch) if validate else arch)
@@ -253,14 +258,10 @@ def build_supernet(
     (:func:`netadapt.supernet_from_module`); ``options`` are then
     :class:`~netadapt.trace.TraceOptions` fields.
     """
-    if ":" in name:  # a source to trace (zoo names have no colon)
-        from netadapt.trace import supernet_from_source
-
+    if is_source_name(name):  # a source to trace (netadapt.trace registers its builder)
         if width_mult is not None:
             raise NetAdaptError("width_mult applies to zoo models; a traced network keeps its own widths")
-        return supernet_from_source(
-            name, num_classes=num_classes, input_size=input_size or 224, in_channels=in_channels, **options
-        )
+        return build_source(name, num_classes=num_classes, input_size=input_size or 224, in_channels=in_channels, **options)
     fields = set(BuildOptions.__dataclass_fields__)
     unknown = set(options) - fields
     if unknown:

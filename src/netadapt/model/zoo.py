@@ -3,15 +3,14 @@
 MobileNetV1/V2/V3 follow their papers and torchvision's conventions (so that the full networks
 have exactly the MACs and parameters of ``../shared/REFERENCE.md`` and torchvision's weights load).
 The paper's ImageNet initial networks are reconstructed from appendix A and Tables 8–9; see
-``docs/design.md`` for the choices the paper leaves open.
+``docs/design.md`` for the choices the paper leaves open.  Each network is registered with
+:func:`~netadapt.model.registry.register_model`, as a user's own network would be.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
-from netadapt.errors import NetAdaptError
 from netadapt.model.definitions import (
     Conv,
     Decoder,
@@ -22,13 +21,15 @@ from netadapt.model.definitions import (
     make_divisible,
     round_up_pow2,
 )
+from netadapt.model.registry import MODELS, get_definition, list_models, register_model
 
-__all__ = ["MODELS", "get_definition", "list_models"]
+__all__ = ["MODELS", "get_definition", "list_models"]  # re-exported from netadapt.model.registry
 
 # -- MobileNetV1 (Howard et al. 2017, Table 1) -----------------------------------------------------
 _V1_ROWS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)) + ((512, 1),) * 5 + ((1024, 2), (1024, 1))
 
 
+@register_model(description="MobileNetV1 (width_mult option), 224x224")
 def mobilenet_v1(width_mult: float = 1.0, *, cifar: bool = False) -> NetworkDef:
     def c(v: int) -> int:
         return int(v * width_mult)
@@ -52,6 +53,7 @@ def mobilenet_v1(width_mult: float = 1.0, *, cifar: bool = False) -> NetworkDef:
 _V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
+@register_model(description="MobileNetV2 (torchvision layout and weights), 224x224")
 def mobilenet_v2(width_mult: float = 1.0, *, cifar: bool = False) -> NetworkDef:
     inp = make_divisible(32 * width_mult)
     blocks: list = [Conv(inp, 3, 1 if cifar else 2, "relu6")]
@@ -131,15 +133,18 @@ def _mobilenet_v3(rows, last_hidden: int, name: str, width_mult: float, cifar: b
     )
 
 
+@register_model(description="MobileNetV3-Large (torchvision layout and weights), 224x224")
 def mobilenet_v3_large(width_mult: float = 1.0, *, cifar: bool = False) -> NetworkDef:
     return _mobilenet_v3(_V3_LARGE, 1280, "mobilenet_v3_large", width_mult, cifar)
 
 
+@register_model(description="MobileNetV3-Small (torchvision layout and weights), 224x224")
 def mobilenet_v3_small(width_mult: float = 1.0, *, cifar: bool = False) -> NetworkDef:
     return _mobilenet_v3(_V3_SMALL, 1024, "mobilenet_v3_small", width_mult, cifar)
 
 
 # -- The paper's ImageNet initial networks (appendix A.1, Tables 8 and 9) --------------------------
+@register_model(description="paper's latency-guided ImageNet initial network (appendix A.1)")
 def netadaptv2_latency() -> NetworkDef:
     """Latency-guided initial network: MobileNetV3-Large with widths rounded up to powers of 2,
     one extra block at 28x28 and one at 14x14, depthwise kernels +2 (appendix A.1).
@@ -166,6 +171,7 @@ def netadaptv2_latency() -> NetworkDef:
     )
 
 
+@register_model(description="paper's MAC-guided ImageNet initial network (appendix A.1)")
 def netadaptv2_macs() -> NetworkDef:
     """MAC-guided initial network: the latency-guided one with widths ×1.25 (rounded to multiples
     of 8), one extra block at 7x7 and 11 width choices per layer (appendix A.1, Table 9)."""
@@ -195,6 +201,7 @@ def netadaptv2_macs() -> NetworkDef:
 
 
 # -- FastDepth (Wofk et al. 2019): MobileNetV1 encoder, NNConv5 decoder, additive skips ------------
+@register_model(description="FastDepth: MobileNetV1 encoder, NNConv5 decoder, additive skips (depth)")
 def fastdepth() -> NetworkDef:
     v1 = mobilenet_v1()
     # Encoder blocks 0..13 (block 0 is the stem).  Skips as in FastDepth's MobileNetSkipAdd:
@@ -210,48 +217,22 @@ def fastdepth() -> NetworkDef:
     )
 
 
-# -- registry ----------------------------------------------------------------------------------------
+# -- 32x32 variants --------------------------------------------------------------------------------
+@register_model(name="mobilenet_v1_cifar", description="MobileNetV1 for 32x32 inputs (stem stride 1)")
 def _v1_cifar(width_mult: float = 1.0) -> NetworkDef:
     return mobilenet_v1(width_mult, cifar=True)
 
 
+@register_model(name="mobilenet_v2_cifar", description="MobileNetV2 for 32x32 inputs (stem and first stage stride 1)")
 def _v2_cifar(width_mult: float = 1.0) -> NetworkDef:
     return mobilenet_v2(width_mult, cifar=True)
 
 
+@register_model(name="mobilenet_v3_large_cifar", description="MobileNetV3-Large for 32x32 inputs")
 def _v3l_cifar(width_mult: float = 1.0) -> NetworkDef:
     return mobilenet_v3_large(width_mult, cifar=True)
 
 
+@register_model(name="mobilenet_v3_small_cifar", description="MobileNetV3-Small for 32x32 inputs")
 def _v3s_cifar(width_mult: float = 1.0) -> NetworkDef:
     return mobilenet_v3_small(width_mult, cifar=True)
-
-
-MODELS: dict[str, tuple[Callable[..., NetworkDef], str]] = {
-    "mobilenet_v1": (mobilenet_v1, "MobileNetV1 (width_mult option), 224x224"),
-    "mobilenet_v2": (mobilenet_v2, "MobileNetV2 (torchvision layout and weights), 224x224"),
-    "mobilenet_v3_large": (mobilenet_v3_large, "MobileNetV3-Large (torchvision layout and weights), 224x224"),
-    "mobilenet_v3_small": (mobilenet_v3_small, "MobileNetV3-Small (torchvision layout and weights), 224x224"),
-    "netadaptv2_latency": (netadaptv2_latency, "paper's latency-guided ImageNet initial network (appendix A.1)"),
-    "netadaptv2_macs": (netadaptv2_macs, "paper's MAC-guided ImageNet initial network (appendix A.1)"),
-    "fastdepth": (fastdepth, "FastDepth: MobileNetV1 encoder, NNConv5 decoder, additive skips (depth)"),
-    "mobilenet_v1_cifar": (_v1_cifar, "MobileNetV1 for 32x32 inputs (stem stride 1)"),
-    "mobilenet_v2_cifar": (_v2_cifar, "MobileNetV2 for 32x32 inputs (stem and first stage stride 1)"),
-    "mobilenet_v3_large_cifar": (_v3l_cifar, "MobileNetV3-Large for 32x32 inputs"),
-    "mobilenet_v3_small_cifar": (_v3s_cifar, "MobileNetV3-Small for 32x32 inputs"),
-}
-
-
-def list_models() -> list[str]:
-    return sorted(MODELS)
-
-
-def get_definition(name: str, **options: object) -> NetworkDef:
-    """The definition of zoo model ``name``; ``options`` go to its definition function."""
-    if name not in MODELS:
-        raise NetAdaptError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
-    fn = MODELS[name][0]
-    try:
-        return fn(**options)
-    except TypeError as exc:
-        raise NetAdaptError(f"model {name}: {exc}") from None

@@ -143,7 +143,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import torch
 
     from netadapt.io import load_json, save_json
-    from netadapt.pipeline.layout import RunLayout
+    from netadapt.layout import RunLayout
     from netadapt.pipeline.run import run_pipeline
 
     config, profile = _config(args)
@@ -187,7 +187,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     import torch
 
     from netadapt.io import load_json
-    from netadapt.pipeline.layout import RunLayout
+    from netadapt.layout import RunLayout
     from netadapt.pipeline.run import run_pipeline
 
     # Two small processes' worth of work on two cores: one thread avoids oversubscription.

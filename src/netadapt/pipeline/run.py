@@ -25,10 +25,10 @@ from netadapt.arch.space import Architecture
 from netadapt.config import config_differences, config_to_dict
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write, load_json, read_text, save_json
+from netadapt.layout import RunLayout
 from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, load_supernet_extra
 from netadapt.model.supernet import SuperNet
-from netadapt.pipeline.layout import RunLayout
 from netadapt.search.baseline import uniform_matching
 from netadapt.search.config import SearchConfig
 from netadapt.search.evaluate import EvalConfig
@@ -100,7 +100,7 @@ class RunConfig:
     """The whole flow; ``supernet`` and ``search`` are the stage configs (their run folders and
     super-network file are set by the run)."""
 
-    run_dir: str = "runs/netadapt"  # the run folder: every stage writes below it (pipeline/layout.py)
+    run_dir: str = "runs/netadapt"  # the run folder: every stage writes below it (netadapt/layout.py)
     supernet: SupernetTrainConfig = field(default_factory=SupernetTrainConfig)
     search: SearchStage = field(default_factory=SearchStage)
     final: FinalConfig = field(default_factory=FinalConfig)
@@ -228,7 +228,7 @@ def _trajectory_init(config: RunConfig, layout: RunLayout, net: SuperNet, supern
 def _evaluate_trained(path: Path, arch: Architecture, resource_fn: Any, latency: Any, task: Task) -> dict:
     """A trained network's summary entry: the task's validation numbers of its last epoch
     (top-1 accuracy; depth: RMSE, REL, δ1–δ3, MAE), resources and architecture."""
-    from netadapt import count_macs, count_params
+    from netadapt.resources import count_macs, count_params
 
     net, extra = load_supernet(path)
     resources = float(resource_fn(arch))
@@ -367,12 +367,13 @@ def _export(
 ) -> None:
     """Write the discovered network in every format of ``config.export``, each file carrying
     its :class:`~netadapt.export.ModelMetadata` (preprocessing, class names, architecture, MACs)."""
-    from netadapt import __version__, count_macs, count_params
     from netadapt.export import ModelMetadata, export_onnx, export_program, export_torchscript, save_compact
+    from netadapt.resources import count_macs, count_params
+    from netadapt.version import __version__
 
     data = config.supernet.data
     profile = layout.root / "data_profile.json"  # written by `netadapt run --data`
-    if task.name == "depth":  # FastDepth's own evaluation geometry (netadapt.depth.transforms)
+    if task.name == "depth":  # FastDepth's own evaluation geometry (netadapt.data.depth_transforms)
         preset, (mean, std) = ("nyu" if data.dataset == "nyu" else "none"), data.resolved_mean_std()
     else:
         preset, (mean, std) = data.resolved_preset(), data.resolved_mean_std()

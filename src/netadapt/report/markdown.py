@@ -1,6 +1,6 @@
 """``netadapt report RUN_DIR``: a Markdown report with PNG plots of one run.
 
-Reads what the stages wrote (see :mod:`netadapt.pipeline.layout`): the search's trajectory and
+Reads what the stages wrote (see :mod:`netadapt.layout`): the search's trajectory and
 family, the summary of the trained networks, the time per step; writes ``report/report.md`` and
 its plots atomically.  Missing stages are reported as missing, not invented.
 
@@ -19,9 +19,9 @@ from typing import Any
 from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write, load_json
+from netadapt.layout import RunLayout
 from netadapt.model.checkpoint import supernet_from_build
 from netadapt.model.describe import cell, describe
-from netadapt.pipeline.layout import RunLayout
 from netadapt.search.timing import format_timing_table, load_timing
 from netadapt.trace.elastic import GraphSuperNet
 from netadapt.trace.report import COLUMNS as TRACED_COLUMNS

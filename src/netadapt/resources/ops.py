@@ -34,7 +34,7 @@ from netadapt.model.layers import ArchView, ElasticConv, SqueezeExcite
 from netadapt.model.slicing import pad_add
 from netadapt.model.supernet import SuperNet
 
-__all__ = ["Op", "OpMaker", "OpPlan", "trace_ops"]
+__all__ = ["Op", "OpMaker", "OpPlan"]
 
 
 class Op(NamedTuple):
@@ -393,11 +393,6 @@ class OpPlan:
                 widths = widths | block_in
             outs.append(widths)
         return found, makers
-
-
-def trace_ops(supernet: SuperNet, arch: Architecture) -> list[Op]:
-    """The operations of ``arch``'s compact network (builds an :class:`OpPlan`; reuse one in loops)."""
-    return OpPlan(supernet).trace(arch)
 
 
 def _pairs(widths: set[int], others: list[int]) -> Iterator[tuple[int, int]]:

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from netadapt.errors import NetAdaptError
 from netadapt.export.formats import onnx_bytes, onnx_session
+from netadapt.version import __version__
 
 __all__ = [
     "BACKENDS",
@@ -247,9 +248,7 @@ def _cpu_name() -> str:
 
 def environment(backend: str, threads: int) -> dict:
     """Where a latency was measured: device, backend, threads and library versions."""
-    import netadapt
-
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "netadapt": netadapt.__version__}
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "netadapt": __version__}
     if backend == "onnxruntime":
         ort = sys.modules.get("onnxruntime")
         if ort is None:

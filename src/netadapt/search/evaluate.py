@@ -25,6 +25,7 @@ from torch import Tensor
 
 from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
+from netadapt.evaluate import MetricFn, top1_metric
 from netadapt.model.norm import Forward, fold_bn_, recalibrate_bn_, recalibrated_bn
 from netadapt.model.supernet import SuperNet
 from netadapt.search.distributed import map_shared
@@ -51,9 +52,6 @@ log = logging.getLogger(__name__)
 #: Iterables of (images, targets, ...) batches: plain pairs or ``netadapt.data.Batch`` tuples
 #: (whose extra fields are ignored).
 Batches = Iterable[tuple[Tensor, ...]]
-#: ``metric_fn(outputs, targets) -> (sum, count)`` for one batch; the score is
-#: ``finalize(total_sum / total_count)`` (e.g. ``finalize=math.sqrt`` on squared errors = RMSE).
-MetricFn = Callable[[Tensor, Tensor], tuple[float, int]]
 
 
 def batch_pair(batch: Any) -> tuple[Tensor, Tensor]:
@@ -62,11 +60,6 @@ def batch_pair(batch: Any) -> tuple[Tensor, Tensor]:
         return batch[0], batch[1]
     except (TypeError, IndexError, KeyError):
         raise NetAdaptError(f"a batch must be (images, targets, ...), got {type(batch).__name__}") from None
-
-
-def top1_metric(outputs: Tensor, targets: Tensor) -> tuple[float, int]:
-    """Correct top-1 predictions and images in the batch."""
-    return float((outputs.argmax(1) == targets).sum()), int(targets.shape[0])
 
 
 # -- fixed image sets ----------------------------------------------------------------------------

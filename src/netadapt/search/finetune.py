@@ -28,7 +28,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.model.supernet import SuperNet
 from netadapt.search.evaluate import Batches, Forward, MetricFn, SampleEvaluator, batch_pair, top1_metric
 
-__all__ = ["FineTune", "epochs_to_steps", "finetune_evaluator"]
+__all__ = ["FineTune", "finetune_evaluator"]
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,3 @@ def finetune_evaluator(
         workers=workers,
         threads_per_worker=threads_per_worker,
     )
-
-
-def epochs_to_steps(epochs: float, batches_per_epoch: int) -> int:
-    """Fine-tuning length given in epochs, as a number of batches."""
-    return max(0, round(epochs * batches_per_epoch))

@@ -102,7 +102,7 @@ def _differences(stored: dict, current: dict, folder: Path) -> list[str]:
     return keys
 
 
-def arch_key(arch: Architecture) -> dict:
+def _arch_fields(arch: Architecture) -> dict:
     """The compact form of an architecture in ``evaluated.jsonl`` (the space is in the config)."""
     return {"filters": list(arch.filters), "kernels": list(arch.kernels)}
 
@@ -187,7 +187,7 @@ class RunFolder:
         if not self.write:
             return
         for arch, accuracy, seconds in rows:
-            append_jsonl(self.path / "evaluated.jsonl", {**arch_key(arch), "accuracy": accuracy, "seconds": seconds})
+            append_jsonl(self.path / "evaluated.jsonl", {**_arch_fields(arch), "accuracy": accuracy, "seconds": seconds})
 
     # -- iterations ----------------------------------------------------------------------------
     def load_state(self) -> dict | None:

@@ -25,6 +25,8 @@ from netadapt.io import atomic_write, read_jsonl, save_json
 from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet
 from netadapt.model.supernet import SuperNet
+from netadapt.resources.counting import count_macs, count_params
+from netadapt.resources.parse import parse_metric
 from netadapt.search.config import SearchConfig
 from netadapt.search.evaluate import Batches, EvalConfig, SampleEvaluator, batch_pair, shared_weight_evaluator, take_images
 from netadapt.search.noise import selection_noise
@@ -80,23 +82,13 @@ def build_resource_fn(spec: str, supernet: SuperNet, *, timeout: float = 600.0) 
     The metric named by ``spec`` is constrained; MACs and parameters are always recorded too
     (they are analytic and cost microseconds).  ``timeout`` bounds each run of a ``command:``
     metric, in seconds."""
-    from netadapt.resources.counting import count_macs, count_params
 
     def analytic(name: str):
         fn = count_macs if name == "macs" else count_params
         return lambda arch: float(fn(supernet, arch))
 
-    try:
-        from netadapt.resources.parse import parse_metric  # the resource-metric stage
-    except ImportError:  # pragma: no cover - only while that stage is missing
-        parse_metric = None
-    if parse_metric is not None:
-        metric = parse_metric(spec, supernet, timeout=timeout)
-        name = getattr(metric, "name", spec)
-    elif spec in ("macs", "params"):
-        metric, name = analytic(spec), spec
-    else:  # pragma: no cover
-        raise NetAdaptError(f"metric {spec!r} needs netadapt.resources.parse, which is not installed")
+    metric = parse_metric(spec, supernet, timeout=timeout)
+    name = getattr(metric, "name", spec)
     others = {n: analytic(n) for n in ("macs", "params") if n != name}
 
     def resources(arch: Architecture) -> dict[str, float]:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from netadapt.errors import NetAdaptError
+from netadapt.model.registry import register_source_builder
 from netadapt.trace.build import TraceOptions, build_space, trace_module
 from netadapt.trace.elastic import GraphSuperNet
 from netadapt.trace.graph import TracePlan, analyze
@@ -80,6 +81,7 @@ def supernet_from_module(
     return net
 
 
+@register_source_builder  # build_supernet("torchvision:resnet50") and super-network files come here
 def supernet_from_source(
     source: str,
     *,

@@ -289,6 +289,12 @@ class GraphSuperNet(nn.Module):
         arch = self.space.full() if arch is None else (self.space.validate(arch) if validate else arch)
         return self._tables.costs(arch)
 
+    def describe(self, arch: Architecture | None = None) -> dict:
+        """MACs, parameters and one row per searchable layer (:func:`netadapt.trace.report.describe_traced`)."""
+        from netadapt.trace.report import describe_traced  # the report module imports this one
+
+        return describe_traced(self, arch)
+
     def extract(self, arch: Architecture) -> fx.GraphModule:
         """The compact network of ``arch``: a ``torch.fx`` module with smaller layers holding
         this super-network's sliced weights (see :mod:`netadapt.trace.extract`)."""

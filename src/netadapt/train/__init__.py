@@ -3,6 +3,7 @@ final training reuses: optimizers, the learning-rate schedule, the weight moving
 checkpoints, distributed set-up and evaluation.  See ``docs/training.md``.
 """
 
+from netadapt.evaluate import eval_mode, evaluate, evaluate_depth
 from netadapt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from netadapt.train.config import (
     ModelConfig,
@@ -12,7 +13,6 @@ from netadapt.train.config import (
     SupernetTrainConfig,
 )
 from netadapt.train.distributed import DistContext, distributed, resolve_device
-from netadapt.train.evaluate import eval_mode, evaluate, evaluate_depth
 from netadapt.train.loop import CONFIG_FILE, SUPERNET_FILE, build_model, deterministic_mode, train_supernet
 from netadapt.train.optim import ModelEma, RMSpropTF, build_optimizer, lr_factor, scaled_lr, set_lr
 from netadapt.train.sampling import OrderedDropoutSampler, stratified_column

@@ -40,7 +40,6 @@ from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, save_supernet
 from netadapt.model.supernet import SuperNet, build_supernet
 from netadapt.progress import Eta
-from netadapt.resources.counting import count_macs
 from netadapt.tasks import Task, task_for
 from netadapt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, rng_state, save_checkpoint
 from netadapt.train.config import RELOCATABLE_PATHS, RESUMABLE_CHANGES, SupernetTrainConfig
@@ -241,8 +240,8 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
         info("resuming %s at epoch %d, step %d (global step %d)", run_dir, start_epoch + 1, start_step, global_step)
     elif arch is not None:
         info("training %s of %s (%s network, %s of %s MACs) on %s: %d training images, epochs: %d",
-             f"the {label}" if label else "one architecture", supernet.name, module_kind, f"{_macs(supernet, arch):,}",
-             f"{_macs(supernet, supernet.space.full()):,}", sets.train_source.name, len(sets.train), config.epochs)  # fmt: skip
+             f"the {label}" if label else "one architecture", supernet.name, module_kind, f"{supernet.macs(arch):,}",
+             f"{supernet.macs(supernet.space.full()):,}", sets.train_source.name, len(sets.train), config.epochs)  # fmt: skip
     elif not config.ordered_dropout.enabled:
         info("training the %s initial network without ordered dropout (plain training) on %s: %d training images, epochs: %d",
              supernet.name, sets.train_source.name, len(sets.train), config.epochs)  # fmt: skip
@@ -341,7 +340,7 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
                     widths, kernels = sampler.sample(global_batch, generator, phase, floor=floor)
                 optimizer.zero_grad(set_to_none=True)
                 for m, chunk_id in enumerate(batches.chunk_ids()):
-                    batch = next(data)  # netadapt.data.Batch or netadapt.depth.DepthBatch
+                    batch = next(data)  # netadapt.data.Batch or netadapt.data.depth.DepthBatch
                     rows = slice(chunk_id * chunk, (chunk_id + 1) * chunk)
                     w = widths[rows][batch.kept] if widths is not None else None
                     k = kernels[rows][batch.kept] if kernels is not None else None
@@ -516,10 +515,6 @@ def _image_counts(sets: DataSets) -> dict[str, Any]:
         "train_source": getattr(sets.train_source, "name", None),
         "train_total": len(sets.train_source),
     }
-
-
-def _macs(net: SuperNet, arch: Architecture) -> int:
-    return count_macs(net, arch)
 
 
 def _fixed_architecture(config: SupernetTrainConfig, net: SuperNet) -> Architecture | None:

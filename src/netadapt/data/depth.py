@@ -1,8 +1,8 @@
 """Depth data sets and loaders: (RGB, depth) samples, batches, the held-out split.
 
-Mirrors :mod:`netadapt.data` for a dense target: a *source* (:class:`~netadapt.depth.nyu.NYUSource`
-or :class:`~netadapt.depth.synthetic.SyntheticDepth`) lists frames and loads (uint8 RGB, depth)
-pairs; :class:`DepthSamples` applies a seeded :class:`~netadapt.depth.transforms.DepthTransform`
+Mirrors :mod:`netadapt.data` for a dense target: a *source* (:class:`~netadapt.data.nyu.NYUSource`
+or :class:`~netadapt.data.synthetic.SyntheticDepth`) lists frames and loads (uint8 RGB, depth)
+pairs; :class:`DepthSamples` applies a seeded :class:`~netadapt.data.depth_transforms.DepthTransform`
 and accepts the same keys as :class:`netadapt.data.SampleDataset` (a position, or
 ``(position, augmentation seed)`` from :class:`netadapt.data.TrainBatchSampler`), so the
 training loop's batch order, resumption and sharding work unchanged; :func:`collate_depth`
@@ -26,11 +26,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from netadapt.data.batches import Unreadable, derive_seed
+from netadapt.data.depth_transforms import DepthTransform
+from netadapt.data.nyu import NYUSource
 from netadapt.data.sources import UnreadableImage
 from netadapt.data.split import HeldoutSplit, make_heldout
-from netadapt.depth.nyu import NYUSource
-from netadapt.depth.synthetic import SyntheticDepth, synthetic_splits
-from netadapt.depth.transforms import DepthTransform
+from netadapt.data.synthetic import SyntheticDepth, synthetic_splits
 from netadapt.errors import NetAdaptError
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Where each stage of ``netadapt run`` writes inside the run folder.
+"""Where each stage of ``netadapt run`` writes inside the run folder (read by the pipeline and the report).
 
 =====================  ======================================================================
 ``config.yaml``         the resolved run config (a rerun with another config is refused)
@@ -49,10 +49,6 @@ class RunLayout:
     @property
     def final_dir(self) -> Path:
         return self.root / "final"
-
-    @property
-    def baseline_dir(self) -> Path:
-        return self.root / "baseline"
 
     @property
     def export_dir(self) -> Path:

@@ -130,7 +130,7 @@ def render_scene(size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]
 
 class SyntheticDepth:
     """``count`` synthetic scenes of ``size``×``size`` pixels (see the module docstring), with the
-    source interface of :class:`~netadapt.depth.nyu.NYUSource` (``load_pair``, ``describe``,
+    source interface of :class:`~netadapt.data.nyu.NYUSource` (``load_pair``, ``describe``,
     ``fingerprint``, one class)."""
 
     def __init__(self, count: int, *, size: int = 64, seed: int = 0, split: str = "train") -> None:

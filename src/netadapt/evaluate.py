@@ -1,25 +1,43 @@
 """Top-1 accuracy and loss of a network, a super-network or one of its sub-networks; the depth
-metrics of a depth network (paper Table 7)."""
+metrics of a depth network (paper Table 7); the per-batch top-1 metric the search sums.
+
+Below the tasks, training and search (``docs/design.md``): they all evaluate through here."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from netadapt.arch.space import Architecture
 from netadapt.depth.metrics import DepthMetrics, valid_mask
 from netadapt.model.supernet import SuperNet
 from netadapt.trace.elastic import GraphSuperNet
-from netadapt.train.distributed import DistContext
 
-__all__ = ["eval_mode", "evaluate", "evaluate_depth"]
+__all__ = ["Collective", "MetricFn", "eval_mode", "evaluate", "evaluate_depth", "top1_metric"]
 
 log = logging.getLogger(__name__)
+
+#: ``metric_fn(outputs, targets) -> (sum, count)`` for one batch; the score is
+#: ``finalize(total_sum / total_count)`` (e.g. ``finalize=math.sqrt`` on squared errors = RMSE).
+MetricFn = Callable[[Tensor, Tensor], tuple[float, int]]
+
+
+class Collective(Protocol):
+    """What evaluation needs of a distributed context (:class:`netadapt.train.distributed.DistContext`):
+    the element-wise sum of per-process numbers over all processes."""
+
+    def sum(self, values: Sequence[float]) -> list[float]: ...
+
+
+def top1_metric(outputs: Tensor, targets: Tensor) -> tuple[float, int]:
+    """Correct top-1 predictions and images in the batch."""
+    return float((outputs.argmax(1) == targets).sum()), int(targets.shape[0])
 
 
 @contextmanager
@@ -67,7 +85,7 @@ def evaluate(
     arch: Architecture | None = None,
     *,
     device: torch.device | str | None = None,
-    context: DistContext | None = None,
+    context: Collective | None = None,
     max_batches: int | None = None,
 ) -> dict[str, float]:
     """Top-1 accuracy (fraction) and mean cross-entropy of ``model`` over ``loader``.
@@ -101,7 +119,7 @@ def evaluate_depth(
     arch: Architecture | None = None,
     *,
     device: torch.device | str | None = None,
-    context: DistContext | None = None,
+    context: Collective | None = None,
     max_batches: int | None = None,
 ) -> dict[str, float]:
     """Depth metrics of ``model`` over ``loader``'s (images, depth maps, …) batches.
