@@ -101,3 +101,26 @@ def test_compact_training_resumes_and_refuses_a_masked_checkpoint(start: tuple[P
     torch.save(state, checkpoint)
     with pytest.raises(NetAdaptError, match="trained the supernet network, this run trains the compact one"):
         train_supernet(config(tmp_path / "run", *args))
+
+
+def test_pretrain_epochs_train_the_initial_network_first(tmp_path: Path) -> None:
+    """``pretrain_epochs``: the initial network trains plainly in RUN_DIR/pretrained, the
+    super-network starts from its weights, and a rerun of the finished run does nothing."""
+    run = tmp_path / "supernet"
+    path = train_supernet(config(run, "epochs=1", "pretrain_epochs=1", "ordered_dropout.enabled=true"))
+    pretrained = run / "pretrained" / "supernet.pt"
+    assert pretrained.is_file() and path == run / "supernet.pt"
+    plain = read_jsonl(run / "pretrained" / "metrics.jsonl")
+    assert len(plain) == 1 and len(read_jsonl(run / "metrics.jsonl")) == 1
+    resolved = (run / "config.yaml").read_text()
+    assert f"init_from: {pretrained}" in resolved and "pretrain_epochs: 1" in resolved
+    assert "enabled: false" in (run / "pretrained" / "config.yaml").read_text()
+    # the super-network's first step starts from the pre-trained weights, not from a fresh init
+    fresh = load_supernet(train_supernet(config(tmp_path / "fresh", "epochs=1", "ordered_dropout.enabled=true")))[0]
+    started = load_supernet(path)[0]
+    assert not torch.equal(next(fresh.parameters()), next(started.parameters()))
+    before = pretrained.stat().st_mtime_ns
+    assert train_supernet(config(run, "epochs=1", "pretrain_epochs=1", "ordered_dropout.enabled=true")) == path
+    assert pretrained.stat().st_mtime_ns == before
+    with pytest.raises(NetAdaptError, match="pretrain_epochs must be 0 or more"):
+        config(tmp_path / "bad", "pretrain_epochs=-1").validate()

@@ -146,6 +146,10 @@ class SupernetTrainConfig:
     # its extracted compact network: the same result (tests/test_train_final.py) at the full cost.
     masked: bool = False
     init_from: str | None = None  # a super-network file whose weights start training
+    # Beyond the paper (what a user with a trained model has; NetAdaptV1 starts there too): first
+    # train the initial network plainly (no ordered dropout) for this many epochs in
+    # RUN_DIR/pretrained, then start the super-network from it.  0: off; ignored with init_from.
+    pretrain_epochs: int = 0
     # Depth (paper §4.2.1, appendix A.2): an ImageNet MobileNetV1 checkpoint whose weights start
     # FastDepth's encoder (formats: netadapt.depth.load_encoder_); init_from, when also given,
     # overrides it.  Applied when a run starts, never on resume.
@@ -188,6 +192,8 @@ class SupernetTrainConfig:
             raise NetAdaptError("checkpoint_every must be ≥ 0, eval_every and log_every ≥ 1")
         if self.model.dropout is not None and not 0.0 <= self.model.dropout < 1.0:
             raise NetAdaptError(f"model.dropout must be in [0, 1), got {self.model.dropout}")
+        if self.pretrain_epochs < 0:
+            raise NetAdaptError(f"pretrain_epochs must be 0 or more, got {self.pretrain_epochs}")
         if self.architecture is not None and self.ordered_dropout.enabled:
             raise NetAdaptError("training a fixed architecture needs ordered_dropout.enabled: false")
         if self.max_loss is not None and self.max_loss <= 0:

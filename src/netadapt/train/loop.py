@@ -14,6 +14,8 @@ deterministic mode the final weights are equal (``tests/test_train_resume.py``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import os
 import time
@@ -69,12 +71,27 @@ def train_supernet(
     (e.g. "discovered network" for ``config.architecture``).
     """
     config.validate()
+    if config.pretrain_epochs and config.init_from is None and config.architecture is None:
+        pretrained = train_supernet(pretrain_config(config), on_step=on_step, label="initial network (pre-training)")
+        config = dataclasses.replace(config, init_from=str(pretrained))
     with (
         distributed(config.device) as ctx,
         deterministic_mode(config.deterministic),
         run_folder_lock(config.run_dir) if ctx.is_main else nullcontext(),  # one writer per run folder
     ):
         return _train(config, ctx, on_step, label)
+
+
+def pretrain_config(config: SupernetTrainConfig) -> SupernetTrainConfig:
+    """The plain training of ``config``'s initial network that its ``pretrain_epochs`` asks for:
+    same model, data, optimizer and schedule, no ordered dropout, in ``RUN_DIR/pretrained``."""
+    return dataclasses.replace(
+        config,
+        run_dir=str(Path(config.run_dir) / "pretrained"),
+        epochs=config.pretrain_epochs,
+        pretrain_epochs=0,
+        ordered_dropout=dataclasses.replace(config.ordered_dropout, enabled=False),
+    )
 
 
 @contextmanager

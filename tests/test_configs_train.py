@@ -1,0 +1,78 @@
+"""Every shipped config trains: each file under ``configs/`` (and the demo's) runs its own
+super-network training -- its model, search-space options, recipe, sampler and optimizer -- for a
+few dozen steps on tiny data, and its training loss falls.
+
+Only what a 2-core test cannot afford changes: the data (512 images of four grey shapes,
+``tests/shapes.py``, for image classification; a few synthetic scenes for depth; both at 16x16), the batch (32), the number of
+epochs, and the schedule's epoch lengths, which are scaled to the short run (an ImageNet config
+warms up for 5 of its epochs; here an "epoch" is a handful of steps).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from netadapt.config import config_to_dict, load_config, read_yaml_mapping
+from netadapt.pipeline.cli import DEMO_CONFIG
+from netadapt.pipeline.run import RunConfig
+from netadapt.train import SupernetTrainConfig, train_supernet
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "configs").glob("*.yaml")) + [DEMO_CONFIG]
+EPOCHS = 10
+
+
+def _supernet_mapping(path: Path) -> dict:
+    """The file's super-network training config, resolved (recipe applied), as a mapping."""
+    raw = read_yaml_mapping(path)
+    config = load_config(RunConfig, path).supernet if "supernet" in raw else load_config(SupernetTrainConfig, path)
+    return config_to_dict(config)
+
+
+def _shrunk(mapping: dict, tmp_path: Path, shapes: Path) -> dict:
+    """The same training at test size (see the module docstring)."""
+    data = mapping["data"]
+    if data["dataset"] in ("nyu", "synthetic_depth"):
+        tiny = {"dataset": "synthetic_depth", "root": None, "image_size": 16, "synthetic_train": 320,
+                "synthetic_val": 16, "heldout": 16}  # fmt: skip
+    else:
+        tiny = {"dataset": "folder", "root": str(shapes), "preset": "none", "image_size": 16, "mean": None, "std": None,
+                "subset": None, "heldout": 64, "val_subset": None, "train_dir": "train", "val_dir": None}  # fmt: skip
+    mapping["data"] = {**data, **tiny, "batch_size": 32, "eval_batch_size": 32, "workers": 0}
+    scale = EPOCHS / mapping["epochs"]
+    schedule = mapping["schedule"]
+    for key in ("warmup_epochs", "decay_epochs"):
+        if schedule.get(key):
+            schedule[key] = schedule[key] * scale
+    od = mapping["ordered_dropout"]
+    for key in ("full_epochs", "width_epochs"):
+        if od.get(key):
+            od[key] = od[key] * scale
+    mapping.update(epochs=EPOCHS, run_dir=str(tmp_path), progress=False, tensorboard=False, eval_every=10**6,
+                   val_calibration_images=32, init_from=None, init_encoder=None, teacher=None, device="cpu",
+                   precision="fp32")  # fmt: skip
+    return mapping
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    from tests.shapes import make_shapes_folder
+
+    return make_shapes_folder(tmp_path_factory.mktemp("shapes"), train_per_class=144, test_per_class=8)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_trains(path, tmp_path, shapes):
+    from netadapt.config import config_from_dict
+
+    torch.set_num_threads(1)
+    mapping = _shrunk(_supernet_mapping(path), tmp_path / "run", shapes)
+    train_supernet(config_from_dict(SupernetTrainConfig, mapping))
+    losses = [json.loads(line)["train_loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == EPOCHS
+    assert all(map(lambda x: x == x and x < 1e3, losses)), losses  # finite
+    assert min(losses[-2:]) < 0.95 * losses[0], f"{path.name}: training loss did not fall: {losses}"
