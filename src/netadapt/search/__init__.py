@@ -54,7 +54,13 @@ __all__ = [
 def _make_callable() -> None:
     """Let ``netadapt.search(...)`` call :func:`search` (the API promised by issue 5) while
     ``netadapt.search`` stays this package, so ``netadapt.search.run_search`` and submodule
-    imports keep working."""
+    imports keep working.
+
+    A plain function ``netadapt.search`` cannot coexist with this package: importing any
+    ``netadapt.search.*`` module sets the attribute ``search`` of ``netadapt`` to the package,
+    replacing the function.  A module class with ``__call__`` is the documented way (Python
+    reference, "Customizing module attribute access") to keep both spellings.
+    """
     import sys
     import types
 

@@ -57,7 +57,7 @@ class SearchResult:
     final: Architecture
     resources: dict[str, float]
     resource: float
-    accuracy: float
+    accuracy: float  # the final score: top-1, or e.g. RMSE (named by ``score``; see TrajectoryPoint)
     target: float  # in the resource's unit
     constrained: str  # the name of the constrained resource
     reached_target: bool
@@ -122,10 +122,11 @@ class _Evaluations:
         return sum(s for _, s in self.cache.values())
 
 
-def _badness(accuracy: float, higher_is_better: bool) -> float:
-    if not math.isfinite(accuracy):
+def _badness(score: float, higher_is_better: bool) -> float:
+    """``score`` (top-1, RMSE, …) as a value to minimize."""
+    if not math.isfinite(score):
         return math.inf  # a diverged sample is never chosen over a finite one
-    return -accuracy if higher_is_better else accuracy
+    return -score if higher_is_better else score
 
 
 def _select(candidates: list[tuple[int, Architecture, float, float]], prev: TrajectoryPoint, config: SearchConfig) -> int:
@@ -135,8 +136,8 @@ def _select(candidates: list[tuple[int, Architecture, float, float]], prev: Traj
     choice does not depend on the order in which samples were made (SCD == MCD with L = 1)."""
 
     def key(c: tuple[int, Architecture, float, float]) -> tuple:
-        _, arch, resource, accuracy = c
-        bad = _badness(accuracy, config.higher_is_better)
+        _, arch, resource, score = c
+        bad = _badness(score, config.higher_is_better)
         order = (bad, resource, arch.filters, arch.kernels)
         if config.selection == "accuracy":
             return order
