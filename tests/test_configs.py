@@ -25,6 +25,21 @@ def _load(path: Path) -> tuple[dict, SupernetTrainConfig]:
     return raw, load_config(SupernetTrainConfig, path)
 
 
+@pytest.mark.parametrize("value", ["[0.5, 0.5]", "[0.5, 0.5, 0.5, 0.5]"])
+def test_a_fixed_size_tuple_of_another_length_is_a_one_line_error(value: str) -> None:
+    with pytest.raises(NetAdaptError) as caught:
+        load_config(SupernetTrainConfig, None, [f"data.mean={value}"])
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("data.mean: expected 3 values, got")
+
+
+def test_tuples_of_the_right_length_and_open_tuples_load() -> None:
+    config = load_config(RunConfig, None, ["supernet.data.std=[0.25, 0.5, 1]", "search.search.budgets=[0.5, 0.4, 0.3, 0.2]"])
+    assert config.supernet.data.std == (0.25, 0.5, 1.0)
+    assert config.search.search.budgets == (0.5, 0.4, 0.3, 0.2)
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_loads_with_the_config_classes(path):
     raw, config = _load(path)

@@ -1,7 +1,7 @@
 """Typed configuration: dataclasses, then a YAML file, then ``key=value`` overrides.
 
-Unknown keys, values of the wrong type and numbers that are not finite (``.nan``, ``.inf``)
-are errors that name the key.  Nested dataclasses
+Unknown keys, values of the wrong type, fixed-size tuples of another length and numbers that
+are not finite (``.nan``, ``.inf``) are errors that name the key.  Nested dataclasses
 are nested mappings in YAML and dotted keys on the command line (``--set train.epochs=3``).
 A class with a static ``expand_mapping(mapping) -> mapping`` rewrites its mapping before it is
 checked (:class:`netadapt.train.SupernetTrainConfig` merges the recipe its ``recipe`` key names).
@@ -69,6 +69,10 @@ def _check(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, list | tuple):
             raise NetAdaptError(f"{key}: expected a list, got {type(value).__name__}")
         args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[float, float, float]: that many
+            if len(value) != len(args):
+                raise NetAdaptError(f"{key}: expected {len(args)} values, got {len(value)}: {list(value)!r}")
+            return tuple(_check(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, args, strict=True)))
         item = args[0] if args else Any
         items = [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items

@@ -289,10 +289,10 @@ def _run_pipeline(config: RunConfig, layout: RunLayout) -> Path:
     final_file = _train_architecture(config, layout, "final", discovered, net, init_from=init,
                                      label=f"discovered network ({start[config.final.init]})")  # fmt: skip
     record_step(layout.timing, "final_training", _training_time(layout, final_file))
-    resources_fn, metric_name = build_resource_fn(config.search.metric, net, timeout=config.search.metric_timeout)
+    resources_by_name, metric_name = build_resource_fn(config.search.metric, net, timeout=config.search.metric_timeout)
 
     def resource_fn(arch: Architecture) -> float:
-        return resources_fn(arch)[metric_name]
+        return resources_by_name(arch)[metric_name]
 
     target_resource = resource_fn(discovered)
     baseline_arch = _uniform_match(net, resource_fn, target_resource) if config.final.baseline else None

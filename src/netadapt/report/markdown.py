@@ -212,6 +212,24 @@ def write_report(run_dir: str | Path) -> Path:
     lines += [""]
     if summary.get("data_note"):
         lines += [f"> {summary['data_note']}", ""]
+    images = summary.get("images") or {}
+    lines += _result_section(summary, metric, score, task, tag)
+    lines += _data_section(images)
+    lines += _search_section(trajectory, family, metric, score, tag)
+    lines += _architecture_section(supernet, final)
+    lines += ["![widths](widths.png)", ""]
+    timing = load_timing(layout.timing)
+    if timing:
+        lines += ["## Time per step", "", "```", format_timing_table(timing), "```", ""]
+    text = "\n".join(lines)
+    path = out / "report.md"
+    atomic_write(path, lambda f: f.write(text.encode()))
+    log.info("report written to %s", path)
+    return path
+
+
+def _result_section(summary: dict, metric: str, score: str, task: str, tag: str) -> list[str]:
+    """The Result table: the trained networks' scores, resources and latency."""
     rows = []
     # MACs and parameters have their own columns; another search metric gets one more.
     own_column = metric not in ("macs", "params")
@@ -229,19 +247,21 @@ def write_report(run_dir: str | Path) -> Path:
                     _fmt(entry.get("latency_ms"), 3),
                 ]
             )
+    if not rows:
+        return ["## Result", "", "No trained networks yet (the final training stage has not run).", ""]
     images = summary.get("images") or {}
-    if rows:
-        header = ["network", *[_score_title(c, tag) for c in columns], *([metric] if own_column else [])]
-        header += ["MACs", "parameters", "latency (ms)"]
-        lines += ["## Result", "", _markdown_table(header, rows), ""]
-        where = "validation set" + (" (synthetic scenes)" if tag else "")
-        if images.get("val"):
-            where = f"{images['val']:,} validation images" + (" (synthetic scenes)" if tag else "")
-        lines += [f"Each network trained, then measured on the {where} (see Data).", ""]
-    else:
-        lines += ["## Result", "", "No trained networks yet (the final training stage has not run).", ""]
-    lines += _data_section(images)
-    lines += [
+    header = ["network", *[_score_title(c, tag) for c in columns], *([metric] if own_column else [])]
+    header += ["MACs", "parameters", "latency (ms)"]
+    lines = ["## Result", "", _markdown_table(header, rows), ""]
+    where = "validation set" + (" (synthetic scenes)" if tag else "")
+    if images.get("val"):
+        where = f"{images['val']:,} validation images" + (" (synthetic scenes)" if tag else "")
+    return [*lines, f"Each network trained, then measured on the {where} (see Data).", ""]
+
+
+def _search_section(trajectory: list[dict], family: list[dict], metric: str, score: str, tag: str) -> list[str]:
+    """The Search section: iterations, plots and the family table."""
+    return [
         "## Search",
         "",
         f"{len(trajectory) - 1} iterations; samples compared by held-out {_score_title(score, tag)} with the shared "
@@ -258,9 +278,12 @@ def write_report(run_dir: str | Path) -> Path:
             [[m["iteration"], _fmt(m["resource"]), _fmt_score(score, m["accuracy"])] for m in (family or trajectory)],
         ),
         "",
-        "## Discovered architecture",
-        "",
     ]
+
+
+def _architecture_section(supernet: Any, final: Architecture) -> list[str]:
+    """The discovered architecture, layer by layer."""
+    lines = ["## Discovered architecture", ""]
     if isinstance(supernet, GraphSuperNet):  # a traced network: one row per convolution
         info = describe_traced(supernet, final)
         lines += ["One row per convolution and linear layer of the traced network (filters kept; 0 = removed).", ""]
@@ -270,12 +293,4 @@ def write_report(run_dir: str | Path) -> Path:
         lines += ["Columns of the paper's Table 8 (widths = filters kept; 0 = bypassed or removed).", ""]
         lines += [_markdown_table(list(_TABLE_COLUMNS), [[cell(r, c) for c in _TABLE_COLUMNS] for r in info["layers"]]), ""]
         lines += [f"\\* {note}." for note in info["notes"]] + ([""] if info["notes"] else [])
-    lines += ["![widths](widths.png)", ""]
-    timing = load_timing(layout.timing)
-    if timing:
-        lines += ["## Time per step", "", "```", format_timing_table(timing), "```", ""]
-    text = "\n".join(lines)
-    path = out / "report.md"
-    atomic_write(path, lambda f: f.write(text.encode()))
-    log.info("report written to %s", path)
-    return path
+    return lines

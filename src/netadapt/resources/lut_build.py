@@ -129,6 +129,19 @@ def _resume(path: Path, supernet: SuperNet, env: dict, grid: int | None, statist
     return table
 
 
+def _check_build_settings(statistic: str, fit: str, passes: int, network_time: float, network_rounds: int) -> None:
+    """A one-line error for a setting of :func:`build_table` out of its range."""
+    check_statistic(statistic)
+    if fit not in FITS:
+        raise NetAdaptError(f"unknown calibration fit {fit!r}; choose one of {', '.join(FITS)}")
+    if passes < 1:
+        raise NetAdaptError(f"passes must be at least 1, got {passes}")
+    if network_time <= 0 or network_rounds < 1:
+        raise NetAdaptError(
+            f"network_time must be positive and network_rounds at least 1, got {network_time} and {network_rounds}"
+        )
+
+
 def build_table(
     supernet: SuperNet,
     path: str | os.PathLike,
@@ -170,27 +183,13 @@ def build_table(
     measure = measure if measure is not None else Measurer()
     path = Path(path)
     env = _env(measure)
-    check_statistic(statistic)
-    if fit not in FITS:
-        raise NetAdaptError(f"unknown calibration fit {fit!r}; choose one of {', '.join(FITS)}")
-    if passes < 1:
-        raise NetAdaptError(f"passes must be at least 1, got {passes}")
-    if network_time <= 0 or network_rounds < 1:
-        raise NetAdaptError(
-            f"network_time must be positive and network_rounds at least 1, got {network_time} and {network_rounds}"
-        )
+    _check_build_settings(statistic, fit, passes, network_time, network_rounds)
     table = _resume(path, supernet, env, grid, statistic)
     if table is None:
         table = LatencyTable(
-            model=supernet.name,
-            space=supernet.space.fingerprint,
-            build=supernet.build_config(),
-            environment=env,
-            measure=_measure_settings(measure),
-            grid=grid,
-            statistic=statistic,
-            path=path,
-        )
+            model=supernet.name, space=supernet.space.fingerprint, build=supernet.build_config(), environment=env,
+            measure=_measure_settings(measure), grid=grid, statistic=statistic, path=path,
+        )  # fmt: skip
     ops, _ = OpPlan(supernet).reachable()
     wanted = grid_points(ops, grid) if grid else ops
     todo = [(op, maker) for op, maker in wanted.items() if op not in table.entries]

@@ -19,6 +19,8 @@ class TrajectoryPoint:
     arch: Architecture
     resources: dict[str, float]
     resource: float  # the constrained resource
+    # The sample's score: top-1, or a depth metric such as RMSE (SearchResult.score names it).
+    # Named like the "accuracy" key of the run folder's files, which older run folders resume from.
     accuracy: float
     reduction: float  # asked of this iteration (0 for iteration 0)
     required: float  # the resource every sample of this iteration had to reach

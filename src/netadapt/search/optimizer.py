@@ -11,6 +11,9 @@ measured latency, with shared-weight accuracy or a toy function alike:
 Each iteration starts from the previous best, makes samples that each shrink chosen layers until
 the sample's resource is at most ``previous - reduction``, evaluates the samples (each distinct
 architecture once, ever) and keeps the best.  It stops when the target is met.
+
+:func:`optimize` is that loop and nothing else; :func:`netadapt.search.driver.search` runs it in
+a locked run folder, across torch.distributed ranks, and records its time in ``timing.json``.
 """
 
 from __future__ import annotations
@@ -19,23 +22,27 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from netadapt.arch.space import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
-from netadapt.lock import run_folder_lock
 from netadapt.progress import Eta
 from netadapt.search.config import SearchConfig
-from netadapt.search.distributed import broadcast_from_rank0, rank, world_size
 from netadapt.search.family import FamilyMember, TrajectoryPoint, build_family
 from netadapt.search.records import RunFolder, point_from_dict, point_to_dict
 from netadapt.search.shrink import Shrinker, describe
-from netadapt.search.timing import StepTime, record_step
 
-__all__ = ["EvaluateFn", "ResourceFn", "SearchResult", "check_run_folder", "check_search_inputs", "search"]
+__all__ = [
+    "EvaluateFn",
+    "ResourceFn",
+    "SearchResult",
+    "check_run_folder",
+    "check_search_inputs",
+    "compute_here",
+    "optimize",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,7 @@ class SearchResult:
     final: Architecture
     resources: dict[str, float]
     resource: float
-    accuracy: float
+    accuracy: float  # the final score: top-1, or e.g. RMSE (named by ``score``; see TrajectoryPoint)
     target: float  # in the resource's unit
     constrained: str  # the name of the constrained resource
     reached_target: bool
@@ -115,10 +122,11 @@ class _Evaluations:
         return sum(s for _, s in self.cache.values())
 
 
-def _badness(accuracy: float, higher_is_better: bool) -> float:
-    if not math.isfinite(accuracy):
+def _badness(score: float, higher_is_better: bool) -> float:
+    """``score`` (top-1, RMSE, …) as a value to minimize."""
+    if not math.isfinite(score):
         return math.inf  # a diverged sample is never chosen over a finite one
-    return -accuracy if higher_is_better else accuracy
+    return -score if higher_is_better else score
 
 
 def _select(candidates: list[tuple[int, Architecture, float, float]], prev: TrajectoryPoint, config: SearchConfig) -> int:
@@ -128,8 +136,8 @@ def _select(candidates: list[tuple[int, Architecture, float, float]], prev: Traj
     choice does not depend on the order in which samples were made (SCD == MCD with L = 1)."""
 
     def key(c: tuple[int, Architecture, float, float]) -> tuple:
-        _, arch, resource, accuracy = c
-        bad = _badness(accuracy, config.higher_is_better)
+        _, arch, resource, score = c
+        bad = _badness(score, config.higher_is_better)
         order = (bad, resource, arch.filters, arch.kernels)
         if config.selection == "accuracy":
             return order
@@ -210,7 +218,15 @@ def check_run_folder(
     return RunFolder(run_dir, write=False).check_or_write_config(settings, space)
 
 
-def search(
+T = TypeVar("T")
+
+
+def compute_here(fn: Callable[[], T]) -> T:
+    """How a single process agrees on the samples of an iteration: it computes them."""
+    return fn()
+
+
+def optimize(
     space: SearchSpace,
     initial_arch: Architecture,
     resource_fn: ResourceFn,
@@ -218,53 +234,27 @@ def search(
     config: SearchConfig | None = None,
     *,
     rng_seed: int,
-    run_dir: str | Path | None = None,
-    devices: int | None = None,
-    write: bool | None = None,
+    folder: RunFolder | None = None,
     metadata: dict[str, Any] | None = None,
-    supernet_time: StepTime | None = None,
     score: str | None = None,
+    on_saved: Callable[[float], None] | None = None,
+    compute_once: Callable[[Callable[[], Any]], Any] = compute_here,
 ) -> SearchResult:
-    """Shrink ``initial_arch`` until its resource meets ``config.target``.
+    """The optimizer: shrink ``initial_arch`` until its resource meets ``config.target``.
 
-    ``rng_seed`` fixes every random choice: each iteration's samples are derived from
-    ``(rng_seed, iteration)``, so a rerun in the same ``run_dir`` after a crash continues where
-    the last finished iteration left off, takes already evaluated samples from
-    ``evaluated.jsonl`` and ends with the same result as an uninterrupted run.  ``metadata``
-    (e.g. the metric's name, the super-network file) is stored with the settings and must match
-    on resume.  ``devices`` (default: the torch.distributed world size, else 1) turns wall-clock
-    into device-hours; ``supernet_time`` is the training step's time, if known, for
-    ``timing.json``.  Under torch.distributed only rank 0 writes (``write`` overrides) and every
-    rank must call ``search`` with the same arguments.  ``score`` names what ``evaluate_fn``
-    returns (e.g. ``"top1"``, ``"rmse"``); it is written beside the value, which is kept under
-    the key ``accuracy``, in ``history.jsonl``, ``trajectory.json`` and ``family.json``.  The
-    writing process holds the run folder's lock (:mod:`netadapt.lock`) throughout.
+    Plain Python over the injected ``resource_fn`` and ``evaluate_fn``, seeded by ``rng_seed``
+    (each iteration's samples derive from ``(rng_seed, iteration)``).  ``folder`` records the
+    search and is where a rerun resumes from (none: nothing is written); ``metadata`` is stored
+    with its settings.  ``on_saved(seconds)`` is called after every saved iteration with the
+    search's wall-clock seconds over all invocations.  ``compute_once(fn)`` returns the samples
+    every process searches with (``fn()`` here; rank 0's under torch.distributed, see
+    :func:`netadapt.search.driver.search`, which adds the lock, the ranks and ``timing.json``).
     """
-    folder = RunFolder(run_dir, write=(rank() == 0) if write is None else write, score=score)
-    with run_folder_lock(folder.path) if folder.write else nullcontext():
-        return _search(space, initial_arch, resource_fn, evaluate_fn, config, rng_seed=rng_seed, folder=folder,
-                       devices=devices, metadata=metadata, supernet_time=supernet_time, score=score)  # fmt: skip
-
-
-def _search(
-    space: SearchSpace,
-    initial_arch: Architecture,
-    resource_fn: ResourceFn,
-    evaluate_fn: EvaluateFn,
-    config: SearchConfig | None,
-    *,
-    rng_seed: int,
-    folder: RunFolder,
-    devices: int | None,
-    metadata: dict[str, Any] | None,
-    supernet_time: StepTime | None,
-    score: str | None,
-) -> SearchResult:
     began = time.perf_counter()
     config = config or SearchConfig()
     config.validate()
     space.validate(initial_arch)
-    devices = devices or world_size()
+    folder = folder or RunFolder(None, score=score)
     shrinker = Shrinker(space, filters_only=config.shrink == "filters")
     res = _Resources(resource_fn, config.constrained)
 
@@ -273,134 +263,52 @@ def _search(
     resumed = folder.check_or_write_config(_settings(space, initial_arch, config, rng_seed, metadata), space)
     evaluations = _Evaluations(evaluate_fn, folder.load_evaluations(space) if resumed else {}, folder, config.eval_chunk)
     state = folder.load_state() if resumed else None
-    previous_seconds = float(state["seconds"]) if state else 0.0
+    save = _Saver(folder, space, evaluations, float(state["seconds"]) if state else 0.0, began, on_saved)
+    trajectory = _start(space, initial_arch, initial_resource, res, evaluations, folder, save, state)
 
-    def save_timing() -> None:
-        if not folder.write:
-            return
-        if supernet_time is not None:
-            record_step(folder.path / "timing.json", "supernet_training", supernet_time)
-        wall = previous_seconds + time.perf_counter() - began
-        record_step(folder.path / "timing.json", "sample_evaluation", StepTime(wall, devices))
-
-    def finish_iteration(trajectory: list[TrajectoryPoint], status: str) -> None:
-        folder.save_state(
-            {
-                "iteration": trajectory[-1].iteration,
-                "status": status,
-                "best": point_to_dict(trajectory[-1], space),
-                "trajectory": [point_to_dict(p, space) for p in trajectory],
-                "seconds": previous_seconds + time.perf_counter() - began,
-                "evaluation_seconds": evaluations.seconds,
-            }
-        )
-        save_timing()
-
-    # -- iteration 0: the initial network --------------------------------------------------------
-    if state is not None:
-        trajectory = [point_from_dict(d) for d in state["trajectory"]]
-        folder.truncate_history(trajectory[-1].iteration)
-        log.info("resuming %s after iteration %d", folder.path, trajectory[-1].iteration)
-    else:
-        folder.truncate_history(-1)  # a crash before iteration 0 was saved: start the history again
-        evaluations([initial_arch])
-        accuracy, seconds = evaluations.cache[initial_arch]
-        start = TrajectoryPoint(0, initial_arch, res(initial_arch), initial_resource, accuracy, 0.0, initial_resource)
-        trajectory = [start]
-        folder.append_history(
-            [_record(space, 0, 0, start.arch, start.resources, start.resource, accuracy, seconds, [], False, True)]
-        )
-        finish_iteration(trajectory, "running")
-
-    # -- iterations ------------------------------------------------------------------------------
     status = "done"
     expected = config.expected_iterations(initial_resource, target)  # for the log lines only
     eta = Eta(expected or 0, trajectory[-1].iteration)
+    step = _Step(space, config, shrinker, res, evaluations, folder, rng_seed, initial_resource, target, compute_once)
     while trajectory[-1].resource > target:
-        best = trajectory[-1]
-        iteration = best.iteration + 1
+        iteration = trajectory[-1].iteration + 1
         if iteration > config.max_iterations:
             status = "max_iterations"
             break
         step_began = time.perf_counter()
-        # Intermediate shrink steps rarely recur across iterations: keep the resource cache to
-        # one iteration so a long search does not hold millions of architectures.
-        res.cache = {best.arch: best.resources}
-        reduction = config.reduction(iteration, initial_resource)
-        required = best.resource - reduction
-        if config.clip_to_target:
-            required = max(required, target)
-        if config.optimizer == "scd":
-            proposals = shrinker.propose_scd(best.arch, rng_seed, iteration)
-        else:
-            proposals = shrinker.propose_mcd(best.arch, rng_seed, iteration, config.samples, config.layers)
-        # Every rank searches with rank 0's samples and resources: a measured latency may differ
-        # between processes, and the ranks must evaluate the same list.
-        made = resources = None
-        if rank() == 0:
-            made = [shrinker.shrink_until(best.arch, p, required, res.value) for p in proposals]
-            resources = [res(a) for a, _ in made]
-        made, resources = broadcast_from_rank0((made, resources))
-        for (arch, _), values in zip(made, resources, strict=True):
-            res.cache[arch] = values
-        evaluations([a for a, ok in made if ok])
-
-        candidates = [(j, a, res.value(a), evaluations.cache[a][0]) for j, (a, ok) in enumerate(made) if ok]
-        chosen = made_index = None
-        if candidates:
-            chosen = _select(candidates, best, config)
-            made_index = candidates[chosen][0]
-        records = [
-            _record(
-                space,
-                iteration,
-                j,
-                arch,
-                res(arch),
-                res.value(arch),
-                evaluations.cache[arch][0] if ok else None,
-                evaluations.cache[arch][1] if ok else None,
-                describe(shrinker, proposal),
-                not ok,
-                j == made_index,
-            )
-            for j, ((arch, ok), proposal) in enumerate(zip(made, proposals, strict=True))
-        ]
-        if chosen is None:
+        point, made, kept = step(trajectory[-1])
+        if point is None:
             status = "stalled"
-            folder.append_history(records)  # dropped on resume; kept to show why it stalled
-            log.warning(
-                "iteration %d: none of %d samples reached %g (from %g); stopping short of the target %g",
-                iteration,
-                len(made),
-                required,
-                best.resource,
-                target,
-            )
             break
-        _, arch, resource, accuracy = candidates[chosen]
-        point = TrajectoryPoint(iteration, arch, res(arch), resource, accuracy, reduction, required)
         trajectory.append(point)
-        folder.append_history(records)
-        finish_iteration(trajectory, "running")
+        save(trajectory, "running")
         log.info(
             "iteration %d/~%s: resource %.6g (asked <= %.6g), %s %.4f; %d samples, %d discarded, %.2fs; %s",
-            iteration,
-            expected if expected is not None else "?",
-            resource,
-            required,
-            score or "accuracy",
-            accuracy,
-            len(made),
-            len(made) - len(candidates),
-            time.perf_counter() - step_began,
+            iteration, expected if expected is not None else "?", point.resource, point.required,
+            score or "accuracy", point.accuracy, made, made - kept, time.perf_counter() - step_began,
             eta.text(iteration) if expected is not None and iteration < expected else "ETA: the target is near",
-        )
+        )  # fmt: skip
 
+    save(trajectory, status)
+    return _result(space, config, trajectory, status, initial_resource, target, res, evaluations, folder, score)
+
+
+def _result(
+    space: SearchSpace,
+    config: SearchConfig,
+    trajectory: list[TrajectoryPoint],
+    status: str,
+    initial_resource: float,
+    target: float,
+    res: _Resources,
+    evaluations: _Evaluations,
+    folder: RunFolder,
+    score: str | None,
+) -> SearchResult:
+    """The search's result, its family and final architecture saved in ``folder``."""
     final = trajectory[-1]
     budgets = [config.resolve(b, initial_resource) for b in config.budgets]
     family = build_family(trajectory, budgets, higher_is_better=config.higher_is_better)
-    finish_iteration(trajectory, status)
     folder.save_results(space, trajectory, family, final.arch)
     return SearchResult(
         final=final.arch,
@@ -417,6 +325,119 @@ def _search(
         run_dir=folder.path,
         score=score,
     )
+
+
+@dataclass
+class _Saver:
+    """Saves ``search_state.json`` after an iteration (the resume point), then calls ``on_saved``."""
+
+    folder: RunFolder
+    space: SearchSpace
+    evaluations: _Evaluations
+    previous_seconds: float  # search time of earlier (interrupted) invocations
+    began: float
+    on_saved: Callable[[float], None] | None
+
+    def __call__(self, trajectory: list[TrajectoryPoint], status: str) -> None:
+        seconds = self.previous_seconds + time.perf_counter() - self.began
+        self.folder.save_state(
+            {
+                "iteration": trajectory[-1].iteration,
+                "status": status,
+                "best": point_to_dict(trajectory[-1], self.space),
+                "trajectory": [point_to_dict(p, self.space) for p in trajectory],
+                "seconds": seconds,
+                "evaluation_seconds": self.evaluations.seconds,
+            }
+        )
+        if self.on_saved is not None:
+            self.on_saved(seconds)
+
+
+def _start(
+    space: SearchSpace,
+    initial_arch: Architecture,
+    initial_resource: float,
+    res: _Resources,
+    evaluations: _Evaluations,
+    folder: RunFolder,
+    save: _Saver,
+    state: dict | None,
+) -> list[TrajectoryPoint]:
+    """The trajectory to continue: the saved one on resume, else iteration 0 (the initial network)."""
+    if state is not None:
+        trajectory = [point_from_dict(d) for d in state["trajectory"]]
+        folder.truncate_history(trajectory[-1].iteration)
+        log.info("resuming %s after iteration %d", folder.path, trajectory[-1].iteration)
+        return trajectory
+    folder.truncate_history(-1)  # a crash before iteration 0 was saved: start the history again
+    evaluations([initial_arch])
+    accuracy, seconds = evaluations.cache[initial_arch]
+    start = TrajectoryPoint(0, initial_arch, res(initial_arch), initial_resource, accuracy, 0.0, initial_resource)
+    folder.append_history([_record(space, 0, 0, start.arch, start.resources, start.resource, accuracy, seconds, [], False, True)])
+    save([start], "running")
+    return [start]
+
+
+@dataclass
+class _Step:
+    """One iteration: samples from the previous best, each shrunk until its resource is at most
+    ``previous - reduction``, evaluated (each distinct architecture once, ever), the best kept."""
+
+    space: SearchSpace
+    config: SearchConfig
+    shrinker: Shrinker
+    res: _Resources
+    evaluations: _Evaluations
+    folder: RunFolder
+    rng_seed: int
+    initial_resource: float
+    target: float
+    compute_once: Callable[[Callable[[], Any]], Any]
+
+    def __call__(self, best: TrajectoryPoint) -> tuple[TrajectoryPoint | None, int, int]:
+        """(the iteration's point, or None when no sample met the reduction; samples made; samples kept)."""
+        config, res, evaluations = self.config, self.res, self.evaluations
+        iteration = best.iteration + 1
+        # Intermediate shrink steps rarely recur across iterations: keep the resource cache to
+        # one iteration so a long search does not hold millions of architectures.
+        res.cache = {best.arch: best.resources}
+        reduction = config.reduction(iteration, self.initial_resource)
+        required = best.resource - reduction
+        if config.clip_to_target:
+            required = max(required, self.target)
+        if config.optimizer == "scd":
+            proposals = self.shrinker.propose_scd(best.arch, self.rng_seed, iteration)
+        else:
+            proposals = self.shrinker.propose_mcd(best.arch, self.rng_seed, iteration, config.samples, config.layers)
+
+        def make() -> tuple[list[tuple[Architecture, bool]], list[dict[str, float]]]:
+            made = [self.shrinker.shrink_until(best.arch, p, required, res.value) for p in proposals]
+            return made, [res(a) for a, _ in made]
+
+        made, resources = self.compute_once(make)
+        for (arch, _), values in zip(made, resources, strict=True):
+            res.cache[arch] = values
+        evaluations([a for a, ok in made if ok])
+        candidates = [(j, a, res.value(a), evaluations.cache[a][0]) for j, (a, ok) in enumerate(made) if ok]
+        chosen = made_index = None
+        if candidates:
+            chosen = _select(candidates, best, config)
+            made_index = candidates[chosen][0]
+        records = [
+            _record(self.space, iteration, j, arch, res(arch), res.value(arch),
+                    evaluations.cache[arch][0] if ok else None, evaluations.cache[arch][1] if ok else None,
+                    describe(self.shrinker, proposal), not ok, j == made_index)
+            for j, ((arch, ok), proposal) in enumerate(zip(made, proposals, strict=True))
+        ]  # fmt: skip
+        self.folder.append_history(records)  # a stalled iteration's: dropped on resume, kept to show why
+        if chosen is None:
+            log.warning("iteration %d: none of %d samples reached %g (from %g); stopping short of the target %g",
+                        iteration, len(made), required, best.resource, self.target)  # fmt: skip
+            return None, len(made), 0
+        _, arch, resource, accuracy = candidates[chosen]
+        point = TrajectoryPoint(iteration, arch, res(arch), resource, accuracy, reduction, required)
+        return point, len(made), len(candidates)
 
 
 def _record(

@@ -28,9 +28,10 @@ from netadapt.model.supernet import SuperNet
 from netadapt.resources.counting import count_macs, count_params
 from netadapt.resources.parse import parse_metric
 from netadapt.search.config import SearchConfig
+from netadapt.search.driver import search
 from netadapt.search.evaluate import Batches, EvalConfig, SampleEvaluator, batch_pair, shared_weight_evaluator, take_images
 from netadapt.search.noise import selection_noise
-from netadapt.search.optimizer import SearchResult, check_run_folder, check_search_inputs, search
+from netadapt.search.optimizer import SearchResult, check_run_folder, check_search_inputs
 from netadapt.search.timing import StepTime, load_timing, step_from_metadata
 from netadapt.tasks import task_named
 

@@ -19,9 +19,9 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from netadapt.arch.space import Architecture
 from netadapt.config import config_differences, config_to_dict, flatten_mapping, same_relative_path
 from netadapt.data.batches import TrainBatchSampler, derive_seed, seeded_generator
 from netadapt.data.loaders import DataSets, build_datasets, calibration_set, make_eval_loader, make_train_loader, open_sources
-from netadapt.data.split import HELDOUT_FILE, load_heldout, save_heldout
+from netadapt.data.split import HELDOUT_FILE, HeldoutSplit, load_heldout, save_heldout
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write, read_text
 from netadapt.lock import run_folder_lock
@@ -51,7 +51,7 @@ from netadapt.train.logs import MetricsWriter, progress_bar
 from netadapt.train.optim import ModelEma, build_optimizer, lr_factor, scaled_lr, set_lr
 from netadapt.train.sampling import OrderedDropoutSampler
 
-__all__ = ["CONFIG_FILE", "SUPERNET_FILE", "build_model", "deterministic_mode", "train_supernet"]
+__all__ = ["CONFIG_FILE", "SUPERNET_FILE", "TrainState", "build_model", "deterministic_mode", "train_supernet"]
 
 log = logging.getLogger(__name__)
 
@@ -160,44 +160,118 @@ def _check_same_config(run_dir: Path, resolved: dict) -> bool:
     return True
 
 
+METERS = ("loss", "correct", "images", "skipped", "seconds")  # the epoch's sums, in checkpoint order
+
+
+@dataclass
+class TrainState:
+    """Where the loop stands and what it has summed: with the weights, what a checkpoint holds.
+
+    ``(epoch, step)`` is the next optimizer step to run (``step`` within the epoch).  ``meters``
+    are the current epoch's sums (after a resume rank 0 carries those of earlier invocations);
+    ``last_good`` is the position ``checkpoint.pt`` holds, which a divergence error names.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    meters: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METERS, 0.0))
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
+    previous_seconds: float = 0.0  # training time of earlier (interrupted) invocations
+    last_good: tuple[int, int] | None = None
+
+
+@dataclass
+class _Window:
+    """This invocation's step sums: on the device until a flush (one sync per window of steps)."""
+
+    pending: Tensor  # (3,) float64: loss sum, the task's statistic summed, images
+    window: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("loss", "correct", "images"), 0.0))
+    clock: float = 0.0  # when the sums were last flushed
+    start: float = 0.0  # when the logging window began
+
+
+@dataclass
+class _Run:
+    """What a training invocation fixes before its first step (nothing here changes in the loop)."""
+
+    config: SupernetTrainConfig
+    ctx: DistContext
+    info: Callable[..., None]  # log.info on rank 0, silent elsewhere
+    label: str | None
+    resolved: dict[str, Any]  # the config as written to config.yaml and the checkpoint
+    task: Task
+    sets: DataSets
+    supernet: SuperNet
+    arch: Architecture | None  # the one architecture trained (config.architecture), or None
+    compact: bool  # `arch` trains as its extracted compact network
+    raw: nn.Module  # the module whose weights train (supernet, or the compact network)
+    model: nn.Module  # raw, wrapped by DistributedDataParallel and torch.compile as configured
+    ddp: DistributedDataParallel | None
+    fixed: tuple[Tensor, Tensor] | None  # (1, L) widths and kernels of `arch` trained masked
+    teacher: SuperNet | None
+    optimizer: torch.optim.Optimizer
+    base_lr: float
+    ema: ModelEma | None
+    scaler: torch.amp.GradScaler | None
+    autocast_dtype: torch.dtype | None
+    batches: TrainBatchSampler
+    sampler: OrderedDropoutSampler
+    loader: Iterable
+    val_loader: Iterable | None
+    calibration: Iterable | None  # images that recalibrate BatchNorm before validating sub-networks
+    metrics: MetricsWriter
+    began: float  # perf_counter() when this invocation's training began
+    eta: Eta
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.run_dir)
+
+    @property
+    def module_kind(self) -> str:
+        return "compact" if self.compact else "supernet"
+
+
 def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int], None] | None, label: str | None) -> Path:
     info = log.info if ctx.is_main else (lambda *a, **k: None)
     run_dir = Path(config.run_dir)
-    out_path = run_dir / SUPERNET_FILE
-    ckpt_path = run_dir / CHECKPOINT_FILE
+    out_path, ckpt_path = run_dir / SUPERNET_FILE, run_dir / CHECKPOINT_FILE
     resolved = config_to_dict(config)
     _check_same_config(run_dir, resolved)
-
-    # -- data and the held-out split (paper §4.1.1: reserved, never trained on) ------------------
-    task = task_for(config.data)
-    state = load_checkpoint(ckpt_path, STAGE) if ckpt_path.is_file() else None
-    if state is not None and state["epoch"] >= config.epochs and out_path.is_file():
+    saved = load_checkpoint(ckpt_path, STAGE) if ckpt_path.is_file() else None
+    if saved is not None and saved["epoch"] >= config.epochs and out_path.is_file():
         info("training of the %s in %s is complete: %s", label or "super-network", run_dir, out_path)
         return out_path
-    split = load_heldout(run_dir) if (run_dir / HELDOUT_FILE).is_file() else None
-    sources = open_sources(config.data)
-    classes = tuple(sources[0].classes)
-    if state is not None and tuple(state["classes"]) != classes:
-        raise NetAdaptError(
-            f"the data's classes ({', '.join(classes[:5])}, … {len(classes)} in all) differ from the "
-            f"checkpoint's ({', '.join(state['classes'][:5])}, … {len(state['classes'])} in all) in {ckpt_path}"
-        )
-    sets = build_datasets(config.data, split, sources=sources)
+    run, state = _set_up(config, ctx, saved, resolved, label, info)
+    _log_start(run, state, resumed=saved is not None)
+    window = _Window(pending=torch.zeros(3, dtype=torch.float64, device=ctx.device))
+    run.raw.train()
+    try:
+        while state.epoch < config.epochs:
+            _train_epoch(run, state, window, on_step)
+            _end_epoch(run, state)
+    finally:
+        run.metrics.close()
+    if ctx.is_main:
+        _save_result(run, state, out_path)
+    ctx.barrier()
+    return out_path
 
-    # -- model, optimizer, moving average ------------------------------------------------------
-    supernet = build_model(config, sets)
-    if state is not None and state["build"] != supernet.build_config():
-        raise NetAdaptError(f"{ckpt_path} holds a {state['build'].get('model')} super-network of another shape than the config's")
-    arch = _fixed_architecture(config, supernet)
-    # Starting weights, also on resume: a checkpoint replaces the trained weights, but a compact
-    # network is written back into these (its weights outside the architecture stay the start's).
-    if config.init_encoder is not None:
-        from netadapt.depth.pretrained import load_encoder_
 
-        load_encoder_(supernet, config.init_encoder)  # paper §4.2.1: the encoder pre-trained on ImageNet
-    if config.init_from is not None:
-        _load_weights(supernet, config.init_from)
-    teacher = _teacher(config.teacher, supernet)
+def _set_up(
+    config: SupernetTrainConfig,
+    ctx: DistContext,
+    saved: dict[str, Any] | None,
+    resolved: dict[str, Any],
+    label: str | None,
+    info: Callable[..., None],
+) -> tuple[_Run, TrainState]:
+    """Data, network, optimizer and loaders of a run; restored from the checkpoint ``saved``."""
+    run_dir = Path(config.run_dir)
+    ckpt_path = run_dir / CHECKPOINT_FILE
+    sets, split = _open_data(config, run_dir, saved)
+    supernet, arch, teacher = _build_network(config, sets, saved)
     # One architecture trains as its extracted compact network (real, smaller convolutions: a
     # network of half the MACs trains at about half the cost); its weights go back into the
     # super-network's tensors at the end (implant_), so the result file is the same.  `masked`
@@ -206,9 +280,9 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     raw: nn.Module = supernet.extract(arch) if compact else supernet
     fixed = None if compact or arch is None else (torch.tensor([arch.filters]), torch.tensor([arch.kernels]))
     module_kind = "compact" if compact else "supernet"
-    if state is not None and state.get("module", "supernet") != module_kind:
+    if saved is not None and saved.get("module", "supernet") != module_kind:
         raise NetAdaptError(
-            f"{ckpt_path} trained the {state.get('module', 'supernet')} network, this run trains the {module_kind} one "
+            f"{ckpt_path} trained the {saved.get('module', 'supernet')} network, this run trains the {module_kind} one "
             "(model.masked changed, or an older version wrote it); delete the run folder to start over"
         )
     device = ctx.device
@@ -223,53 +297,17 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     batches = TrainBatchSampler(
         len(sets.train), global_batch, seed=config.seed, rank=ctx.rank, world=ctx.world, accumulate=config.accumulate
     )
-    steps_per_epoch = batches.steps_per_epoch
-    if steps_per_epoch == 0:
+    if batches.steps_per_epoch == 0:
         raise NetAdaptError(f"data.batch_size={global_batch} is larger than the {len(sets.train)} training images")
-    # Written only now: a bad model name, option, input or batch size leaves no run folder
-    # behind that would refuse the corrected command.
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if split is None:
-            save_heldout(run_dir, sets.split)
-        text = yaml.safe_dump(resolved, sort_keys=False)
-        atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(text.encode()))
-    ctx.barrier()
+    _write_run_folder(ctx, run_dir, sets, split, resolved)
     base_lr = scaled_lr(config.optim, global_batch)
     optimizer = build_optimizer(raw, config.optim, base_lr)
     ema = ModelEma(raw, config.ema_decay) if config.ema_decay else None
     scaler = torch.amp.GradScaler("cuda") if autocast_dtype is torch.float16 else None
-    start_epoch, start_step, global_step = 0, 0, 0
-    meters = {"loss": 0.0, "correct": 0.0, "images": 0.0, "skipped": 0.0, "seconds": 0.0}
-    history: list[dict[str, Any]] = []
-    previous_seconds = 0.0  # training time of earlier (interrupted) invocations
-    if state is not None:
-        raw.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        if scaler is not None and state.get("scaler") is not None:
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
-        meters = dict(state.get("meters") or meters) if ctx.is_main else meters  # rank 0 carries the sums
-        history = list(state.get("history", []))
-        previous_seconds = float(state.get("wall_seconds", 0.0))
-        info("resuming %s at epoch %d, step %d (global step %d)", run_dir, start_epoch + 1, start_step, global_step)
-    elif arch is not None:
-        info("training %s of %s (%s network, %s of %s MACs) on %s: %d training images, epochs: %d",
-             f"the {label}" if label else "one architecture", supernet.name, module_kind, f"{supernet.macs(arch):,}",
-             f"{supernet.macs(supernet.space.full()):,}", sets.train_source.name, len(sets.train), config.epochs)  # fmt: skip
-    elif not config.ordered_dropout.enabled:
-        info("training the %s initial network without ordered dropout (plain training) on %s: %d training images, epochs: %d",
-             supernet.name, sets.train_source.name, len(sets.train), config.epochs)  # fmt: skip
-    else:
-        info("training the %s super-network (%d searchable layers, %s) on %s: %d training, %d held-out images, %d %s",
-             supernet.name, len(supernet.space), task.name, sets.train_source.name, len(sets.train), len(sets.heldout),
-             sets.num_classes, "classes" if task.name == "classification" else "scenes")  # fmt: skip
-
+    state = _restore(saved, raw, optimizer, ema, scaler, is_main=ctx.is_main)
     model: nn.Module = raw
     ddp = None
-    if ctx.active:
+    if ctx.active:  # after the restore: DDP starts every rank from rank 0's weights
         model = ddp = DistributedDataParallel(raw, device_ids=[device.index] if on_gpu else None)
     if config.compile:
         model = torch.compile(model)
@@ -277,177 +315,311 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     sampler = OrderedDropoutSampler(
         supernet.space, kernels=od.kernels, sandwich=od.sandwich, block_drop=od.block_drop, spread=od.spread
     )
+    loader, val_loader, calibration = _loaders(config, ctx, sets, batches)
+    metrics = MetricsWriter(run_dir, enabled=ctx.is_main, tensorboard=config.tensorboard)
+    run = _Run(
+        config=config, ctx=ctx, info=info, label=label, resolved=resolved, task=task_for(config.data), sets=sets,
+        supernet=supernet, arch=arch, compact=compact, raw=raw, model=model, ddp=ddp, fixed=fixed, teacher=teacher,
+        optimizer=optimizer, base_lr=base_lr, ema=ema, scaler=scaler, autocast_dtype=autocast_dtype, batches=batches,
+        sampler=sampler, loader=loader, val_loader=val_loader, calibration=calibration, metrics=metrics,
+        began=time.perf_counter(), eta=Eta(config.epochs * batches.steps_per_epoch, state.global_step),
+    )  # fmt: skip
+    return run, state
+
+
+def _open_data(config: SupernetTrainConfig, run_dir: Path, saved: dict[str, Any] | None) -> tuple[DataSets, HeldoutSplit | None]:
+    """The data sets, with the held-out split of the run folder when it has one (paper §4.1.1:
+    reserved, never trained on); also that split, None for a new run folder."""
+    split = load_heldout(run_dir) if (run_dir / HELDOUT_FILE).is_file() else None
+    sources = open_sources(config.data)
+    classes = tuple(sources[0].classes)
+    if saved is not None and tuple(saved["classes"]) != classes:
+        raise NetAdaptError(
+            f"the data's classes ({', '.join(classes[:5])}, … {len(classes)} in all) differ from the "
+            f"checkpoint's ({', '.join(saved['classes'][:5])}, … {len(saved['classes'])} in all) "
+            f"in {run_dir / CHECKPOINT_FILE}"
+        )
+    return build_datasets(config.data, split, sources=sources), split
+
+
+def _build_network(
+    config: SupernetTrainConfig, sets: DataSets, saved: dict[str, Any] | None
+) -> tuple[SuperNet, Architecture | None, SuperNet | None]:
+    """The super-network with its starting weights, the architecture to train (or None) and the
+    distillation teacher (or None)."""
+    supernet = build_model(config, sets)
+    if saved is not None and saved["build"] != supernet.build_config():
+        ckpt_path = Path(config.run_dir) / CHECKPOINT_FILE
+        raise NetAdaptError(f"{ckpt_path} holds a {saved['build'].get('model')} super-network of another shape than the config's")
+    arch = _fixed_architecture(config, supernet)
+    # Starting weights, also on resume: a checkpoint replaces the trained weights, but a compact
+    # network is written back into these (its weights outside the architecture stay the start's).
+    if config.init_encoder is not None:
+        from netadapt.depth.pretrained import load_encoder_
+
+        load_encoder_(supernet, config.init_encoder)  # paper §4.2.1: the encoder pre-trained on ImageNet
+    if config.init_from is not None:
+        _load_weights(supernet, config.init_from)
+    return supernet, arch, _teacher(config.teacher, supernet)
+
+
+def _write_run_folder(
+    ctx: DistContext, run_dir: Path, sets: DataSets, split: HeldoutSplit | None, resolved: dict[str, Any]
+) -> None:
+    """Create the run folder with its held-out split and config.yaml (rank 0; every rank waits).
+
+    Written only once the data and the network are set up: a bad model name, option, input or
+    batch size leaves no run folder behind that would refuse the corrected command.
+    """
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if split is None:
+            save_heldout(run_dir, sets.split)
+        text = yaml.safe_dump(resolved, sort_keys=False)
+        atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(text.encode()))
+    ctx.barrier()
+
+
+def _restore(
+    saved: dict[str, Any] | None,
+    raw: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: ModelEma | None,
+    scaler: torch.amp.GradScaler | None,
+    *,
+    is_main: bool,
+) -> TrainState:
+    """Load the checkpoint ``saved`` into the modules; its position and sums (a new state without one)."""
+    state = TrainState()
+    if saved is None:
+        return state
+    raw.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if ema is not None and saved.get("ema") is not None:
+        ema.load_state_dict(saved["ema"])
+    if scaler is not None and saved.get("scaler") is not None:
+        scaler.load_state_dict(saved["scaler"])
+    state.epoch, state.step, state.global_step = saved["epoch"], saved["step_in_epoch"], saved["global_step"]
+    if is_main:  # rank 0 carries the sums
+        state.meters = dict(saved.get("meters") or state.meters)
+    state.history = list(saved.get("history", []))
+    state.previous_seconds = float(saved.get("wall_seconds", 0.0))
+    state.last_good = (state.epoch, state.step)
+    return state
+
+
+def _loaders(
+    config: SupernetTrainConfig, ctx: DistContext, sets: DataSets, batches: TrainBatchSampler
+) -> tuple[Iterable, Iterable | None, Iterable | None]:
+    """The training loader, the validation loader and the BatchNorm calibration loader (or None)."""
+    on_gpu = ctx.device.type == "cuda"
     loader = make_train_loader(
         sets.train, batches, config.data, pin_memory=on_gpu if config.data.pin_memory is None else config.data.pin_memory
     )
     val_loader = calibration = None
     if sets.val is not None:
         val_loader = make_eval_loader(sets.val, config.data, rank=ctx.rank, world=ctx.world, pin_memory=on_gpu)
-        if od.enabled:  # every rank recalibrates on the same images
+        if config.ordered_dropout.enabled:  # every rank recalibrates on the same images
             calibration = make_eval_loader(
                 calibration_set(sets, config.val_calibration_images, config.seed), config.data, workers=0
             )
-    metrics = MetricsWriter(run_dir, enabled=ctx.is_main, tensorboard=config.tensorboard)
+    return loader, val_loader, calibration
 
-    last_good = (start_epoch, start_step) if state is not None else None  # what checkpoint.pt holds
 
-    def checkpoint(epoch_: int, step_: int) -> None:
-        nonlocal last_good
-        totals = dict(zip(meters, ctx.sum(list(meters.values())), strict=True))  # collective: every rank
-        if not weights_finite(raw, ema.module if ema else None):  # never overwrite the last good checkpoint with them
-            raise NetAdaptError(divergence_message(config, (epoch_, step_), "the weights are not finite", ckpt_path, last_good))
-        last_good = (epoch_, step_)
-        if ctx.is_main:
-            save_checkpoint(ckpt_path, STAGE, {
-                "build": supernet.build_config(), "module": module_kind, "classes": list(sets.classes),
-                "data_fingerprint": sets.split.fingerprint,
-                "config": resolved, "model": raw.state_dict(), "ema": ema.state_dict() if ema else None,
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                "epoch": epoch_, "step_in_epoch": step_, "global_step": global_step,
-                "meters": totals, "history": history, "rng": rng_state(),
-                "wall_seconds": previous_seconds + time.perf_counter() - began,
-            })  # fmt: skip
+def _log_start(run: _Run, state: TrainState, *, resumed: bool) -> None:
+    """Say what this invocation trains (or where it resumes)."""
+    config, supernet, sets, info = run.config, run.supernet, run.sets, run.info
+    if resumed:
+        info("resuming %s at epoch %d, step %d (global step %d)", run.run_dir, state.epoch + 1, state.step, state.global_step)
+    elif run.arch is not None:
+        info("training %s of %s (%s network, %s of %s MACs) on %s: %d training images, epochs: %d",
+             f"the {run.label}" if run.label else "one architecture", supernet.name, run.module_kind,
+             f"{supernet.macs(run.arch):,}", f"{supernet.macs(supernet.space.full()):,}", sets.train_source.name,
+             len(sets.train), config.epochs)  # fmt: skip
+    elif not config.ordered_dropout.enabled:
+        info("training the %s initial network without ordered dropout (plain training) on %s: %d training images, epochs: %d",
+             supernet.name, sets.train_source.name, len(sets.train), config.epochs)  # fmt: skip
+    else:
+        info("training the %s super-network (%d searchable layers, %s) on %s: %d training, %d held-out images, %d %s",
+             supernet.name, len(supernet.space), run.task.name, sets.train_source.name, len(sets.train),
+             len(sets.heldout), sets.num_classes, "classes" if run.task.name == "classification" else "scenes")  # fmt: skip
 
-    # -- the loop --------------------------------------------------------------------------------
-    chunk = batches.chunk
-    pending = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, images: one sync per window
-    window = {"loss": 0.0, "correct": 0.0, "images": 0.0}
-    clock = time.perf_counter()
 
-    def flush() -> None:
-        """Move the device-side sums into the meters (synchronizes with the device)."""
-        nonlocal clock
-        loss_sum, correct, images = pending.tolist()
-        pending.zero_()
-        problem = loss_problem(loss_sum, images, config.max_loss)
-        if problem:
-            raise NetAdaptError(divergence_message(config, (epoch, step + 1), problem, ckpt_path, last_good))
-        now = time.perf_counter()
-        for key, v in (("loss", loss_sum), ("correct", correct), ("images", images), ("seconds", now - clock)):
-            meters[key] += v
-            if key in window:
-                window[key] += v
-        clock = now
+def _train_epoch(run: _Run, state: TrainState, window: _Window, on_step: Callable[[int], None] | None) -> None:
+    """The steps of epoch ``state.epoch`` from ``state.step`` on, with the windows' logging and
+    the checkpoints within the epoch."""
+    config, epoch = run.config, state.epoch
+    steps_per_epoch = run.batches.steps_per_epoch
+    run.batches.set_epoch(epoch, state.step)
+    data = iter(run.loader)
+    bar = progress_bar(
+        steps_per_epoch, enabled=config.progress and run.ctx.is_main, desc=f"epoch {epoch + 1}/{config.epochs}",
+        initial=state.step,
+    )  # fmt: skip
+    window.clock = window.start = time.perf_counter()
+    for step in range(state.step, steps_per_epoch):
+        _train_step(run, state, window, data, epoch, step)
+        state.step = step + 1
+        bar.update(1)
+        if state.step % 10 == 0 or state.step == steps_per_epoch:
+            _flush(run, state, window)
+            rate = window.window["images"] * run.ctx.world / max(time.perf_counter() - window.start, 1e-9)
+            n = max(window.window["images"], 1.0)
+            loss, acc = window.window["loss"] / n, window.window["correct"] / n
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", img_s=f"{rate:.0f}")
+            if bar.disable and state.step % config.log_every == 0:
+                run.info("epoch %d/%d step %d/%d loss %.4f acc %.3f %.0f img/s; %s", epoch + 1, config.epochs, state.step,
+                         steps_per_epoch, loss, acc, rate, run.eta.text(state.global_step))  # fmt: skip
+            window.window = dict.fromkeys(window.window, 0.0)
+            window.start = time.perf_counter()
+        if config.checkpoint_every and state.global_step % config.checkpoint_every == 0 and state.step < steps_per_epoch:
+            _flush(run, state, window)
+            _checkpoint(run, state)
+        if on_step is not None:
+            on_step(state.global_step)
+    bar.close()
 
-    began = time.perf_counter()
-    eta = Eta(config.epochs * steps_per_epoch, global_step)  # from this invocation's rate
-    raw.train()
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            batches.set_epoch(epoch, start_step)
-            data = iter(loader)
-            bar = progress_bar(
-                steps_per_epoch,
-                enabled=config.progress and ctx.is_main,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                initial=start_step,
+
+def _train_step(run: _Run, state: TrainState, window: _Window, data: Iterator, epoch: int, step: int) -> None:
+    """One optimizer step: the step's learning rate and choices, every micro-batch of this process
+    forward and backward, the update of the weights and of their moving average."""
+    config = run.config
+    steps_per_epoch = run.batches.steps_per_epoch
+    set_lr(run.optimizer, run.base_lr * lr_factor(config.schedule, state.global_step, steps_per_epoch, config.epochs))
+    torch.manual_seed(derive_seed(config.seed, "dropout", run.ctx.rank, state.global_step))  # per rank, per step
+    widths, kernels = _choices(run, epoch, step)
+    run.optimizer.zero_grad(set_to_none=True)
+    chunk = run.batches.chunk
+    for m, chunk_id in enumerate(run.batches.chunk_ids()):
+        batch = next(data)  # netadapt.data.Batch or netadapt.data.depth.DepthBatch
+        rows = slice(chunk_id * chunk, (chunk_id + 1) * chunk)
+        w = widths[rows][batch.kept] if widths is not None else None
+        k = kernels[rows][batch.kept] if kernels is not None else None
+        for name in batch.skipped:
+            log.warning("skipped unreadable image %s", name)
+        state.meters["skipped"] += len(batch.skipped)
+        sync = run.ddp is None or m == config.accumulate - 1
+        with nullcontext() if sync else run.ddp.no_sync():
+            window.pending.add_(
+                _forward_backward(run.model, run.raw, run.task, batch, w, k, config, run.autocast_dtype, run.scaler, run.teacher)
             )
-            clock = window_start = time.perf_counter()
-            for step in range(start_step, steps_per_epoch):
-                set_lr(optimizer, base_lr * lr_factor(config.schedule, global_step, steps_per_epoch, config.epochs))
-                torch.manual_seed(derive_seed(config.seed, "dropout", ctx.rank, global_step))  # per rank, per step
-                widths = kernels = None
-                phase, floor = od.phase(epoch + step / steps_per_epoch) if od.enabled else ("full", 1.0)
-                if fixed is not None:  # one discovered network: every image runs it
-                    widths, kernels = (t.expand(global_batch, -1) for t in fixed)
-                elif phase != "full":
-                    # Paper §2.3: widths stratified over the *global* batch; every rank draws the
-                    # same table and keeps its own rows.
-                    generator = seeded_generator(config.seed, "ordered_dropout", epoch, step)
-                    widths, kernels = sampler.sample(global_batch, generator, phase, floor=floor)
-                optimizer.zero_grad(set_to_none=True)
-                for m, chunk_id in enumerate(batches.chunk_ids()):
-                    batch = next(data)  # netadapt.data.Batch or netadapt.data.depth.DepthBatch
-                    rows = slice(chunk_id * chunk, (chunk_id + 1) * chunk)
-                    w = widths[rows][batch.kept] if widths is not None else None
-                    k = kernels[rows][batch.kept] if kernels is not None else None
-                    for name in batch.skipped:
-                        log.warning("skipped unreadable image %s", name)
-                    meters["skipped"] += len(batch.skipped)
-                    sync = ddp is None or m == config.accumulate - 1
-                    with nullcontext() if sync else ddp.no_sync():
-                        pending.add_(_forward_backward(model, raw, task, batch, w, k, config, autocast_dtype, scaler, teacher))
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                if config.optim.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(raw.parameters(), config.optim.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                if ema is not None:
-                    ema.update(raw)
-                global_step += 1
-                bar.update(1)
-                if (step + 1) % 10 == 0 or step + 1 == steps_per_epoch:
-                    flush()
-                    rate = window["images"] * ctx.world / max(time.perf_counter() - window_start, 1e-9)
-                    n = max(window["images"], 1.0)
-                    bar.set_postfix(loss=f"{window['loss'] / n:.3f}", acc=f"{window['correct'] / n:.3f}", img_s=f"{rate:.0f}")
-                    if bar.disable and (step + 1) % config.log_every == 0:
-                        info("epoch %d/%d step %d/%d loss %.4f acc %.3f %.0f img/s; %s", epoch + 1, config.epochs, step + 1,
-                             steps_per_epoch, window["loss"] / n, window["correct"] / n, rate, eta.text(global_step))  # fmt: skip
-                    window = dict.fromkeys(window, 0.0)
-                    window_start = time.perf_counter()
-                if config.checkpoint_every and global_step % config.checkpoint_every == 0 and step + 1 < steps_per_epoch:
-                    flush()
-                    checkpoint(epoch, step + 1)
-                if on_step is not None:
-                    on_step(global_step)
-            bar.close()
-            start_step = 0
+    if run.scaler is not None:
+        run.scaler.unscale_(run.optimizer)
+    if config.optim.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(run.raw.parameters(), config.optim.grad_clip)
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update(run.raw)
+    state.global_step += 1
 
-            # -- end of epoch: metrics over all processes, validation, checkpoint ------------------
-            totals = dict(zip(meters, ctx.sum(list(meters.values())), strict=True))
-            n = max(totals["images"], 1.0)
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "step": global_step,
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": totals["loss"] / n,
-                task.train_key: totals["correct"] / n,  # train_top1, or train_delta1 for depth
-                "images_per_s": totals["images"] / max(totals["seconds"] / ctx.world, 1e-9),
-                "skipped_images": int(totals["skipped"]),
-            }
-            if val_loader is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-                net = ema.module if ema else raw
-                if compact:
-                    record.update(task.evaluate(net, val_loader, ctx))
-                else:
-                    record.update(task.validate(net, val_loader, ctx, arch=arch, calibration=calibration))
-                _explain_validation(record, task, info)
-            history.append(record)
-            meters.update(dict.fromkeys(meters, 0.0))
-            checkpoint(epoch + 1, 0)
-            metrics.write(history)
-            info(
-                "epoch %d/%d: %s; %s", epoch + 1, config.epochs,
-                ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"), eta.text(global_step),
-            )  # fmt: skip
-    finally:
-        metrics.close()
 
-    # -- the result: the super-network file shared with the search ------------------------------
+def _choices(run: _Run, epoch: int, step: int) -> tuple[Tensor | None, Tensor | None]:
+    """The (global batch, L) widths and kernels of a step; (None, None) runs the full network."""
+    od, global_batch = run.config.ordered_dropout, run.config.data.batch_size
+    phase, floor = od.phase(epoch + step / run.batches.steps_per_epoch) if od.enabled else ("full", 1.0)
+    if run.fixed is not None:  # one discovered network: every image runs it
+        widths, kernels = (t.expand(global_batch, -1) for t in run.fixed)
+        return widths, kernels
+    if phase == "full":
+        return None, None
+    # Paper §2.3: widths stratified over the *global* batch; every rank draws the same table and
+    # keeps its own rows.
+    generator = seeded_generator(run.config.seed, "ordered_dropout", epoch, step)
+    return run.sampler.sample(global_batch, generator, phase, floor=floor)
+
+
+def _flush(run: _Run, state: TrainState, window: _Window) -> None:
+    """Move the device-side sums into the meters (synchronizes with the device); raise when the
+    loss diverged."""
+    loss_sum, correct, images = window.pending.tolist()
+    window.pending.zero_()
+    problem = loss_problem(loss_sum, images, run.config.max_loss)
+    if problem:
+        ckpt_path = run.run_dir / CHECKPOINT_FILE
+        raise NetAdaptError(divergence_message(run.config, (state.epoch, state.step), problem, ckpt_path, state.last_good))
+    now = time.perf_counter()
+    for key, v in (("loss", loss_sum), ("correct", correct), ("images", images), ("seconds", now - window.clock)):
+        state.meters[key] += v
+        if key in window.window:
+            window.window[key] += v
+    window.clock = now
+
+
+def _checkpoint(run: _Run, state: TrainState) -> None:
+    """Write ``checkpoint.pt`` at ``(state.epoch, state.step)`` (a collective: every rank calls it)."""
+    ctx, ckpt_path = run.ctx, run.run_dir / CHECKPOINT_FILE
+    totals = dict(zip(state.meters, ctx.sum(list(state.meters.values())), strict=True))
+    position = (state.epoch, state.step)
+    if not weights_finite(run.raw, run.ema.module if run.ema else None):  # never overwrite the last good checkpoint
+        raise NetAdaptError(divergence_message(run.config, position, "the weights are not finite", ckpt_path, state.last_good))
+    state.last_good = position
     if ctx.is_main:
-        final = ema.module if ema is not None else raw
-        if compact:
-            final = supernet.implant_(final, arch)
-        save_supernet(out_path, final, extra={
-            "stage": STAGE, "classes": list(sets.classes), "data": asdict(config.data), "heldout": HELDOUT_FILE,
-            "data_fingerprint": sets.split.fingerprint, "train": resolved, "ema": ema is not None,
-            "metrics": history[-1] if history else {},
-            "images": _image_counts(sets),  # what the report states: images of every split
-            # Wall time of training over all invocations (up to the last checkpoint) and the
-            # number of processes: the search's time accounting reads it (paper Table 1).
-            "timing": {"wall_seconds": previous_seconds + time.perf_counter() - began, "devices": ctx.world},
+        save_checkpoint(ckpt_path, STAGE, {
+            "build": run.supernet.build_config(), "module": run.module_kind, "classes": list(run.sets.classes),
+            "data_fingerprint": run.sets.split.fingerprint,
+            "config": run.resolved, "model": run.raw.state_dict(), "ema": run.ema.state_dict() if run.ema else None,
+            "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict() if run.scaler else None,
+            "epoch": state.epoch, "step_in_epoch": state.step, "global_step": state.global_step,
+            "meters": totals, "history": state.history, "rng": rng_state(),
+            "wall_seconds": state.previous_seconds + time.perf_counter() - run.began,
         })  # fmt: skip
-        if arch is not None:  # the compact network's weights, written back into the super-network's tensors
-            info("trained %s written to %s", label or "architecture", out_path)
+
+
+def _end_epoch(run: _Run, state: TrainState) -> None:
+    """End of an epoch: the metrics over all processes, validation, the checkpoint, metrics.jsonl."""
+    config, ctx, task, epoch = run.config, run.ctx, run.task, state.epoch
+    totals = dict(zip(state.meters, ctx.sum(list(state.meters.values())), strict=True))
+    n = max(totals["images"], 1.0)
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "step": state.global_step,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "train_loss": totals["loss"] / n,
+        task.train_key: totals["correct"] / n,  # train_top1, or train_delta1 for depth
+        "images_per_s": totals["images"] / max(totals["seconds"] / ctx.world, 1e-9),
+        "skipped_images": int(totals["skipped"]),
+    }
+    if run.val_loader is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+        net = run.ema.module if run.ema else run.raw
+        if run.compact:
+            record.update(task.evaluate(net, run.val_loader, ctx))
         else:
-            info("%s written to %s", "super-network" if od.enabled else "trained initial network", out_path)
-    ctx.barrier()
-    return out_path
+            record.update(task.validate(net, run.val_loader, ctx, arch=run.arch, calibration=run.calibration))
+        _explain_validation(record, task, run.info)
+    state.history.append(record)
+    state.meters.update(dict.fromkeys(state.meters, 0.0))
+    state.epoch, state.step = epoch + 1, 0
+    _checkpoint(run, state)
+    run.metrics.write(state.history)
+    run.info(
+        "epoch %d/%d: %s; %s", epoch + 1, config.epochs,
+        ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"), run.eta.text(state.global_step),
+    )  # fmt: skip
+
+
+def _save_result(run: _Run, state: TrainState, out_path: Path) -> None:
+    """Write the super-network file shared with the search (rank 0)."""
+    config, sets = run.config, run.sets
+    final = run.ema.module if run.ema is not None else run.raw
+    if run.compact:
+        final = run.supernet.implant_(final, run.arch)
+    save_supernet(out_path, final, extra={
+        "stage": STAGE, "classes": list(sets.classes), "data": asdict(config.data), "heldout": HELDOUT_FILE,
+        "data_fingerprint": sets.split.fingerprint, "train": run.resolved, "ema": run.ema is not None,
+        "metrics": state.history[-1] if state.history else {},
+        "images": _image_counts(sets),  # what the report states: images of every split
+        # Wall time of training over all invocations (up to the last checkpoint) and the
+        # number of processes: the search's time accounting reads it (paper Table 1).
+        "timing": {"wall_seconds": state.previous_seconds + time.perf_counter() - run.began, "devices": run.ctx.world},
+    })  # fmt: skip
+    if run.arch is not None:  # the compact network's weights, written back into the super-network's tensors
+        run.info("trained %s written to %s", run.label or "architecture", out_path)
+    else:
+        run.info("%s written to %s", "super-network" if config.ordered_dropout.enabled else "trained initial network", out_path)
 
 
 def _forward_backward(
