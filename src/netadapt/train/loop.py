@@ -15,7 +15,6 @@ deterministic mode the final weights are equal (``tests/test_train_resume.py``).
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import os
 import time
