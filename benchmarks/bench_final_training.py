@@ -1,0 +1,253 @@
+"""Training-step time of a discovered network's final training: extracted compact network,
+masked inside the full super-network, and the initial network.
+
+A *discovered-like* network at about half the initial network's MACs is built from the zoo
+model's search space: a few removable blocks spread through the network are removed (the paper's
+discovered networks remove blocks, §4.1.2) and the remaining layers are scaled uniformly
+(:func:`netadapt.search.baseline.uniform_matching`) until the whole lands at ``--fraction`` of the
+MACs.  Three kinds of steps train it, each with its own copy of the weights and optimizer:
+
+* ``compact``: the extracted compact network (``supernet.extract(arch)``), how ``train/loop.py``
+  trains one architecture today;
+* ``masked``: the same architecture inside the full super-network with fixed per-image widths
+  (``SupernetTrainConfig.masked: true``, the old path);
+* ``initial``: the initial network, trained as the pipeline's final stage trains it for comparison
+  (the extracted full architecture).
+
+Each step is ``train/loop.py``'s own micro-batch step (``_forward_backward``: forward, the task's
+loss with label smoothing, backward) followed by the optimizer step and, when the recipe keeps
+one, the weight average's update.  Data are random tensors (no download).  The kinds are
+interleaved step by step so that load changes on a shared machine affect them alike; medians and
+minima of each kind are reported, and the ratios against the initial network.
+
+    python benchmarks/bench_final_training.py --threads 1
+    python benchmarks/bench_final_training.py --threads 1 --processes   # each kind in its own process
+
+Goal (issue 20, item 4): the 50%-MAC network's final training at ≤ 0.6× the initial network's
+time, same epochs (``compact_vs_initial``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from netadapt import build_supernet
+from netadapt.arch.space import Architecture
+from netadapt.config import config_from_dict
+from netadapt.model.supernet import SuperNet
+from netadapt.search.baseline import uniform_matching
+from netadapt.tasks import task_named
+from netadapt.train import SupernetTrainConfig
+from netadapt.train.loop import _forward_backward  # the loop's own micro-batch step (private on purpose)
+from netadapt.train.optim import ModelEma, build_optimizer, scaled_lr
+
+KINDS = ("initial", "compact", "masked")
+
+
+def _minor_faults() -> int:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def discovered_like(net: SuperNet, fraction: float, removed: int, *, tolerance: float = 0.05) -> Architecture:
+    """An architecture at about ``fraction`` of ``net``'s MACs with ``removed`` removable blocks
+    removed (spread evenly over the space's removable blocks) and every other layer scaled alike."""
+    groups = net.space.removal_groups()
+    if removed > len(groups):
+        raise ValueError(f"{net.name} has {len(groups)} removable blocks, cannot remove {removed}")
+    chosen = [groups[(2 * i + 1) * len(groups) // (2 * removed)] for i in range(removed)]
+    zeroed = {i for group in chosen for i in group}
+
+    def without_blocks(arch: Architecture) -> Architecture:
+        return arch.replace(filters=[0 if i in zeroed else f for i, f in enumerate(arch.filters)])
+
+    budget = fraction * net.macs()
+    match = uniform_matching(net.space, lambda a: net.macs(without_blocks(a)), budget, tolerance=tolerance)
+    return net.space.validate(without_blocks(match.arch))
+
+
+def _setup(model: str, width_mult: float, input_size: int, fraction: float, removed: int, recipe: str):
+    """The super-network (seeded), the discovered-like architecture and the training config."""
+    torch.manual_seed(0)
+    net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10)
+    arch = discovered_like(net, fraction, removed)
+    # The recipe's optimizer, label smoothing and weight average; the space stays the zoo's own
+    # (the `small` recipe's `removal: none` would forbid the removed blocks).
+    config = config_from_dict(SupernetTrainConfig, {"recipe": recipe, "ordered_dropout": {"enabled": False}})
+    return net, arch, config
+
+
+def _make_step(
+    kind: str, net: SuperNet, arch: Architecture, config: SupernetTrainConfig, batch: int
+) -> Callable[[], tuple[float, int]]:
+    """``step()`` running one training step of ``kind`` and returning (seconds, minor page faults)."""
+    task = task_named("classification")
+    if kind == "masked":
+        raw = net
+        widths, kernels = (torch.tensor([v]).expand(batch, -1) for v in (arch.filters, arch.kernels))
+    else:
+        raw = net.extract(arch if kind == "compact" else net.space.full())
+        widths = kernels = None
+    raw.train()
+    optimizer = build_optimizer(raw, config.optim, scaled_lr(config.optim, batch))
+    ema = ModelEma(raw, config.ema_decay) if config.ema_decay else None
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randn(batch, 3, net.input_size, net.input_size, generator=gen)
+    labels = torch.randint(10, (batch,), generator=gen)
+
+    def step() -> tuple[float, int]:
+        faults = _minor_faults()
+        t0 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        _forward_backward(raw, raw, task, (images, labels), widths, kernels, config, None, None)
+        optimizer.step()
+        if ema is not None:
+            ema.update(raw)
+        return time.perf_counter() - t0, _minor_faults() - faults
+
+    return step
+
+
+def _worker(conn, kind: str, threads: int, setup: dict, batch: int, warmup: int) -> None:
+    """One kind of step in its own process, one step per message (``measure(processes=True)``)."""
+    torch.set_num_threads(threads)
+    net, arch, config = _setup(**setup)
+    step = _make_step(kind, net, arch, config, batch)
+    for _ in range(warmup):
+        step()
+    conn.send("ready")
+    while conn.recv():
+        conn.send(step())
+
+
+def measure(
+    model: str = "mobilenet_v1_cifar",
+    *,
+    width_mult: float = 0.5,
+    input_size: int = 32,
+    batch: int = 64,
+    steps: int = 20,
+    warmup: int = 3,
+    fraction: float = 0.5,
+    removed: int = 2,
+    recipe: str = "small",
+    processes: bool = False,
+) -> dict:
+    """The three kinds of final-training steps, interleaved step by step; the figures as a dict.
+
+    ``processes=True`` runs each kind in its own process (own allocator heap, as separate
+    training runs would), still alternating step by step (see ``bench_train_step.py``).
+    """
+    setup = dict(model=model, width_mult=width_mult, input_size=input_size, fraction=fraction, removed=removed, recipe=recipe)
+    net, arch, config = _setup(**setup)
+    times: dict[str, list[float]] = {k: [] for k in KINDS}
+    faults: dict[str, list[int]] = {k: [] for k in KINDS}
+    if processes:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        pipes, workers = {}, []
+        try:
+            for kind in KINDS:
+                parent, child = ctx.Pipe()
+                args = (child, kind, torch.get_num_threads(), setup, batch, warmup)
+                proc = ctx.Process(target=_worker, args=args)
+                proc.start()
+                pipes[kind] = parent
+                workers.append(proc)
+            for conn in pipes.values():
+                conn.recv()  # every kind built and warmed up
+            for _ in range(steps):
+                for kind in KINDS:
+                    pipes[kind].send(True)
+                    seconds, n = pipes[kind].recv()
+                    times[kind].append(seconds)
+                    faults[kind].append(n)
+        finally:
+            for conn in pipes.values():
+                conn.send(False)
+            for proc in workers:
+                proc.join(timeout=60)
+    else:
+        # Each kind trains its own copy of the same starting weights.
+        run = {kind: _make_step(kind, copy.deepcopy(net), arch, config, batch) for kind in KINDS}
+        for _ in range(warmup):
+            for kind in KINDS:
+                run[kind]()
+        for _ in range(steps):
+            for kind in KINDS:
+                seconds, n = run[kind]()
+                times[kind].append(seconds)
+                faults[kind].append(n)
+    median = {k: statistics.median(times[k]) for k in KINDS}
+    least = {k: min(times[k]) for k in KINDS}
+    full_macs = net.macs()
+    return {
+        "model": model,
+        "width_mult": width_mult,
+        "input_size": input_size,
+        "batch": batch,
+        "steps": steps,
+        "recipe": recipe,
+        "device": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "processes": processes,
+        "torch": torch.__version__,
+        "macs_fraction": round(net.macs(arch) / full_macs, 3),
+        "removed_blocks": len(net.space.removed_blocks(arch)),
+        "architecture": list(arch.filters),
+        **{f"{k}_ms": round(median[k] * 1e3, 2) for k in KINDS},
+        "compact_vs_initial": round(median["compact"] / median["initial"], 3),
+        "masked_vs_initial": round(median["masked"] / median["initial"], 3),
+        "compact_vs_masked": round(median["compact"] / median["masked"], 3),
+        "compact_vs_initial_minima": round(least["compact"] / least["initial"], 3),
+        "masked_vs_initial_minima": round(least["masked"] / least["initial"], 3),
+        **{f"{k}_faults_per_step": round(statistics.mean(faults[k])) for k in KINDS},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="mobilenet_v1_cifar")
+    p.add_argument("--width-mult", type=float, default=0.5)
+    p.add_argument("--input-size", type=int, default=32)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=20, help="measured steps of each kind")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--fraction", type=float, default=0.5, help="MACs of the discovered-like network / initial network's")
+    p.add_argument("--removed", type=int, default=2, help="removable blocks the discovered-like network removes")
+    p.add_argument("--recipe", choices=("small", "paper"), default="small", help="optimizer, smoothing, weight average")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    p.add_argument("--processes", action="store_true", help="each kind in its own process, still alternating step by step")
+    args = p.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = measure(
+        args.model,
+        width_mult=args.width_mult,
+        input_size=args.input_size,
+        batch=args.batch,
+        steps=args.steps,
+        warmup=args.warmup,
+        fraction=args.fraction,
+        removed=args.removed,
+        recipe=args.recipe,
+        processes=args.processes,
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
