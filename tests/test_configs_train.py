@@ -2,9 +2,9 @@
 super-network training -- its model, search-space options, recipe, sampler and optimizer -- for a
 few dozen steps on tiny data, and its training loss falls.
 
-Only what a 2-core test cannot afford changes: the data (512 images of four grey shapes,
-``tests/shapes.py``, for image classification; a few synthetic scenes for depth; both at 16x16), the batch (32), the number of
-epochs, and the schedule's epoch lengths, which are scaled to the short run (an ImageNet config
+Only what a 2-core test cannot afford changes: the data (576 images of four grey shapes at
+16x16, ``tests/shapes.py``, for image classification; 160 synthetic scenes at 32x32, the smallest
+FastDepth takes, for depth), the batch (32), the number of epochs, and the schedule's epoch lengths, which are scaled to the short run (an ImageNet config
 warms up for 5 of its epochs; here an "epoch" is a handful of steps).
 """
 
@@ -37,7 +37,7 @@ def _shrunk(mapping: dict, tmp_path: Path, shapes: Path) -> dict:
     """The same training at test size (see the module docstring)."""
     data = mapping["data"]
     if data["dataset"] in ("nyu", "synthetic_depth"):
-        tiny = {"dataset": "synthetic_depth", "root": None, "image_size": 16, "synthetic_train": 320,
+        tiny = {"dataset": "synthetic_depth", "root": None, "image_size": 32, "synthetic_train": 160,
                 "synthetic_val": 16, "heldout": 16}  # fmt: skip
     else:
         tiny = {"dataset": "folder", "root": str(shapes), "preset": "none", "image_size": 16, "mean": None, "std": None,
