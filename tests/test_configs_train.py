@@ -43,6 +43,7 @@ def _shrunk(mapping: dict, tmp_path: Path, shapes: Path) -> dict:
         tiny = {"dataset": "folder", "root": str(shapes), "preset": "none", "image_size": 16, "mean": None, "std": None,
                 "subset": None, "heldout": 64, "val_subset": None, "train_dir": "train", "val_dir": None}  # fmt: skip
     mapping["data"] = {**data, **tiny, "batch_size": 32, "eval_batch_size": 32, "workers": 0}
+    mapping["model"]["input_size"] = None  # follows the data
     scale = EPOCHS / mapping["epochs"]
     schedule = mapping["schedule"]
     for key in ("warmup_epochs", "decay_epochs"):
