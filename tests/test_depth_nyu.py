@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from netadapt.data import load_heldout, make_heldout, save_heldout
+from netadapt.data import DataConfig, build_datasets, load_heldout, make_eval_loader, make_heldout, save_heldout
 from netadapt.data.depth_transforms import color_jitter
 from netadapt.depth import (
-    DepthDataConfig,
     DepthSamples,
     DepthTransform,
     NYUSource,
-    build_depth_datasets,
     check_h5,
     collate_depth,
-    depth_loader,
     read_h5,
     scan_h5,
 )
@@ -181,17 +178,17 @@ def test_heldout_split_is_stratified_by_scene_seeded_and_written(tmp_path):
     assert again.indices == split.indices and again.names == split.names
     again.check(source)
 
-    config = DepthDataConfig(dataset="nyu", root=str(tmp_path / "nyu"), heldout=4, image_size=32)
-    sets = build_depth_datasets(config)
+    config = DataConfig(dataset="nyu", root=str(tmp_path / "nyu"), heldout=4, image_size=32)
+    sets = build_datasets(config)
     assert len(sets.train) == 8 and len(sets.heldout) == 4 and len(sets.val) == 2
     assert not set(sets.train.indices) & set(sets.heldout.indices)
-    reused = build_depth_datasets(config, load_heldout(tmp_path / "run"))
+    reused = build_datasets(config, load_heldout(tmp_path / "run"))
     assert reused.heldout.indices == list(split.indices)
     _write(root / "c" / "new.h5", *_frame(77))  # the data changed since the split was drawn
     with pytest.raises(NetAdaptError, match="changed since the held-out split"):
-        build_depth_datasets(config, split)
+        build_datasets(config, split)
 
-    loader = depth_loader(sets.heldout, batch_size=3)
+    loader = make_eval_loader(sets.heldout, config, batch_size=3)
     batches = list(loader)
     assert [b.images.shape[0] for b in batches] == [3, 1]
     assert batches[0].depths.shape == (3, 1, 32, 32)
@@ -199,15 +196,17 @@ def test_heldout_split_is_stratified_by_scene_seeded_and_written(tmp_path):
 
 def test_nyu_config_requires_a_root():
     with pytest.raises(NetAdaptError, match=r"data\.root"):
-        build_depth_datasets(DepthDataConfig(dataset="nyu"))
+        build_datasets(DataConfig(dataset="nyu"))
 
 
 def test_depth_data_config_round_trips_through_the_typed_loader():
     from dataclasses import asdict
 
-    from netadapt.config import config_from_dict
+    from netadapt.config import config_from_dict, load_config
+    from netadapt.pipeline.run import RunConfig
 
-    config = DepthDataConfig(dataset="nyu", root="/data/nyudepthv2", heldout=2000)
-    assert config_from_dict(DepthDataConfig, asdict(config)) == config
-    assert DepthDataConfig(dataset="nyu", root="/x").resolved_heldout() == 2000  # paper §4.2.1
-    assert DepthDataConfig(synthetic_train=50).resolved_heldout() == 5
+    config = DataConfig(dataset="nyu", root="/data/nyudepthv2", heldout=2000)
+    assert config_from_dict(DataConfig, asdict(config)) == config
+    # paper §4.2.1: the NYU run reserves 2K training images for comparing samples
+    nyu = load_config(RunConfig, Path(__file__).resolve().parents[1] / "configs" / "nyu_fastdepth.yaml").supernet.data
+    assert nyu.dataset == "nyu" and nyu.heldout == 2000

@@ -6,17 +6,14 @@ import pytest
 import torch
 
 import netadapt
-from netadapt.data import TrainBatchSampler
+from netadapt.data import DataConfig, TrainBatchSampler, build_datasets, make_train_loader
 from netadapt.data.synthetic import _hit_box, _hit_room, _hit_sphere
 from netadapt.depth import (
-    DepthDataConfig,
     DepthMetrics,
     DepthSamples,
     DepthTransform,
     SyntheticDepth,
-    build_depth_datasets,
     collate_depth,
-    depth_loader,
     masked_l1_loss,
     render_scene,
     synthetic_splits,
@@ -75,12 +72,13 @@ def test_render_scene_size_follows_the_argument():
 
 
 def test_synthetic_config_builds_heldout_split_and_flips_pairs_together():
-    sets = build_depth_datasets(DepthDataConfig(dataset="synthetic", synthetic_train=40, synthetic_val=5, image_size=16))
+    config = DataConfig(dataset="synthetic_depth", synthetic_train=40, synthetic_val=5, image_size=16, heldout=4)
+    sets = build_datasets(config)
     assert len(sets.heldout) == 4 and len(sets.train) == 36 and len(sets.val) == 5  # 10% held out
     assert sets.split.classes == ("synthetic",)
     sampler = TrainBatchSampler(len(sets.train), 8, seed=0)
-    first = [b.depths for b in depth_loader(sets.train, batch_sampler=sampler)]
-    again = [b.depths for b in depth_loader(sets.train, batch_sampler=sampler)]
+    first = [b.depths for b in make_train_loader(sets.train, sampler, config)]
+    again = [b.depths for b in make_train_loader(sets.train, sampler, config)]
     assert len(first) == 4 and first[0].shape == (8, 1, 16, 16)
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))  # seeded augmentation
     source = SyntheticDepth(3, size=16)

@@ -120,9 +120,18 @@ def _section(prefix: str, cls: type) -> list[str]:
 
 def config_reference() -> str:
     """``docs/configuration.md``: every setting of a run config, the recipes and the budgets."""
-    from netadapt.pipeline.presets import BUDGETS, PUBLIC_BUDGETS, RECIPE
     from netadapt.pipeline.run import RunConfig
-    from netadapt.search.run import SearchRunConfig
+
+    lines = _recipes_section() + _budgets_section()
+    lines += ["", "## Run config (`netadapt run --config FILE`)", ""]
+    for prefix, cls in _nested(RunConfig):
+        lines += _section(prefix, cls)
+    lines += _stage_configs_section()
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _recipes_section() -> list[str]:
+    """The page's introduction and the super-network recipes."""
     from netadapt.train.recipes import RECIPES
 
     lines = [
@@ -157,7 +166,14 @@ def config_reference() -> str:
     for name, recipe in RECIPES.items():
         settings = ", ".join(f"`{k}: {_flow(v)}`" for k, v in _flatten(recipe).items())
         lines.append(f"| `{name}` | {settings} |")
-    lines += [
+    return lines
+
+
+def _budgets_section() -> list[str]:
+    """``netadapt run --data FOLDER``'s budgets."""
+    from netadapt.pipeline.presets import BUDGETS, PUBLIC_BUDGETS, RECIPE
+
+    lines = [
         "",
         f"`{RECIPE}` is a placeholder: it is what trains at the scale of a 2-core machine today (the demo, the",
         "CIFAR-10 reproduction); the measurements of which sampler options and schedule train best replace",
@@ -187,10 +203,14 @@ def config_reference() -> str:
             f"{b.final_epochs:g} | ≤ {b.heldout_max:,} (10%) | {b.samples} × {b.layers} | {100 * b.initial_reduction:g}% | "
             f"{also or '-'} |"
         )
-    lines += ["", "## Run config (`netadapt run --config FILE`)", ""]
-    for prefix, cls in _nested(RunConfig):
-        lines += _section(prefix, cls)
-    lines += [
+    return lines
+
+
+def _stage_configs_section() -> list[str]:
+    """The keys of the stage configs a run config does not hold (``SearchRunConfig``'s own)."""
+    from netadapt.search.run import SearchRunConfig
+
+    lines = [
         "## Stage configs",
         "",
         "`netadapt train-supernet --config FILE` reads the `supernet` part alone (a `SupernetTrainConfig`,",
@@ -206,7 +226,7 @@ def config_reference() -> str:
         if f.name in own:
             meaning = comments.get(f.name, "").replace("|", "\\|")
             lines.append(f"| `{f.name}` | {_type_name(hints[f.name])} | `{_flow(_default(f))}` | {meaning} |")
-    return "\n".join(lines).rstrip() + "\n"
+    return lines
 
 
 def _flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:

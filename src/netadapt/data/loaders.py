@@ -39,7 +39,6 @@ __all__ = [
     "build_search_loaders",
     "calibration_set",
     "collate_fn",
-    "depth_data_config",
     "make_eval_loader",
     "make_train_loader",
     "open_sources",
@@ -72,29 +71,6 @@ class DataSets:
         return self.config.resolved_size()
 
 
-def depth_data_config(config: DataConfig) -> Any:
-    """The :class:`netadapt.data.depth.DepthDataConfig` of a depth data set's ``config``."""
-    from netadapt.data.depth import DepthDataConfig
-
-    if config.task != "depth":
-        raise NetAdaptError(f"data set {config.dataset!r} holds no depth maps")
-    return DepthDataConfig(
-        dataset="nyu" if config.dataset == "nyu" else "synthetic",
-        root=config.root,
-        train_dir=config.train_dir,
-        val_dir="val" if config.val_dir is None else config.val_dir,
-        check=config.check,
-        image_size=config.resolved_size(),
-        heldout=config.heldout,
-        seed=config.seed,
-        synthetic_train=config.synthetic_train,
-        synthetic_val=config.synthetic_val,
-        batch_size=config.batch_size,
-        eval_batch_size=config.eval_batch_size,
-        workers=config.workers,
-    )
-
-
 def collate_fn(config: DataConfig) -> Callable[[list], Any]:
     """The function that stacks a batch of ``config``'s samples."""
     if config.task == "depth":
@@ -110,7 +86,7 @@ def open_sources(config: DataConfig) -> tuple[ImageSource, ImageSource | None]:
     if config.task == "depth":
         from netadapt.data.depth import open_depth_sources
 
-        return open_depth_sources(depth_data_config(config))
+        return open_depth_sources(config)
     if config.dataset == "digits":
         return load_digits(config.resolved_size(), test_fraction=config.digits_test_fraction, seed=config.seed)
     if config.dataset in ("cifar10_torchvision", "cifar100_torchvision"):
@@ -154,10 +130,10 @@ def build_datasets(
     else:
         split.check(train_source)
     if config.task == "depth":
-        from netadapt.data.depth import DepthSamples
+        from netadapt.data.depth import DepthSamples, depth_transforms
 
         samples: Callable[..., Any] = DepthSamples
-        train_tf, eval_tf = depth_data_config(config).transforms()
+        train_tf, eval_tf = depth_transforms(config)
     else:
         samples = SampleDataset
         mean, std = config.resolved_mean_std()

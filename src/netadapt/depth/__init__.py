@@ -4,26 +4,18 @@ The pieces the training and search stages plug in (see ``docs/depth.md``):
 
 * :func:`masked_l1_loss` — FastDepth's loss; :class:`DepthMetrics` — RMSE, REL, δ1–δ3 over
   batches; :data:`HIGHER_IS_BETTER` and :func:`search_metric` — selecting samples by any metric;
-* :func:`build_depth_datasets` / :func:`collate_depth` / :func:`depth_loader` — (RGB, depth)
-  batches from NYU Depth V2 (:class:`NYUSource`) or the synthetic scenes (:class:`SyntheticDepth`),
-  with the held-out split of :mod:`netadapt.data.split`; these live in the data layer
+* :class:`DepthSamples` / :func:`collate_depth` — (RGB, depth) samples and batches from NYU
+  Depth V2 (:class:`NYUSource`) or the synthetic scenes (:class:`SyntheticDepth`); the data sets
+  and loaders are :func:`netadapt.data.build_datasets` and its loaders with
+  ``DataConfig(dataset="nyu" | "synthetic_depth")``.  These live in the data layer
   (:mod:`netadapt.data.depth`, ``nyu``, ``synthetic``, ``depth_transforms``) and are re-exported here;
 * :func:`load_encoder_` — the FastDepth encoder from an ImageNet MobileNetV1 checkpoint.
 
 Nothing here imports h5py until an NYU file is read.
 """
 
-from netadapt.data.depth import (
-    DEPTH_DATASETS,
-    DepthBatch,
-    DepthDataConfig,
-    DepthDataSets,
-    DepthSamples,
-    build_depth_datasets,
-    collate_depth,
-    depth_loader,
-    open_depth_sources,
-)
+from netadapt.data.config import DEPTH_DATASETS
+from netadapt.data.depth import DepthBatch, DepthSamples, collate_depth, depth_transforms, open_depth_sources
 from netadapt.data.depth_transforms import DepthTransform
 from netadapt.data.nyu import NYUSource, ScanReport, check_h5, read_h5, scan_h5
 from netadapt.data.synthetic import SYNTHETIC_NAME, SyntheticDepth, render_scene, synthetic_splits
@@ -45,18 +37,15 @@ __all__ = [
     "METRICS",
     "SYNTHETIC_NAME",
     "DepthBatch",
-    "DepthDataConfig",
-    "DepthDataSets",
     "DepthMetrics",
     "DepthSamples",
     "DepthTransform",
     "NYUSource",
     "ScanReport",
     "SyntheticDepth",
-    "build_depth_datasets",
     "check_h5",
     "collate_depth",
-    "depth_loader",
+    "depth_transforms",
     "encoder_keys",
     "higher_is_better",
     "load_encoder_",

@@ -117,122 +117,168 @@ def build_from_definition(
     ``skips[i]`` is the index of an earlier block whose output is added (zero-padded) to block
     ``i``'s output, or ``None``.
     """
+    _check_options(options)
+    builder = _Builder(definition, options, input_size)
+    blocks: list[nn.Module] = []
+    skips: list[int | None] = []
+    sizes: list[int] = []  # output resolution of every block, for skips
+    c, size = in_channels, input_size
+    for i, row in enumerate(definition.blocks):
+        blk, c, size, skip = builder.block(f"b{i}", row, c, size, sizes)
+        blocks.append(blk)
+        skips.append(skip)
+        sizes.append(size)
+    if definition.head is not None:
+        blocks.append(builder.head(c))
+        skips.append(None)
+    return blocks, tuple(skips), SearchSpace(definition.name, tuple(builder.reg.layers))
+
+
+def _check_options(options: BuildOptions) -> None:
     if not 0.0 <= options.min_width_fraction <= 1.0:
         raise NetAdaptError(f"min_width_fraction must be in [0, 1], got {options.min_width_fraction}")
     if options.bypass not in BYPASS_MODES:
         raise NetAdaptError(f"unknown bypass mode {options.bypass!r}; choose one of {', '.join(BYPASS_MODES)}")
     if options.removal not in REMOVAL_MODES:
         raise NetAdaptError(f"unknown removal mode {options.removal!r}; choose one of {', '.join(REMOVAL_MODES)}")
-    norm = partial(nn.BatchNorm2d, eps=definition.bn_eps, momentum=definition.bn_momentum)
-    base = options.bypass_base or definition.bypass_base
-    tie_dw = options.tie_depthwise if options.tie_depthwise is not None else options.bypass == "none"
-    reg = _Registry(definition.name, options, options.num_widths or definition.num_widths)
 
-    def limit(filters: int, out_size: int, depthwise: bool = False) -> int | None:
+
+class _Builder:
+    """Builds a definition's blocks one row at a time, registering searchable layers in order.
+
+    ``block`` takes a row, the input channels and resolution, and returns (block, output
+    channels, output resolution, skip source or ``None``).
+    """
+
+    def __init__(self, definition: NetworkDef, options: BuildOptions, input_size: int) -> None:
+        self.definition = definition
+        self.options = options
+        self.input_size = input_size
+        self.norm = partial(nn.BatchNorm2d, eps=definition.bn_eps, momentum=definition.bn_momentum)
+        self.base = options.bypass_base or definition.bypass_base
+        self.tie_dw = options.tie_depthwise if options.tie_depthwise is not None else options.bypass == "none"
+        self.by_block = options.removal == "block"
+        self.reg = _Registry(definition.name, options, options.num_widths or definition.num_widths)
+
+    def limit(self, filters: int, out_size: int, depthwise: bool = False) -> int | None:
         """The bypass limit T of a layer (appendix B: one T per resolution, ∞ for depthwise)."""
-        if options.bypass == "none":
+        if self.options.bypass == "none":
             return 0
-        if depthwise or options.bypass == "unlimited":
+        if depthwise or self.options.bypass == "unlimited":
             return None
-        d = max(0, round(math.log2(input_size / out_size)))
+        d = max(0, round(math.log2(self.input_size / out_size)))
         # A T above the layer's own filter count would make its output wider than in the initial
         # network; clamp it so the full sub-network is the initial network.
-        return min(filters, max(1, base * 2**d // 2))
-
-    by_block = options.removal == "block"
+        return min(filters, max(1, self.base * 2**d // 2))
 
     def conv(
-        name, c_in, filters, kernel, stride, size, act, *, depthwise=False, searchable=True, tie=None, bypass="auto", block=None
+        self,
+        name,
+        c_in,
+        filters,
+        kernel,
+        stride,
+        size,
+        act,
+        *,
+        depthwise=False,
+        searchable=True,
+        tie=None,
+        bypass="auto",
+        block=None,
     ):
+        reg = self.reg
         out_size = math.ceil(size / stride)
-        t = limit(filters, out_size, depthwise) if bypass == "auto" else bypass
+        t = self.limit(filters, out_size, depthwise) if bypass == "auto" else bypass
         index = reg.add(name, "depthwise" if depthwise else "conv", filters, kernel, t, tie, block) if searchable else None
         return ElasticConv(
             name, c_in, filters, kernel, in_size=size, stride=stride, depthwise=depthwise, bypass=t,
-            norm_layer=norm, act_layer=ACTIVATIONS[act], index=index,
+            norm_layer=self.norm, act_layer=ACTIVATIONS[act], index=index,
             kernels=reg.layers[index].kernels if index is not None else None,
         )  # fmt: skip
 
-    blocks: list[nn.Module] = []
-    skips: list[int | None] = []
-    sizes: list[int] = []  # output resolution of every block, for skips
-    c, size = in_channels, input_size
-    for i, row in enumerate(definition.blocks):
-        name = f"b{i}"
-        skip = None
-        if isinstance(row, Conv):
-            if not row.searchable:
-                blk = ConvBlock(conv(name, c, row.filters, row.kernel, row.stride, size, row.act, searchable=False, bypass=0))
-            else:
-                blk = ConvBlock(conv(name, c, row.filters, row.kernel, row.stride, size, row.act))
-            c, size = row.filters, math.ceil(size / row.stride)
-        elif isinstance(row, DepthwiseSeparable):
-            tie = reg.new_tie() if tie_dw else None
-            # Without bypass the depthwise layer must match the layer feeding it: tie both.
-            if tie is not None and reg.layers:
-                reg.layers[-1] = _with_tie(reg.layers[-1], tie)
-            # A pair that keeps its input's width and resolution can be removed whole.
-            removable = by_block and row.stride == 1 and c == row.filters and tie is None
-            block = reg.new_block() if removable else None
-            dw = conv(f"{name}.dw", c, c, row.kernel, row.stride, size, row.act, depthwise=True, tie=tie, block=block)
-            size = math.ceil(size / row.stride)
-            pw = conv(f"{name}.pw", c, row.filters, 1, 1, size, row.act, block=block)
-            blk, c = Sequential(dw, pw, removable=removable), row.filters
-        elif isinstance(row, MBConv):
-            expand = None
-            exp_c = c
-            tie = reg.new_tie() if tie_dw else None
-            has_expand = row.expand != c or row.force_expand
-            residual = row.stride == 1 and c == row.filters
-            # A residual block is removable unless its depthwise layer is tied to the layer before it.
-            block = reg.new_block() if by_block and residual and (has_expand or tie is None) else None
-            if has_expand:
-                expand = conv(f"{name}.expand", c, row.expand, 1, 1, size, row.act, tie=tie, block=block)
-                exp_c = row.expand
-            elif tie is not None and reg.layers:
-                reg.layers[-1] = _with_tie(reg.layers[-1], tie)
-            dw = conv(f"{name}.dw", exp_c, exp_c, row.kernel, row.stride, size, row.act, depthwise=True, tie=tie, block=block)
-            size = math.ceil(size / row.stride)
-            se = None
-            if row.se:
-                index = reg.add(f"{name}.se", "se", row.se, 1, None, block=block)
-                se = SqueezeExcite(f"{name}.se", exp_c, row.se, index=index)
-            pw = conv(f"{name}.project", exp_c, row.filters, 1, 1, size, "none", block=block)
-            blk = InvertedResidual(expand, dw, se, pw, residual=residual)
-            c = row.filters
-        elif isinstance(row, Decoder):
-            tie = reg.new_tie() if tie_dw else None
-            if tie is not None:
-                reg.layers[-1] = _with_tie(reg.layers[-1], tie)
-            dw = conv(f"{name}.dw", c, c, row.kernel, 1, size, "relu", depthwise=True, tie=tie)
-            pw = conv(f"{name}.pw", c, row.filters, 1, 1, size, "relu")
-            blk = DecoderStage(dw, pw)
-            c, size = row.filters, size * 2
-            if row.skip is not None:
-                if sizes[row.skip] != size:
-                    raise ValueError(
-                        f"{definition.name}: skip from block {row.skip} has resolution {sizes[row.skip]}, not {size}"
-                    )
-                skip = row.skip
-        else:  # pragma: no cover - definitions are typed
-            raise TypeError(f"unknown block row {row!r}")
-        blocks.append(blk)
-        skips.append(skip)
-        sizes.append(size)
+    def _tie_previous(self, tie: int) -> None:
+        self.reg.layers[-1] = _with_tie(self.reg.layers[-1], tie)
 
-    if definition.head is not None:
-        head = definition.head
+    def block(self, name: str, row, c: int, size: int, sizes: list[int]) -> tuple[nn.Module, int, int, int | None]:
+        if isinstance(row, Conv):
+            return (*self._conv_block(name, row, c, size), None)
+        if isinstance(row, DepthwiseSeparable):
+            return (*self._separable(name, row, c, size), None)
+        if isinstance(row, MBConv):
+            return (*self._mbconv(name, row, c, size), None)
+        if isinstance(row, Decoder):
+            return self._decoder(name, row, c, size, sizes)
+        raise TypeError(f"unknown block row {row!r}")  # pragma: no cover - definitions are typed
+
+    def _conv_block(self, name: str, row: Conv, c: int, size: int) -> tuple[nn.Module, int, int]:
+        if not row.searchable:
+            blk = ConvBlock(self.conv(name, c, row.filters, row.kernel, row.stride, size, row.act, searchable=False, bypass=0))
+        else:
+            blk = ConvBlock(self.conv(name, c, row.filters, row.kernel, row.stride, size, row.act))
+        return blk, row.filters, math.ceil(size / row.stride)
+
+    def _separable(self, name: str, row: DepthwiseSeparable, c: int, size: int) -> tuple[nn.Module, int, int]:
+        reg = self.reg
+        tie = reg.new_tie() if self.tie_dw else None
+        # Without bypass the depthwise layer must match the layer feeding it: tie both.
+        if tie is not None and reg.layers:
+            self._tie_previous(tie)
+        # A pair that keeps its input's width and resolution can be removed whole.
+        removable = self.by_block and row.stride == 1 and c == row.filters and tie is None
+        block = reg.new_block() if removable else None
+        dw = self.conv(f"{name}.dw", c, c, row.kernel, row.stride, size, row.act, depthwise=True, tie=tie, block=block)
+        size = math.ceil(size / row.stride)
+        pw = self.conv(f"{name}.pw", c, row.filters, 1, 1, size, row.act, block=block)
+        return Sequential(dw, pw, removable=removable), row.filters, size
+
+    def _mbconv(self, name: str, row: MBConv, c: int, size: int) -> tuple[nn.Module, int, int]:
+        reg = self.reg
+        expand = None
+        exp_c = c
+        tie = reg.new_tie() if self.tie_dw else None
+        has_expand = row.expand != c or row.force_expand
+        residual = row.stride == 1 and c == row.filters
+        # A residual block is removable unless its depthwise layer is tied to the layer before it.
+        block = reg.new_block() if self.by_block and residual and (has_expand or tie is None) else None
+        if has_expand:
+            expand = self.conv(f"{name}.expand", c, row.expand, 1, 1, size, row.act, tie=tie, block=block)
+            exp_c = row.expand
+        elif tie is not None and reg.layers:
+            self._tie_previous(tie)
+        dw = self.conv(f"{name}.dw", exp_c, exp_c, row.kernel, row.stride, size, row.act, depthwise=True, tie=tie, block=block)
+        size = math.ceil(size / row.stride)
+        se = None
+        if row.se:
+            index = reg.add(f"{name}.se", "se", row.se, 1, None, block=block)
+            se = SqueezeExcite(f"{name}.se", exp_c, row.se, index=index)
+        pw = self.conv(f"{name}.project", exp_c, row.filters, 1, 1, size, "none", block=block)
+        return InvertedResidual(expand, dw, se, pw, residual=residual), row.filters, size
+
+    def _decoder(self, name: str, row: Decoder, c: int, size: int, sizes: list[int]) -> tuple[nn.Module, int, int, int | None]:
+        tie = self.reg.new_tie() if self.tie_dw else None
+        if tie is not None:
+            self._tie_previous(tie)
+        dw = self.conv(f"{name}.dw", c, c, row.kernel, 1, size, "relu", depthwise=True, tie=tie)
+        pw = self.conv(f"{name}.pw", c, row.filters, 1, 1, size, "relu")
+        c, size = row.filters, size * 2
+        if row.skip is not None and sizes[row.skip] != size:
+            raise ValueError(f"{self.definition.name}: skip from block {row.skip} has resolution {sizes[row.skip]}, not {size}")
+        return DecoderStage(dw, pw), c, size, row.skip
+
+    def head(self, c: int) -> nn.Module:
+        """The classifier head of the definition, on ``c`` input channels."""
+        head = self.definition.head
+        no_bypass = self.options.bypass == "none"
         hidden = None
         if head.hidden:
             hidden = ElasticConv(
-                "head.hidden", c, head.hidden, 1, in_size=1, bypass=None if options.bypass != "none" else 0,
+                "head.hidden", c, head.hidden, 1, in_size=1, bypass=None if not no_bypass else 0,
                 norm_layer=None, act_layer=ACTIVATIONS[head.act], bias=True,
-                index=reg.add("head.hidden", "conv", head.hidden, 1, None if options.bypass != "none" else 0),
+                index=self.reg.add("head.hidden", "conv", head.hidden, 1, None if not no_bypass else 0),
             )  # fmt: skip
             c = head.hidden
-        blocks.append(ClassifierHead(hidden, nn.Linear(c, definition.num_classes), head.dropout))
-        skips.append(None)
-    return blocks, tuple(skips), SearchSpace(definition.name, tuple(reg.layers))
+        return ClassifierHead(hidden, nn.Linear(c, self.definition.num_classes), head.dropout)
 
 
 def _with_tie(spec: LayerSpec, tie: int) -> LayerSpec:

@@ -263,53 +263,16 @@ def _run_pipeline(config: RunConfig, layout: RunLayout) -> Path:
     save_json(layout.build, net.build_config())
 
     # 2. search (paper §2.4)
-    search_config = config.search.to_run_config(supernet_file, layout.search_dir)
-    if not (layout.search_dir / "final_arch.json").exists():
-        log.info("stage 2/5: searching its sub-networks (multi-layer coordinate descent, §2.4)")
-        run_search(search_config)
-    for step, value in load_timing(layout.search_dir / "timing.json").items():
-        record_step(layout.timing, step, value)
-    discovered = net.space.validate(Architecture.from_dict(load_json(layout.search_dir / "final_arch.json")))
+    discovered = _search_stage(config, layout, net, supernet_file)
 
     # 3. training the discovered network (and the comparisons, same budget)
-    comparing = [
-        name for name, on in (("the initial network", config.final.initial), ("a uniform baseline", config.final.baseline)) if on
-    ]
-    log.info(
-        "stage 3/5: training the discovered network%s", f" and, for comparison, {' and '.join(comparing)}" if comparing else ""
-    )
-    init = {"scratch": None, "supernet": supernet_file}.get(config.final.init)
-    if config.final.init == "trajectory":
-        init = _trajectory_init(config, layout, net, supernet_file)
-    start = {
-        "scratch": "from scratch",
-        "supernet": "from the super-network's weights",
-        "trajectory": "after the trajectory steps",
-    }
-    final_file = _train_architecture(config, layout, "final", discovered, net, init_from=init,
-                                     label=f"discovered network ({start[config.final.init]})")  # fmt: skip
-    record_step(layout.timing, "final_training", _training_time(layout, final_file))
+    final_file = _train_discovered(config, layout, net, supernet_file, discovered)
     resources_by_name, metric_name = build_resource_fn(config.search.metric, net, timeout=config.search.metric_timeout)
 
     def resource_fn(arch: Architecture) -> float:
         return resources_by_name(arch)[metric_name]
 
-    target_resource = resource_fn(discovered)
-    baseline_arch = _uniform_match(net, resource_fn, target_resource) if config.final.baseline else None
-    comparisons = {}
-    same_init = supernet_file if config.final.init != "scratch" else None
-    if config.final.initial:
-        comparisons["initial"] = (
-            net.space.full(),
-            _train_architecture(config, layout, "initial", net.space.full(), net, init_from=same_init,
-                                label="initial network (for comparison, same training)"),
-        )  # fmt: skip
-    if baseline_arch is not None:
-        comparisons["baseline"] = (
-            baseline_arch,
-            _train_architecture(config, layout, "baseline", baseline_arch, net, init_from=same_init,
-                                label="uniform baseline (every layer scaled alike to the discovered network's resource)"),
-        )  # fmt: skip
+    comparisons = _train_comparisons(config, layout, net, supernet_file, resource_fn, resource_fn(discovered))
 
     # 4. export the discovered network
     log.info("stage 4/5: exporting the discovered network (%s) to %s", ", ".join(config.export), layout.export_dir)
@@ -345,6 +308,62 @@ def _run_pipeline(config: RunConfig, layout: RunLayout) -> Path:
     from netadapt.report.markdown import write_report
 
     return write_report(layout.root)
+
+
+def _search_stage(config: RunConfig, layout: RunLayout, net: SuperNet, supernet_file: Path) -> Architecture:
+    """Stage 2: the search (unless its folder holds a result), its timing; the discovered network."""
+    search_config = config.search.to_run_config(supernet_file, layout.search_dir)
+    if not (layout.search_dir / "final_arch.json").exists():
+        log.info("stage 2/5: searching its sub-networks (multi-layer coordinate descent, §2.4)")
+        run_search(search_config)
+    for step, value in load_timing(layout.search_dir / "timing.json").items():
+        record_step(layout.timing, step, value)
+    return net.space.validate(Architecture.from_dict(load_json(layout.search_dir / "final_arch.json")))
+
+
+def _train_discovered(config: RunConfig, layout: RunLayout, net: SuperNet, supernet_file: Path, discovered: Architecture) -> Path:
+    """Stage 3: train the discovered network from the configured start; its file."""
+    comparing = [
+        name for name, on in (("the initial network", config.final.initial), ("a uniform baseline", config.final.baseline)) if on
+    ]
+    log.info(
+        "stage 3/5: training the discovered network%s", f" and, for comparison, {' and '.join(comparing)}" if comparing else ""
+    )
+    init = {"scratch": None, "supernet": supernet_file}.get(config.final.init)
+    if config.final.init == "trajectory":
+        init = _trajectory_init(config, layout, net, supernet_file)
+    start = {
+        "scratch": "from scratch",
+        "supernet": "from the super-network's weights",
+        "trajectory": "after the trajectory steps",
+    }
+    final_file = _train_architecture(config, layout, "final", discovered, net, init_from=init,
+                                     label=f"discovered network ({start[config.final.init]})")  # fmt: skip
+    record_step(layout.timing, "final_training", _training_time(layout, final_file))
+    return final_file
+
+
+def _train_comparisons(
+    config: RunConfig, layout: RunLayout, net: SuperNet, supernet_file: Path, resource_fn: Any, target_resource: float
+) -> dict[str, tuple[Architecture, Path]]:
+    """Stage 3's comparisons, trained alike: the initial network and the uniform baseline at
+    ``target_resource`` (the discovered network's), as configured; name -> (architecture, file)."""
+    baseline_arch = _uniform_match(net, resource_fn, target_resource) if config.final.baseline else None
+    comparisons = {}
+    same_init = supernet_file if config.final.init != "scratch" else None
+    if config.final.initial:
+        comparisons["initial"] = (
+            net.space.full(),
+            _train_architecture(config, layout, "initial", net.space.full(), net, init_from=same_init,
+                                label="initial network (for comparison, same training)"),
+        )  # fmt: skip
+    if baseline_arch is not None:
+        comparisons["baseline"] = (
+            baseline_arch,
+            _train_architecture(config, layout, "baseline", baseline_arch, net, init_from=same_init,
+                                label="uniform baseline (every layer scaled alike to the discovered network's resource)"),
+        )  # fmt: skip
+    return comparisons
 
 
 def _uniform_match(net: SuperNet, resource_fn: Any, budget: float) -> Architecture:

@@ -33,7 +33,7 @@ from netadapt.search.evaluate import Batches, EvalConfig, SampleEvaluator, batch
 from netadapt.search.noise import selection_noise
 from netadapt.search.optimizer import SearchResult, check_run_folder, check_search_inputs
 from netadapt.search.timing import StepTime, load_timing, step_from_metadata
-from netadapt.tasks import task_named
+from netadapt.tasks import Score, Task, task_named
 
 __all__ = ["SearchRunConfig", "build_resource_fn", "run_search"]
 
@@ -208,41 +208,9 @@ def _run_search(config: SearchRunConfig, run_dir: Path) -> SearchResult:
     with distributed(config.device) as ctx:
         heldout, calibration, heldout_path, unreadable = _load_data(config, extra, supernet.input_size)
         eval_config = replace(config.eval, device=str(ctx.device))
-        evaluator: SampleEvaluator
-        if config.finetune_steps > 0:
-            from netadapt.search.finetune import finetune_evaluator
-
-            evaluator = finetune_evaluator(
-                supernet,
-                _finetune_batches(config, heldout_path),
-                heldout,
-                steps=config.finetune_steps,
-                lr=config.finetune_lr,
-                loss_fn=task.loss,
-                metric_fn=score.metric_fn,
-                finalize=score.finalize,
-                seed=config.seed,
-                device=ctx.device,
-                workers=eval_config.workers,
-                threads_per_worker=eval_config.threads_per_worker,
-            )
-        else:
-            evaluator = shared_weight_evaluator(
-                supernet, heldout, calibration, eval_config, metric_fn=score.metric_fn, finalize=score.finalize
-            )
+        evaluator = _evaluator(config, supernet, task, score, heldout, calibration, heldout_path, eval_config, ctx.device)
         supernet_time = _supernet_time(config, extra)
-        metadata = {
-            # relative to the run folder, so that a run folder moved with its super-network resumes
-            "supernet": os.path.relpath(Path(config.supernet).resolve(), run_dir.resolve()),
-            "metric": config.metric,
-            "eval": {k: v for k, v in asdict(config.eval).items() if k not in ("device", "workers", "threads_per_worker")},
-            "finetune_steps": config.finetune_steps,
-            "data_fingerprint": extra.get("data_fingerprint"),
-        }
-        if task.name != "classification":  # (classification searches keep earlier versions' settings, so they resume)
-            metadata.update(task=task.name, score=score.name)
-        if unreadable:
-            metadata["heldout_unreadable"] = len(unreadable)
+        metadata = _search_metadata(config, run_dir, extra, task, score, unreadable)
         if ctx.is_main:
             # A rerun with other settings is refused before it can overwrite the record of the run.
             check_run_folder(run_dir, space, initial, search_config, rng_seed=config.seed, metadata=metadata)
@@ -267,6 +235,59 @@ def _run_search(config: SearchRunConfig, run_dir: Path) -> SearchResult:
         if ctx.is_main and score.name == "top1":
             _report_noise(run_dir, _count_images(heldout))
         return result
+
+
+def _evaluator(
+    config: SearchRunConfig,
+    supernet: SuperNet,
+    task: Task,
+    score: Score,
+    heldout: Batches,
+    calibration: Batches,
+    heldout_path: Path,
+    eval_config: EvalConfig,
+    device: torch.device,
+) -> SampleEvaluator:
+    """How a sample is scored: fine-tuned for ``finetune_steps`` first, or on the shared weights."""
+    if config.finetune_steps > 0:
+        from netadapt.search.finetune import finetune_evaluator
+
+        return finetune_evaluator(
+            supernet,
+            _finetune_batches(config, heldout_path),
+            heldout,
+            steps=config.finetune_steps,
+            lr=config.finetune_lr,
+            loss_fn=task.loss,
+            metric_fn=score.metric_fn,
+            finalize=score.finalize,
+            seed=config.seed,
+            device=device,
+            workers=eval_config.workers,
+            threads_per_worker=eval_config.threads_per_worker,
+        )
+    return shared_weight_evaluator(
+        supernet, heldout, calibration, eval_config, metric_fn=score.metric_fn, finalize=score.finalize
+    )
+
+
+def _search_metadata(
+    config: SearchRunConfig, run_dir: Path, extra: dict, task: Task, score: Score, unreadable: list[str]
+) -> dict:
+    """The settings a rerun must match to resume the run folder (with the search config)."""
+    metadata = {
+        # relative to the run folder, so that a run folder moved with its super-network resumes
+        "supernet": os.path.relpath(Path(config.supernet).resolve(), run_dir.resolve()),
+        "metric": config.metric,
+        "eval": {k: v for k, v in asdict(config.eval).items() if k not in ("device", "workers", "threads_per_worker")},
+        "finetune_steps": config.finetune_steps,
+        "data_fingerprint": extra.get("data_fingerprint"),
+    }
+    if task.name != "classification":  # (classification searches keep earlier versions' settings, so they resume)
+        metadata.update(task=task.name, score=score.name)
+    if unreadable:
+        metadata["heldout_unreadable"] = len(unreadable)
+    return metadata
 
 
 def _count_images(batches: Batches) -> int:

@@ -74,20 +74,37 @@ def masked_graph(
     convolution, BatchNorm, a sigmoid); a zero-preserving channelwise op keeps a clean map
     clean.  A dirty map is masked once, just before something mixes channels or sums maps.
     """
-    graph = fx.Graph()
-    env: dict[str, fx.Node] = {}
-    dirty: dict[str, bool] = {}
-    widths: dict[int, fx.Node | None] = {}
-    filters = kernels = None
+    builder = _MaskedGraph(gm, plan, space, layer_of, group_layer)
+    for node in gm.graph.nodes:
+        builder.add(node)
+    builder.graph.lint()
+    return builder.graph
 
-    def width(g: int) -> fx.Node | None:
+
+class _MaskedGraph:
+    """The state of :func:`masked_graph` while it copies ``gm``'s nodes one at a time: the new
+    graph, each old node's new node (``env``), which maps are dirty, each group's widths."""
+
+    def __init__(
+        self, gm: fx.GraphModule, plan: TracePlan, space: SearchSpace, layer_of: dict[str, int], group_layer: dict[int, int]
+    ) -> None:
+        self.gm, self.plan, self.space, self.layer_of, self.group_layer = gm, plan, space, layer_of, group_layer
+        self.graph = fx.Graph()
+        self.env: dict[str, fx.Node] = {}
+        self.dirty: dict[str, bool] = {}
+        self.widths: dict[int, fx.Node | None] = {}
+        self.filters: fx.Node | None = None
+        self.kernels: fx.Node | None = None
+
+    def width(self, g: int) -> fx.Node | None:
         """(B,) widths of group ``g`` per image; ``None`` for a group always at full width."""
+        widths, graph = self.widths, self.graph
         if g not in widths:
-            group = plan.groups[g]
+            group = self.plan.groups[g]
             if group.kind == "free":
-                widths[g] = graph.call_function(operator.getitem, (filters, (slice(None), group_layer[g])))
+                widths[g] = graph.call_function(operator.getitem, (self.filters, (slice(None), self.group_layer[g])))
             elif group.kind == "max":
-                parts = [width(o) for o in group.operands]
+                parts = [self.width(o) for o in group.operands]
                 widths[g] = (
                     None
                     if any(p is None for p in parts)
@@ -97,64 +114,74 @@ def masked_graph(
                 widths[g] = None
         return widths[g]
 
-    def clean(name: str) -> fx.Node:
-        if not dirty.get(name):
+    def clean(self, name: str) -> fx.Node:
+        env = self.env
+        if not self.dirty.get(name):
             return env[name]
-        info = plan.nodes[name]
-        parts = tuple(width(g) for g in info.layout)
-        dirty[name] = False
+        info = self.plan.nodes[name]
+        parts = tuple(self.width(g) for g in info.layout)
+        self.dirty[name] = False
         if all(p is None for p in parts):
             return env[name]
-        sizes = tuple(plan.groups[g].size for g in info.layout)
-        env[name] = graph.call_function(mask_channels, (env[name], parts, sizes))
+        sizes = tuple(self.plan.groups[g].size for g in info.layout)
+        env[name] = self.graph.call_function(mask_channels, (env[name], parts, sizes))
         return env[name]
 
-    def elastic(name: str) -> bool:
-        layout = plan.nodes[name].layout
-        return layout is not None and any(plan.groups[g].kind != "fixed" for g in layout)
+    def elastic(self, name: str) -> bool:
+        layout = self.plan.nodes[name].layout
+        return layout is not None and any(self.plan.groups[g].kind != "fixed" for g in layout)
 
-    for node in gm.graph.nodes:
-        info = plan.nodes[node.name]
-        kind = info.op.kind
+    def add(self, node: fx.Node) -> None:
+        """Copy ``node``: mask its inputs where it needs them clean, then record whether it is dirty."""
+        plan = self.plan
         if node.op == "placeholder":
-            env[node.name] = graph.placeholder(node.name)
-            filters, kernels = graph.placeholder("filters"), graph.placeholder("kernels")
-            continue
+            self.env[node.name] = self.graph.placeholder(node.name)
+            self.filters, self.kernels = self.graph.placeholder("filters"), self.graph.placeholder("kernels")
+            return
         maps = [a for a in node.all_input_nodes if plan.nodes[a.name].layout is not None]
         gate = plan.gates.get(node.name)
+        self._clean_inputs(node, maps, gate)
+        self.env[node.name] = self._copy(node, maps, gate)
+        self.dirty[node.name] = self._is_dirty(node, maps)
+
+    def _clean_inputs(self, node: fx.Node, maps: list[fx.Node], gate: tuple[int, frozenset[str]] | None) -> None:
+        kind = self.plan.nodes[node.name].op.kind
         if kind in _NEEDS_CLEAN:
             for a in maps:
-                clean(a.name)
+                self.clean(a.name)
         elif gate is not None:  # a removed gate passes its input on: that must be clean
-            clean(next(a for a in maps if a.name not in gate[1]).name)
-        elif kind == "mul" and len(maps) == 2 and all(dirty.get(a.name) for a in maps):
-            clean(maps[0].name)  # a product is clean when one factor is
+            self.clean(next(a for a in maps if a.name not in gate[1]).name)
+        elif kind == "mul" and len(maps) == 2 and all(self.dirty.get(a.name) for a in maps):
+            self.clean(maps[0].name)  # a product is clean when one factor is
+
+    def _copy(self, node: fx.Node, maps: list[fx.Node], gate: tuple[int, frozenset[str]] | None) -> fx.Node:
+        """``node`` in the new graph: a squeeze-excitation gate, a superkernel convolution or a copy."""
+        env, graph, space = self.env, self.graph, self.space
         if gate is not None:
             x = next(a for a in maps if a.name not in gate[1])
             scale = next(a for a in maps if a.name in gate[1])
-            new = graph.call_function(se_gate, (env[x.name], env[scale.name], width(gate[0])))
-        elif node.name in layer_of and len(space.layers[layer_of[node.name]].kernels) > 1:
-            layer = layer_of[node.name]
-            column = graph.call_function(operator.getitem, (kernels, (slice(None), layer)))
+            return graph.call_function(se_gate, (env[x.name], env[scale.name], self.width(gate[0])))
+        if node.name in self.layer_of and len(space.layers[self.layer_of[node.name]].kernels) > 1:
+            layer = self.layer_of[node.name]
+            column = graph.call_function(operator.getitem, (self.kernels, (slice(None), layer)))
             args = (env[node.args[0].name], graph.get_attr(node.target), column, space.layers[layer].kernels)
-            new = graph.call_function(superkernel_conv, args)
-        else:
-            new = graph.node_copy(node, lambda n: env[n.name])
-        env[node.name] = new
-        if not elastic(node.name):
-            dirty[node.name] = False
-        elif kind == "conv":
-            dirty[node.name] = True
-        elif kind == "grouped":
-            dirty[node.name] = dirty.get(node.args[0].name, False) or gm.get_submodule(node.target).bias is not None
-        elif kind in ("channelwise", "reduce", "flatten"):
-            dirty[node.name] = dirty.get(node.args[0].name, False) or not info.op.zero
-        elif kind == "mul":
-            dirty[node.name] = node.name not in plan.gates and all(dirty.get(a.name, False) for a in maps)
-        else:
-            dirty[node.name] = False
-    graph.lint()
-    return graph
+            return graph.call_function(superkernel_conv, args)
+        return graph.node_copy(node, lambda n: env[n.name])
+
+    def _is_dirty(self, node: fx.Node, maps: list[fx.Node]) -> bool:
+        info, dirty = self.plan.nodes[node.name], self.dirty
+        kind = info.op.kind
+        if not self.elastic(node.name):
+            return False
+        if kind == "conv":
+            return True
+        if kind == "grouped":
+            return dirty.get(node.args[0].name, False) or self.gm.get_submodule(node.target).bias is not None
+        if kind in ("channelwise", "reduce", "flatten"):
+            return dirty.get(node.args[0].name, False) or not info.op.zero
+        if kind == "mul":
+            return node.name not in self.plan.gates and all(dirty.get(a.name, False) for a in maps)
+        return False
 
 
 def compile_graph(graph: fx.Graph) -> Callable[..., Tensor]:
