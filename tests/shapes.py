@@ -47,3 +47,21 @@ def make_shapes_folder(root: Path, *, train_per_class: int = 60, test_per_class:
             for i in range(count):
                 _draw(kind, rng).save(folder / f"{kind}_{i:04d}.png")
     return root
+
+
+def make_cifar_like(root: Path, *, train: int = 50, test: int = 10, seed: int = 0) -> Path:
+    """A CIFAR-10-shaped JPEG folder (``root/{train,test}/{airplane,cat,ship}/NNNN.jpg``, 32×32 RGB)
+    whose classes differ by a learnable colour; returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("test", test)):
+        for c, name in enumerate(("airplane", "cat", "ship")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
+                pixels[..., c] += 150  # a learnable colour per class
+                Image.fromarray(pixels).save(folder / f"{i:04d}.jpg", quality=90)
+    return root

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+
+from tests.shapes import make_cifar_like
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,16 +56,7 @@ def test_architecture_sets_cover_the_mac_range_and_remove_blocks() -> None:
 @pytest.fixture(scope="module")
 def cifar_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data") / "cifar10-jpg"
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 50), ("test", 10)):
-        for c, name in enumerate(("airplane", "cat", "ship")):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
-                pixels[..., c] += 150  # a learnable colour per class
-                Image.fromarray(pixels).save(folder / f"{i:04d}.jpg", quality=90)
-    return root
+    return make_cifar_like(root, train=50, test=10, seed=0)
 
 
 def test_smoke_run_resumes_and_tables(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

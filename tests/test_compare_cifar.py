@@ -7,10 +7,10 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+
+from tests.shapes import make_cifar_like
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,16 +28,7 @@ compare = _load("compare_cifar")
 @pytest.fixture(scope="module")
 def cifar_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data") / "cifar10-jpg"
-    rng = np.random.default_rng(1)
-    for split, count in (("train", 50), ("test", 10)):
-        for c, name in enumerate(("airplane", "cat", "ship")):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
-                pixels[..., c] += 150
-                Image.fromarray(pixels).save(folder / f"{i:04d}.jpg", quality=90)
-    return root
+    return make_cifar_like(root, train=50, test=10, seed=1)
 
 
 def test_paired_interval() -> None:
