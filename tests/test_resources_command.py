@@ -122,3 +122,23 @@ def test_architecture_of_another_space_is_rejected(net):
     metric = CommandMetric(net, py("print(1)") + " {arch}")
     with pytest.raises(NetAdaptError, match="another search space"):
         metric(other.space.full())
+
+
+def test_an_interrupt_while_the_command_starts_is_delivered_after() -> None:
+    """SIGINT during Popen (the deferred block) is held until the process group can be ended,
+    then raised as KeyboardInterrupt; the handlers in place before come back."""
+    import signal
+
+    from netadapt.resources.command import _DeferredSignals
+
+    before = signal.getsignal(signal.SIGINT)
+    deferred = _DeferredSignals()
+    with deferred:
+        signal.raise_signal(signal.SIGINT)  # recorded, not raised
+    assert signal.getsignal(signal.SIGINT) is before and len(deferred.caught) == 1
+    with pytest.raises(KeyboardInterrupt):
+        deferred.deliver()
+    quiet = _DeferredSignals()
+    with quiet:
+        pass
+    quiet.deliver()  # nothing recorded: nothing happens

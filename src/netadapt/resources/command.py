@@ -31,6 +31,7 @@ import signal
 import string
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -181,10 +182,13 @@ class CommandMetric:
         """(value, "") on success, (None, why) on failure."""
         # A new session: the command and everything it starts form one process group, which is
         # killed after the run, so a timeout or an interrupt leaves nothing running.
-        proc = subprocess.Popen(
-            command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
+        deferred = _DeferredSignals()
+        with deferred:  # an interrupt while Popen starts the command would leave its group running
+            proc = subprocess.Popen(
+                command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+            )
         try:
+            deferred.deliver()  # now that the group can be ended
             out, err = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             _end_group(proc, reap=True)
@@ -200,6 +204,37 @@ class CommandMetric:
 
     def __repr__(self) -> str:
         return f"CommandMetric({self.template!r}, {self.export_format}, timeout={self.timeout:g})"
+
+
+class _DeferredSignals:
+    """Within the block, SIGINT and SIGTERM are recorded instead of handled (main thread only);
+    :meth:`deliver` then hands the first one recorded to the handler that was in place."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.previous: dict[int, object] = {}
+        self.caught: list[tuple[int, object]] = []
+
+    def __enter__(self) -> _DeferredSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, lambda n, frame: self.caught.append((n, frame)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def deliver(self) -> None:
+        if not self.caught:
+            return
+        signum, frame = self.caught[0]
+        handler = self.previous.get(signum)
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
 
 
 def _end_group(proc: subprocess.Popen, *, reap: bool) -> None:
