@@ -449,6 +449,8 @@ def test_an_interrupted_metric_command_leaves_nothing_behind(supernet_dir: Path,
     proc = subprocess.Popen(
         [sys.executable, "-m", "netadapt", *search_argv(supernet_dir / "supernet.pt", run, "--metric", command)],
         env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a test run started in the background inherits SIGINT ignored; the user's Ctrl-C is not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

@@ -41,7 +41,11 @@ def test_dry_run_prints_every_figure(tmp_path: Path) -> None:
     assert set(rows) == FIGURES, result.stderr[-3000:]
     for name, row in rows.items():
         assert "error" not in row, (name, row.get("error"))
-        assert isinstance(row["value"], int | float) and row["value"] > 0, row
+        assert isinstance(row["value"], int | float), row
+        if row["unit"].startswith("%"):  # a share measured on a busy CPU at toy size: any value is one
+            assert 0 <= row["value"] <= 100, row
+        else:
+            assert row["value"] > 0, row
         assert row["unit"] and row["dry_run"] is True and row["device"].startswith("cpu")
         if row["baseline"] is not None:
             assert row["ratio"] == pytest.approx(row["value"] / row["baseline"], rel=1e-2)

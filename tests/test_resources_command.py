@@ -131,13 +131,16 @@ def test_an_interrupt_while_the_command_starts_is_delivered_after() -> None:
 
     from netadapt.resources.command import _DeferredSignals
 
-    before = signal.getsignal(signal.SIGINT)
-    deferred = _DeferredSignals()
-    with deferred:
-        signal.raise_signal(signal.SIGINT)  # recorded, not raised
-    assert signal.getsignal(signal.SIGINT) is before and len(deferred.caught) == 1
-    with pytest.raises(KeyboardInterrupt):
-        deferred.deliver()
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a foreground process
+    try:
+        deferred = _DeferredSignals()
+        with deferred:
+            signal.raise_signal(signal.SIGINT)  # recorded, not raised
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and len(deferred.caught) == 1
+        with pytest.raises(KeyboardInterrupt):
+            deferred.deliver()
+    finally:
+        signal.signal(signal.SIGINT, outer)
     quiet = _DeferredSignals()
     with quiet:
         pass
