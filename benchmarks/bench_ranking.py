@@ -119,6 +119,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
         "ordered_dropout.width_epochs": 0.25, "ordered_dropout.block_drop": 0.25,
     },
+    # the default recipe with one sub-network per group of images, each group normalized with its
+    # own BatchNorm statistics (ordered_dropout.group_size)
+    "pre-spread-prog-g16": {
+        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
+        "ordered_dropout.width_epochs": 0.5, "ordered_dropout.group_size": 16,
+    },
+    "pre-spread-prog-g8": {
+        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
+        "ordered_dropout.width_epochs": 0.5, "ordered_dropout.group_size": 8,
+    },
     "pre-layer-sd-prog": {
         "pretrain": True, "model.options": {"removal": "layer"}, "ordered_dropout.sandwich": True,
         "ordered_dropout.distill": 0.5, "ordered_dropout.width_epochs": 0.5,

@@ -10,7 +10,10 @@ Each layer has two forward passes:
 * ``forward_masked(x, width, choice)`` runs the full-size layer for a batch in which every image
   has its own sub-network (ordered dropout, paper §2.3): ``width`` (B,) holds the number of
   active input channels per image and ``choice`` holds every searchable layer's filters and
-  kernel size per image.  It returns the output and its per-image width.
+  kernel size per image.  It returns the output and its per-image width.  In training mode, ``choice.groups`` (sizes
+  of consecutive runs of images that share one sub-network) gives every group its own
+  BatchNorm statistics (:func:`grouped_batch_norm`), so that a sub-network is normalized in
+  training as it is when it runs alone.
 
 Nothing about "which sub-network" is stored in a module: the choice is always an argument.
 """
@@ -18,7 +21,7 @@ Nothing about "which sub-network" is stored in a module: the choice is always an
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -26,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from netadapt.errors import NetAdaptError
 from netadapt.model.fused import BypassLink, activate_and_mix, bypass_link, conv2d_linked
 from netadapt.model.slicing import (
     bypass_slice,
@@ -35,7 +39,7 @@ from netadapt.model.slicing import (
     slice_vector,
 )
 
-__all__ = ["ArchView", "Choice", "ElasticConv", "LayerCost", "SqueezeExcite"]
+__all__ = ["ArchView", "Choice", "ElasticConv", "LayerCost", "SqueezeExcite", "check_groups", "grouped_batch_norm"]
 
 ModuleFactory = Callable[..., nn.Module]
 
@@ -50,6 +54,35 @@ class Choice:
 
     filters: Tensor
     kernels: Tensor
+    # Sizes of consecutive runs of images that share one sub-network (summing to B), whose
+    # BatchNorm statistics are computed apart in training mode; None: the whole batch at once.
+    groups: tuple[int, ...] | None = None
+
+
+def check_groups(groups: Sequence[int], batch: int) -> tuple[int, ...]:
+    """``groups`` as a tuple of positive sizes summing to ``batch``; a clear error otherwise."""
+    sizes = tuple(int(g) for g in groups)
+    if any(g < 1 for g in sizes) or sum(sizes) != batch:
+        raise NetAdaptError(f"groups must be positive sizes summing to the batch of {batch} images, got {list(sizes)}")
+    return sizes
+
+
+def grouped_batch_norm(bn: nn.Module, y: Tensor, groups: tuple[int, ...] | None) -> Tensor:
+    """``bn(y)``, but in training mode every group of consecutive images (``groups``: their
+    sizes) is normalized with its own batch statistics.
+
+    Ordered dropout gives images different sub-networks; one set of statistics over the whole
+    batch mixes channels that some images compute and others drop (their values are computed and
+    then masked) and activations of narrow and wide, shallow and deep sub-networks.  A
+    sub-network is then trained under a normalization that it never meets alone, where its
+    BatchNorm is recalibrated on its own activations (search, validation) or trained alone
+    (final training).  With one group per sub-network the training-mode forward of the batch
+    equals the per-group forward passes (``tests/test_grouped_norm.py``).  The running
+    statistics are updated once per group.
+    """
+    if groups is None or len(groups) == 1 or not bn.training or not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+        return bn(y)
+    return torch.cat([bn(part) for part in torch.split(y, list(groups))])
 
 
 class ArchView(NamedTuple):
@@ -195,7 +228,7 @@ class ElasticConv(nn.Module):
         if self.depthwise:
             filters = torch.minimum(filters, width)  # filter i needs input channel i
         if self.bn is not None:
-            y = self.bn(y)
+            y = grouped_batch_norm(self.bn, y, choice.groups)
         # activation, then the ordered-dropout mask and the bypass (one autograd node in eager mode)
         if limits is None:
             out = activate_and_mix(y, x, filters, self.limit, self.stride, self.act, link=link)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +12,7 @@ from netadapt.arch.space import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
 from netadapt.model.builder import BuildOptions, build_from_definition
 from netadapt.model.definitions import NetworkDef
-from netadapt.model.layers import ArchView, Choice, LayerCost
+from netadapt.model.layers import ArchView, Choice, LayerCost, check_groups
 from netadapt.model.registry import build_source, is_source_name
 from netadapt.model.slicing import pad_add
 from netadapt.model.zoo import get_definition
@@ -147,8 +147,18 @@ class SuperNet(nn.Module):
         return Choice(widths, kernels.to(widths.device, torch.long))
 
     def forward(
-        self, x: Tensor, arch: Architecture | None = None, *, widths: Tensor | None = None, kernels: Tensor | None = None
+        self,
+        x: Tensor,
+        arch: Architecture | None = None,
+        *,
+        widths: Tensor | None = None,
+        kernels: Tensor | None = None,
+        groups: Sequence[int] | None = None,
     ) -> Tensor:
+        """The full network (no ``arch``, no ``widths``), the sub-network ``arch`` for every
+        image, or per-image ``widths`` (B, L) and ``kernels`` (B, L) (ordered dropout).
+        ``groups``: sizes of consecutive runs of images sharing one sub-network, normalized
+        apart in training mode (:func:`~netadapt.model.layers.grouped_batch_norm`)."""
         self._check_input(x)
         if arch is not None and widths is not None:
             raise NetAdaptError("pass either an architecture or per-image widths, not both")
@@ -156,6 +166,8 @@ class SuperNet(nn.Module):
             return _run_plain(self.blocks, self.skips, x)
         batch = x.shape[0]
         choice = self.choice(arch, batch) if arch is not None else self._choice_from_tensors(widths, kernels, batch)
+        if groups is not None:
+            choice = replace(choice, groups=check_groups(groups, batch))
         width = torch.full((batch,), self.in_channels, dtype=torch.long, device=x.device)
         kept = {s for s in self.skips if s is not None}
         saved: dict[int, tuple[Tensor, Tensor]] = {}
@@ -231,8 +243,6 @@ def init_weights_(module: nn.Module) -> None:
 
 
 def _with_classes(definition: NetworkDef, num_classes: int) -> NetworkDef:
-    from dataclasses import replace
-
     if num_classes < 1:
         raise NetAdaptError(f"num_classes must be positive, got {num_classes}")
     return replace(definition, num_classes=num_classes)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import reduce
 
 import torch
@@ -22,7 +22,7 @@ from torch import Tensor, fx, nn
 
 from netadapt.arch.space import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
-from netadapt.model.layers import Choice, LayerCost
+from netadapt.model.layers import Choice, LayerCost, check_groups
 from netadapt.model.slicing import crop_kernel, layout_mask
 from netadapt.trace.build import TraceOptions
 from netadapt.trace.graph import TracePlan
@@ -290,8 +290,16 @@ class GraphSuperNet(nn.Module):
         return Choice(widths, kernels.to(widths.device, torch.long))
 
     def forward(
-        self, x: Tensor, arch: Architecture | None = None, *, widths: Tensor | None = None, kernels: Tensor | None = None
+        self,
+        x: Tensor,
+        arch: Architecture | None = None,
+        *,
+        widths: Tensor | None = None,
+        kernels: Tensor | None = None,
+        groups: Sequence[int] | None = None,
     ) -> Tensor:
+        """As :meth:`netadapt.model.SuperNet.forward`; with ``groups`` in training mode every
+        group runs as its own forward pass (its own BatchNorm statistics)."""
         self._check_input(x)
         if arch is not None and widths is not None:
             raise NetAdaptError("pass either an architecture or per-image widths, not both")
@@ -299,7 +307,11 @@ class GraphSuperNet(nn.Module):
             return self.model(x)
         batch = x.shape[0]
         choice = self.choice(arch, batch) if arch is not None else self._choice_from_tensors(widths, kernels, batch)
-        return self._masked(self.model, x, choice.filters, choice.kernels)
+        sizes = check_groups(groups, batch) if groups is not None else (batch,)
+        if len(sizes) == 1 or not self.training:
+            return self._masked(self.model, x, choice.filters, choice.kernels)
+        parts = zip(x.split(sizes), choice.filters.split(sizes), choice.kernels.split(sizes), strict=True)
+        return torch.cat([self._masked(self.model, *part) for part in parts])
 
     # -- costs -----------------------------------------------------------------------------
     def group_widths(self, arch: Architecture) -> list[int]:

@@ -93,6 +93,10 @@ class OrderedDropoutConfig:
     # None: every layer draws its width independently (paper §2.3).  k: each image draws one
     # width level and every layer keeps a width within k choices of it (beyond the paper).
     spread: int | None = None
+    # None: every image draws its own sub-network (paper §2.3).  g: every run of g images shares
+    # one sub-network and is normalized with its own BatchNorm statistics (beyond the paper;
+    # docs/training.md).
+    group_size: int | None = None
 
     def validate(self) -> None:
         if not 0.0 <= self.distill <= 1.0:
@@ -101,6 +105,8 @@ class OrderedDropoutConfig:
             raise NetAdaptError("ordered_dropout.full_epochs and ordered_dropout.width_epochs must not be negative")
         if self.spread is not None and self.spread < 0:
             raise NetAdaptError(f"ordered_dropout.spread must be 0 or more, or null, got {self.spread}")
+        if self.group_size is not None and self.group_size < 1:
+            raise NetAdaptError(f"ordered_dropout.group_size must be 1 or more, or null, got {self.group_size}")
         if self.block_drop is not None and not 0.0 <= self.block_drop <= 1.0:
             raise NetAdaptError(f"ordered_dropout.block_drop must be in [0, 1] or null, got {self.block_drop}")
 

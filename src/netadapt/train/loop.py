@@ -48,7 +48,7 @@ from netadapt.train.distributed import DistContext, distributed
 from netadapt.train.divergence import divergence_message, loss_problem, weights_finite
 from netadapt.train.logs import MetricsWriter, progress_bar
 from netadapt.train.optim import ModelEma, build_optimizer, lr_factor, scaled_lr, set_lr
-from netadapt.train.sampling import OrderedDropoutSampler
+from netadapt.train.sampling import OrderedDropoutSampler, group_sizes
 
 __all__ = ["CONFIG_FILE", "SUPERNET_FILE", "TrainState", "build_model", "deterministic_mode", "train_supernet"]
 
@@ -312,7 +312,8 @@ def _set_up(
         model = torch.compile(model)
     od = config.ordered_dropout
     sampler = OrderedDropoutSampler(
-        supernet.space, kernels=od.kernels, sandwich=od.sandwich, block_drop=od.block_drop, spread=od.spread
+        supernet.space, kernels=od.kernels, sandwich=od.sandwich, block_drop=od.block_drop, spread=od.spread,
+        group_size=od.group_size,
     )
     loader, val_loader, calibration = _loaders(config, ctx, sets, batches)
     metrics = MetricsWriter(run_dir, enabled=ctx.is_main, tensorboard=config.tensorboard)
@@ -494,13 +495,16 @@ def _train_step(run: _Run, state: TrainState, window: _Window, data: Iterator, e
         rows = slice(chunk_id * chunk, (chunk_id + 1) * chunk)
         w = widths[rows][batch.kept] if widths is not None else None
         k = kernels[rows][batch.kept] if kernels is not None else None
+        groups = None if w is None or run.fixed is not None else group_sizes(rows.start + batch.kept, run.sampler.group_size)
         for name in batch.skipped:
             log.warning("skipped unreadable image %s", name)
         state.meters["skipped"] += len(batch.skipped)
         sync = run.ddp is None or m == config.accumulate - 1
         with nullcontext() if sync else run.ddp.no_sync():
             window.pending.add_(
-                _forward_backward(run.model, run.raw, run.task, batch, w, k, config, run.autocast_dtype, run.scaler, run.teacher)
+                _forward_backward(
+                    run.model, run.raw, run.task, batch, w, k, config, run.autocast_dtype, run.scaler, run.teacher, groups
+                )
             )
     if run.scaler is not None:
         run.scaler.unscale_(run.optimizer)
@@ -632,8 +636,10 @@ def _forward_backward(
     autocast_dtype: torch.dtype | None,
     scaler: torch.amp.GradScaler | None,
     teacher: SuperNet | None = None,
+    groups: tuple[int, ...] | None = None,
 ) -> Tensor:
-    """One micro-batch: forward with per-image choices, the task's loss, backward.
+    """One micro-batch: forward with per-image choices (``groups``: runs of images sharing one
+    sub-network, normalized apart), the task's loss, backward.
 
     Returns a float64 (3,) tensor on the model's device: loss sum, the task's per-image
     statistic summed (correct predictions; for depth Σ δ1), images.
@@ -645,7 +651,7 @@ def _forward_backward(
         x = torch.zeros(1, raw.in_channels, raw.input_size, raw.input_size)
         y = task.empty_target(raw)
         widths = None if widths is None else torch.tensor([[layer.max_filters for layer in raw.space.layers]])
-        kernels = None
+        kernels = groups = None
         weight = 0.0
     x = x.to(device, non_blocking=True)
     y = y.to(device, non_blocking=True)
@@ -657,7 +663,8 @@ def _forward_backward(
         if widths is None:
             logits = model(x)
         else:
-            logits = model(x, widths=widths.to(device), kernels=None if kernels is None else kernels.to(device))
+            k = None if kernels is None else kernels.to(device)
+            logits = model(x, widths=widths.to(device), kernels=k, groups=groups)
         loss = task.loss(logits, y, label_smoothing=config.label_smoothing)
         if od.distill > 0 and widths is not None:
             # Beyond the paper: in-place distillation, soft targets from the largest sub-network

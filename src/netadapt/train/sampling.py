@@ -20,6 +20,12 @@ from the full width down, Once-for-All's progressive shrinking) before ``phase="
 Beyond the paper (off by default): ``sandwich`` replaces the first two rows of every batch with
 the largest and the smallest sub-network (the "sandwich rule" of slimmable networks / BigNAS).
 
+Beyond the paper (off by default): ``group_size`` gives every run of that many consecutive images
+one sub-network (the draws above are then per group, not per image), and the training forward
+normalizes every group with its own BatchNorm statistics (:func:`group_sizes`,
+:func:`~netadapt.model.layers.grouped_batch_norm`): a sub-network is then trained under the
+normalization it meets when it runs alone (docs/training.md has the measurements).
+
 All draws come from the ``torch.Generator`` passed in.  Under distributed training every rank
 draws the *global* batch's choices from an identically seeded generator and keeps its own rows,
 so the stratification holds over the global batch.
@@ -35,7 +41,7 @@ from torch import Tensor
 
 from netadapt.arch.space import SearchSpace
 
-__all__ = ["PHASES", "OrderedDropoutSampler", "stratified_column"]
+__all__ = ["PHASES", "OrderedDropoutSampler", "group_sizes", "stratified_column"]
 
 #: What a batch may vary: nothing (the initial network), widths (no layer or block removed), all.
 PHASES = ("full", "width", "all")
@@ -69,6 +75,9 @@ class OrderedDropoutSampler:
     within ``k`` of its choices from that level (beyond the paper: an image's layers are then
     narrow or wide together, as in the networks the search visits, instead of nearly every image
     holding some near-empty layer; docs/training.md has the measurements).
+
+    ``group_size``: ``None`` draws per image; ``g`` draws one sub-network per run of ``g``
+    consecutive images (rows ``0..g-1`` share one, and so on).
     """
 
     space: SearchSpace
@@ -76,6 +85,7 @@ class OrderedDropoutSampler:
     sandwich: bool = False
     block_drop: float | None = None
     spread: int | None = None
+    group_size: int | None = None
 
     def largest(self) -> tuple[list[int], list[int]]:
         """(widths, kernels) of the initial network."""
@@ -112,6 +122,13 @@ class OrderedDropoutSampler:
         each layer's full width."""
         if phase not in PHASES:
             raise ValueError(f"unknown ordered-dropout phase {phase!r}; choose one of {PHASES}")
+        if self.group_size is None or self.group_size == 1:
+            return self._draw(batch, generator, phase, floor)
+        widths, kernels = self._draw(-(-batch // self.group_size), generator, phase, floor)  # one row per group
+        widths = widths.repeat_interleave(self.group_size, 0)[:batch]
+        return widths, None if kernels is None else kernels.repeat_interleave(self.group_size, 0)[:batch]
+
+    def _draw(self, batch: int, generator: torch.Generator, phase: str, floor: float) -> tuple[Tensor, Tensor | None]:
         layers = self.space.layers
         if phase == "full":
             w, k = self.largest()
@@ -160,3 +177,23 @@ def _stratified_rows(rate: float, rows: int, generator: torch.Generator) -> Tens
     exact = rate * rows
     count = int(exact) + int(float(torch.rand((), generator=generator)) < exact - int(exact))
     return torch.randperm(rows, generator=generator)[:count]
+
+
+def group_sizes(rows: Tensor, group_size: int | None) -> tuple[int, ...] | None:
+    """Sizes of the runs of images of one sub-network among ``rows`` (a process's ascending row
+    indices into the global batch, unreadable images left out), for
+    :func:`~netadapt.model.layers.grouped_batch_norm`; ``None`` when the sampler draws per image.
+
+    A group left with one image (the others on another process or unreadable) joins the group
+    before it (or after it): one image gives no batch statistics worth the name (and none at all
+    for a 1×1 map)."""
+    if group_size is None or group_size == 1 or len(rows) == 0:
+        return None
+    sizes = torch.unique_consecutive(rows // group_size, return_counts=True)[1].tolist()
+    merged: list[int] = []
+    for size in sizes:
+        if merged and (size == 1 or merged[-1] == 1):
+            merged[-1] += size
+        else:
+            merged.append(size)
+    return tuple(merged)
