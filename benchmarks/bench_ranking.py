@@ -129,6 +129,19 @@ RECIPES: dict[str, dict[str, Any]] = {
         "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
         "ordered_dropout.width_epochs": 0.5, "ordered_dropout.group_size": 8,
     },
+    # the same with another seed of the super-network's training (its repeatability)
+    "pre-spread-prog-g8-s1": {
+        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
+        "ordered_dropout.width_epochs": 0.5, "ordered_dropout.group_size": 8, "seed": 1,
+    },
+    "pre-spread-deep-g8": {
+        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
+        "ordered_dropout.width_epochs": 0.25, "ordered_dropout.block_drop": 0.25, "ordered_dropout.group_size": 8,
+    },
+    "pre-spread-prog-g8-kd": {
+        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
+        "ordered_dropout.width_epochs": 0.5, "ordered_dropout.group_size": 8, "ordered_dropout.distill": 0.5,
+    },
     "pre-layer-sd-prog": {
         "pretrain": True, "model.options": {"removal": "layer"}, "ordered_dropout.sandwich": True,
         "ordered_dropout.distill": 0.5, "ordered_dropout.width_epochs": 0.5,
