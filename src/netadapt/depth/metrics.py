@@ -35,6 +35,7 @@ __all__ = [
     "DepthMetrics",
     "higher_is_better",
     "masked_l1_loss",
+    "masked_l1_sum",
     "per_image_errors",
     "search_metric",
     "valid_mask",
@@ -74,16 +75,22 @@ def _check_shapes(pred: Tensor, target: Tensor) -> None:
         raise NetAdaptError(f"depth maps need a batch dimension, got shape {tuple(pred.shape)}")
 
 
+def masked_l1_sum(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Σ |pred − target| over the valid pixels of the batch, and the number of valid pixels."""
+    _check_shapes(pred, target)
+    mask = valid_mask(target)
+    diff = (pred - torch.where(mask, target, torch.zeros_like(target))).abs() * mask
+    return diff.sum(), mask.sum()
+
+
 def masked_l1_loss(pred: Tensor, target: Tensor) -> Tensor:
     """FastDepth's training loss: mean |pred − target| over the valid pixels of the batch.
 
     A batch without any valid pixel gives a zero loss that still has a gradient path (so every
     process of a distributed step runs the same backward pass).
     """
-    _check_shapes(pred, target)
-    mask = valid_mask(target)
-    diff = (pred - torch.where(mask, target, torch.zeros_like(target))).abs() * mask
-    return diff.sum() / mask.sum().clamp(min=1)
+    total, pixels = masked_l1_sum(pred, target)
+    return total / pixels.clamp(min=1)
 
 
 def per_image_errors(pred: Tensor, target: Tensor) -> tuple[dict[str, Tensor], Tensor]:
