@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from netadapt.arch.space import Architecture
 from netadapt.data.config import DataConfig
 from netadapt.depth.metrics import METRICS as DEPTH_METRICS
-from netadapt.depth.metrics import masked_l1_loss, per_image_errors, search_metric
+from netadapt.depth.metrics import masked_l1_loss, per_image_metrics, search_metric
 from netadapt.errors import NetAdaptError
 from netadapt.evaluate import (
     ClassificationState,
@@ -148,9 +148,8 @@ class DepthTask:
 
     def hits(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Σ over images of each image's δ1 (share of its valid pixels within 1.25×)."""
-        sums, count = per_image_errors(outputs, targets)
-        seen = count > 0
-        return (sums["delta1"] / count.clamp(min=1))[seen].sum()
+        per_image, seen = per_image_metrics(outputs, targets)
+        return per_image["delta1"][seen].sum()
 
     def empty_target(self, net: SuperNet) -> Tensor:
         return torch.zeros(1, 1, net.input_size, net.input_size)  # no valid pixel: a zero loss
