@@ -62,7 +62,8 @@ __all__ = [
 class Score:
     """How the search scores a sample: ``finalize(Σ sum / Σ count)`` of ``metric_fn(outputs,
     targets) -> (sum, count)`` over the held-out batches (see
-    :class:`netadapt.search.evaluate.SampleEvaluator`), and which way is better."""
+    :class:`netadapt.search.evaluate.SampleEvaluator`), and which way is better.  One number per
+    batch rather than a :class:`~netadapt.evaluate.MetricState` (why: :data:`netadapt.evaluate.MetricFn`)."""
 
     name: str
     metric_fn: MetricFn
