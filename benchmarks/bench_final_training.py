@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import torch
+from bench_train_step import Step, interleave, minor_faults  # the shared interleaved runner (same folder)
 
 from netadapt import build_supernet
 from netadapt.arch.space import Architecture
@@ -50,14 +52,6 @@ from netadapt.train.loop import _forward_backward  # the loop's own micro-batch 
 from netadapt.train.optim import ModelEma, build_optimizer, scaled_lr
 
 KINDS = ("initial", "compact", "masked")
-
-
-def _minor_faults() -> int:
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return 0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def discovered_like(net: SuperNet, fraction: float, removed: int, *, tolerance: float = 0.05) -> Architecture:
@@ -88,9 +82,7 @@ def _setup(model: str, width_mult: float, input_size: int, fraction: float, remo
     return net, arch, config
 
 
-def _make_step(
-    kind: str, net: SuperNet, arch: Architecture, config: SupernetTrainConfig, batch: int
-) -> Callable[[], tuple[float, int]]:
+def _make_step(kind: str, net: SuperNet, arch: Architecture, config: SupernetTrainConfig, batch: int) -> Step:
     """``step()`` running one training step of ``kind`` and returning (seconds, minor page faults)."""
     task = task_named("classification")
     if kind == "masked":
@@ -107,28 +99,22 @@ def _make_step(
     labels = torch.randint(10, (batch,), generator=gen)
 
     def step() -> tuple[float, int]:
-        faults = _minor_faults()
+        faults = minor_faults()
         t0 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         _forward_backward(raw, raw, task, (images, labels), widths, kernels, config, None, None)
         optimizer.step()
         if ema is not None:
             ema.update(raw)
-        return time.perf_counter() - t0, _minor_faults() - faults
+        return time.perf_counter() - t0, minor_faults() - faults
 
     return step
 
 
-def _worker(conn, kind: str, threads: int, setup: dict, batch: int, warmup: int) -> None:
-    """One kind of step in its own process, one step per message (``measure(processes=True)``)."""
-    torch.set_num_threads(threads)
+def _steps(setup: dict, batch: int, kinds: Sequence[str]) -> dict[str, Step]:
+    """The steps of ``kinds``, each training its own copy of the same starting weights."""
     net, arch, config = _setup(**setup)
-    step = _make_step(kind, net, arch, config, batch)
-    for _ in range(warmup):
-        step()
-    conn.send("ready")
-    while conn.recv():
-        conn.send(step())
+    return {kind: _make_step(kind, copy.deepcopy(net), arch, config, batch) for kind in kinds}
 
 
 def measure(
@@ -150,46 +136,9 @@ def measure(
     training runs would), still alternating step by step (see ``bench_train_step.py``).
     """
     setup = dict(model=model, width_mult=width_mult, input_size=input_size, fraction=fraction, removed=removed, recipe=recipe)
-    net, arch, config = _setup(**setup)
-    times: dict[str, list[float]] = {k: [] for k in KINDS}
-    faults: dict[str, list[int]] = {k: [] for k in KINDS}
-    if processes:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
-        pipes, workers = {}, []
-        try:
-            for kind in KINDS:
-                parent, child = ctx.Pipe()
-                args = (child, kind, torch.get_num_threads(), setup, batch, warmup)
-                proc = ctx.Process(target=_worker, args=args)
-                proc.start()
-                pipes[kind] = parent
-                workers.append(proc)
-            for conn in pipes.values():
-                conn.recv()  # every kind built and warmed up
-            for _ in range(steps):
-                for kind in KINDS:
-                    pipes[kind].send(True)
-                    seconds, n = pipes[kind].recv()
-                    times[kind].append(seconds)
-                    faults[kind].append(n)
-        finally:
-            for conn in pipes.values():
-                conn.send(False)
-            for proc in workers:
-                proc.join(timeout=60)
-    else:
-        # Each kind trains its own copy of the same starting weights.
-        run = {kind: _make_step(kind, copy.deepcopy(net), arch, config, batch) for kind in KINDS}
-        for _ in range(warmup):
-            for kind in KINDS:
-                run[kind]()
-        for _ in range(steps):
-            for kind in KINDS:
-                seconds, n = run[kind]()
-                times[kind].append(seconds)
-                faults[kind].append(n)
+    net, arch, _ = _setup(**setup)  # the steps build their own (seeded alike), in this process or in theirs
+    make_steps = functools.partial(_steps, setup, batch)
+    times, faults = interleave(KINDS, make_steps, steps=steps, warmup=warmup, processes=processes)
     median = {k: statistics.median(times[k]) for k in KINDS}
     least = {k: min(times[k]) for k in KINDS}
     full_macs = net.macs()

@@ -17,7 +17,9 @@ freed heap memory to the system when its top grows past a threshold and faults i
 on the two kinds when they share one process.  ``--processes`` gives each kind its own process
 (and heap), as two training runs would have, still alternating step by step.
 
-``measure()`` is the same comparison as a function (``benchmarks/gpu_check.py`` calls it).
+``measure()`` is the same comparison as a function (``benchmarks/gpu_check.py`` calls it);
+:func:`interleave` runs any kinds of steps alternately, in one process or one process each
+(``bench_final_training.py`` uses it too).
 
 Goals (issue 20): ratio ≤ 1.15 on CPU for every CIFAR zoo model, ≤ 1.10 on a GPU with
 compilation; the paper reports 1.19.
@@ -26,10 +28,12 @@ compilation; the paper reports 1.19.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
 import time
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +47,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _minor_faults() -> int:
+#: One training step, returning (seconds, minor page faults).
+Step = Callable[[], tuple[float, int]]
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is missing)."""
     try:
         import resource
     except ImportError:  # not on Windows
@@ -81,7 +90,7 @@ def _make_step(
 
     def step(ordered: bool) -> tuple[float, int]:
         _sync(dev)
-        faults = _minor_faults()
+        faults = minor_faults()
         t0 = time.perf_counter()
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
             if ordered:
@@ -96,20 +105,83 @@ def _make_step(
         loss.backward()
         opt.step()
         _sync(dev)
-        return time.perf_counter() - t0, _minor_faults() - faults
+        return time.perf_counter() - t0, minor_faults() - faults
 
     return net, step
 
 
-def _worker(conn, ordered: bool, threads: int, setup: dict, warmup: int) -> None:
-    """One kind of step in its own process, one step per message (``measure(processes=True)``)."""
+def _worker(conn, kind: Hashable, threads: int, make_steps: Callable[[Sequence], dict], warmup: int) -> None:
+    """One kind of step in its own process, one step per message (``interleave(processes=True)``)."""
     torch.set_num_threads(threads)
-    _, step = _make_step(**setup)
+    step = make_steps([kind])[kind]
     for _ in range(warmup):
-        step(ordered)
+        step()
     conn.send("ready")
     while conn.recv():
-        conn.send(step(ordered))
+        conn.send(step())
+
+
+def interleave(
+    kinds: Sequence[Hashable],
+    make_steps: Callable[[Sequence], dict],
+    *,
+    steps: int,
+    warmup: int,
+    processes: bool = False,
+) -> tuple[dict, dict]:
+    """Seconds and minor page faults of ``steps`` steps of every kind, run alternately kind by
+    kind (after ``warmup`` steps of each) so that load changes on a shared machine affect all
+    kinds alike.
+
+    ``make_steps(kinds)`` returns ``{kind: step}`` (:data:`Step`).  With ``processes`` each kind
+    runs in its own spawned process (own allocator heap, as separate training runs would),
+    which calls ``make_steps([kind])`` -- so ``make_steps`` must then be picklable: a module-level
+    function or a ``functools.partial`` of one.
+    """
+    times: dict = {k: [] for k in kinds}
+    faults: dict = {k: [] for k in kinds}
+    if not processes:
+        run = make_steps(kinds)
+        for _ in range(warmup):
+            for kind in kinds:
+                run[kind]()
+        for _ in range(steps):
+            for kind in kinds:
+                seconds, n = run[kind]()
+                times[kind].append(seconds)
+                faults[kind].append(n)
+        return times, faults
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    pipes, workers = {}, []
+    try:
+        for kind in kinds:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, kind, torch.get_num_threads(), make_steps, warmup))
+            proc.start()
+            pipes[kind] = parent
+            workers.append(proc)
+        for conn in pipes.values():
+            conn.recv()  # every kind built and warmed up
+        for _ in range(steps):
+            for kind in kinds:
+                pipes[kind].send(True)
+                seconds, n = pipes[kind].recv()
+                times[kind].append(seconds)
+                faults[kind].append(n)
+    finally:
+        for conn in pipes.values():
+            conn.send(False)
+        for proc in workers:
+            proc.join(timeout=60)
+    return times, faults
+
+
+def _steps(setup: dict, kinds: Sequence[bool]) -> dict[bool, Step]:
+    """The plain (``False``) and ordered-dropout (``True``) steps, sharing one network."""
+    _, step = _make_step(**setup)
+    return {ordered: functools.partial(step, ordered) for ordered in kinds}
 
 
 def measure(
@@ -151,44 +223,9 @@ def measure(
         kernels=kernels,
         channels_last=channels_last,
     )
-    times: dict[bool, list[float]] = {False: [], True: []}
-    faults: dict[bool, list[int]] = {False: [], True: []}
-    if processes:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
-        pipes, workers = {}, []
-        try:
-            for ordered in (False, True):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_worker, args=(child, ordered, torch.get_num_threads(), setup, warmup))
-                proc.start()
-                pipes[ordered] = parent
-                workers.append(proc)
-            for conn in pipes.values():
-                conn.recv()  # both built and warmed up
-            for _ in range(steps):
-                for ordered in (False, True):
-                    pipes[ordered].send(True)
-                    seconds, n = pipes[ordered].recv()
-                    times[ordered].append(seconds)
-                    faults[ordered].append(n)
-        finally:
-            for conn in pipes.values():
-                conn.send(False)
-            for proc in workers:
-                proc.join(timeout=60)
-        net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10)
-    else:
-        net, step = _make_step(**setup)
-        for _ in range(warmup):
-            step(False)
-            step(True)
-        for _ in range(steps):
-            for ordered in (False, True):
-                seconds, n = step(ordered)
-                times[ordered].append(seconds)
-                faults[ordered].append(n)
+    make_steps = functools.partial(_steps, setup)
+    times, faults = interleave((False, True), make_steps, steps=steps, warmup=warmup, processes=processes)
+    net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10)
     plain, od = statistics.median(times[False]), statistics.median(times[True])
     dev = torch.device(device)
     return {

@@ -7,7 +7,9 @@ depth network).  A task is a small object holding what the stages need to know a
 
 * the training loss and the distillation loss (in-place from the largest sub-network, or from
   a trained teacher), and the per-image statistic logged beside the training loss;
-* validation during training: the ``val_*`` keys of ``metrics.jsonl``;
+* validation during training: the running metric state that :func:`netadapt.evaluate.evaluate_metrics`
+  fills (:meth:`metric_state`), and which of its metrics become the ``val_*`` keys of
+  ``metrics.jsonl`` (:func:`validate_networks`);
 * the search's score: a metric and its direction (a lower RMSE is better);
 * the headline numbers of a trained network, for the summary and the report.
 
@@ -29,20 +31,39 @@ from torch import Tensor, nn
 from netadapt.arch.space import Architecture
 from netadapt.data.config import DataConfig
 from netadapt.depth.metrics import METRICS as DEPTH_METRICS
-from netadapt.depth.metrics import masked_l1_loss, per_image_errors, search_metric
+from netadapt.depth.metrics import masked_l1_loss, per_image_metrics, search_metric
 from netadapt.errors import NetAdaptError
-from netadapt.evaluate import Collective, MetricFn, evaluate, evaluate_depth, top1_metric
+from netadapt.evaluate import (
+    ClassificationState,
+    Collective,
+    DepthState,
+    MetricFn,
+    evaluate_metrics,
+    top1_hits,
+    top1_metric,
+)
 from netadapt.model.norm import recalibrate_bn_
 from netadapt.model.supernet import SuperNet
 
-__all__ = ["TASKS", "ClassificationTask", "DepthTask", "Score", "Task", "task_for", "task_named", "validate_networks"]
+__all__ = [
+    "TASKS",
+    "ClassificationTask",
+    "DepthTask",
+    "Score",
+    "Task",
+    "task_for",
+    "task_named",
+    "validate_networks",
+    "validation_numbers",
+]
 
 
 @dataclass(frozen=True)
 class Score:
     """How the search scores a sample: ``finalize(Σ sum / Σ count)`` of ``metric_fn(outputs,
     targets) -> (sum, count)`` over the held-out batches (see
-    :class:`netadapt.search.evaluate.SampleEvaluator`), and which way is better."""
+    :class:`netadapt.search.evaluate.SampleEvaluator`), and which way is better.  One number per
+    batch rather than a :class:`~netadapt.evaluate.MetricState` (why: :data:`netadapt.evaluate.MetricFn`)."""
 
     name: str
     metric_fn: MetricFn
@@ -57,7 +78,8 @@ class ClassificationTask:
     scores = ("top1",)
     default_score = "top1"
     train_key = "train_top1"  # the per-image statistic of the training batches
-    val_key = "val_top1"  # the headline validation number …
+    val_metrics = ("top1", "loss")  # the validation numbers (``val_top1``, ``val_loss``) …
+    val_key = "val_top1"  # … the headline one …
     sub_keys = ("val_top1",)  # … and what is logged of each validated sub-network
 
     def better(self, a: float, b: float) -> bool:
@@ -75,30 +97,15 @@ class ClassificationTask:
 
     def hits(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Correct top-1 predictions in the batch (float64 scalar)."""
-        return (outputs.argmax(1) == targets).sum().double()
+        return top1_hits(outputs, targets).double()
 
     def empty_target(self, net: SuperNet) -> Tensor:
         """The target of the zero-weight dummy image of an all-unreadable batch."""
         return torch.zeros(1, dtype=torch.long)
 
-    def evaluate(self, model: nn.Module, loader: Iterable, context: Collective | None) -> dict[str, float]:
-        """Validation numbers of one network: ``val_top1`` and ``val_loss``."""
-        result = evaluate(model, loader, context=context)
-        return {"val_top1": result["top1"], "val_loss": result["loss"]}
-
-    def validate(
-        self,
-        net: SuperNet,
-        loader: Iterable,
-        context: Collective | None,
-        *,
-        arch: Architecture | None = None,
-        calibration: Iterable | None = None,
-    ) -> dict[str, float]:
-        """Validation accuracy of the initial network, or of ``arch`` alone when one architecture
-        is trained; with ``calibration`` images (ordered dropout) also of the half-width and the
-        smallest sub-network, every network with its own recalibrated BatchNorm."""
-        return validate_networks(self, net, loader, context, arch=arch, calibration=calibration)
+    def metric_state(self) -> ClassificationState:
+        """Running top-1 and cross-entropy sums for :func:`~netadapt.evaluate.evaluate_metrics`."""
+        return ClassificationState()
 
     def score(self, name: str | None = None) -> Score:
         name = name or self.default_score
@@ -120,6 +127,7 @@ class DepthTask:
     # (``search.score: delta1`` selects by Table 7's other column).
     default_score = "rmse"
     train_key = "train_delta1"
+    val_metrics = (*DEPTH_METRICS, "loss")
     val_key = "val_rmse"
     sub_keys = ("val_rmse", "val_delta1")
 
@@ -141,30 +149,15 @@ class DepthTask:
 
     def hits(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Σ over images of each image's δ1 (share of its valid pixels within 1.25×)."""
-        sums, count = per_image_errors(outputs, targets)
-        seen = count > 0
-        return (sums["delta1"] / count.clamp(min=1))[seen].sum()
+        per_image, seen = per_image_metrics(outputs, targets)
+        return per_image["delta1"][seen].sum()
 
     def empty_target(self, net: SuperNet) -> Tensor:
         return torch.zeros(1, 1, net.input_size, net.input_size)  # no valid pixel: a zero loss
 
-    def evaluate(self, model: nn.Module, loader: Iterable, context: Collective | None) -> dict[str, float]:
-        """Validation numbers of one network: RMSE, REL, δ1–δ3, MAE and the L1 loss."""
-        result = evaluate_depth(model, loader, context=context)
-        return {**{f"val_{m}": result[m] for m in DEPTH_METRICS}, "val_loss": result["loss"]}
-
-    def validate(
-        self,
-        net: SuperNet,
-        loader: Iterable,
-        context: Collective | None,
-        *,
-        arch: Architecture | None = None,
-        calibration: Iterable | None = None,
-    ) -> dict[str, float]:
-        """Depth metrics of the initial network (or of ``arch``); with ``calibration`` images also
-        RMSE and δ1 of the half-width and the smallest sub-network, BatchNorm recalibrated."""
-        return validate_networks(self, net, loader, context, arch=arch, calibration=calibration)
+    def metric_state(self) -> DepthState:
+        """Running depth-metric and L1-loss sums for :func:`~netadapt.evaluate.evaluate_metrics`."""
+        return DepthState()
 
     def score(self, name: str | None = None) -> Score:
         name = name or self.default_score
@@ -180,6 +173,13 @@ class DepthTask:
 Task = ClassificationTask | DepthTask
 
 
+def validation_numbers(task: Task, model: nn.Module, loader: Iterable, context: Collective | None) -> dict[str, float]:
+    """The ``val_*`` numbers of one network (``task.val_metrics``: ``val_top1`` and ``val_loss``;
+    RMSE, REL, δ1–δ3, MAE and the L1 loss for depth), summed over the processes of ``context``."""
+    result = evaluate_metrics(model, loader, task.metric_state(), context=context)
+    return {f"val_{m}": result[m] for m in task.val_metrics}
+
+
 def validate_networks(
     task: Task,
     net: SuperNet,
@@ -189,21 +189,21 @@ def validate_networks(
     arch: Architecture | None = None,
     calibration: Iterable | None = None,
 ) -> dict[str, float]:
-    """The task's validation numbers of ``net``'s initial network (or of ``arch``, with the
-    statistics it was trained with), and with ``calibration`` batches those of the half-width
-    (``_half``) and smallest (``_min``) sub-networks -- each network extracted and its BatchNorm
-    recalibrated on the same images, so that no network is judged with statistics that mixed
-    many sub-networks (paper §2.3)."""
+    """The task's validation numbers (:func:`validation_numbers`) of ``net``'s initial network
+    (or of ``arch``, with the statistics it was trained with), and with ``calibration`` batches
+    those of the half-width (``_half``) and smallest (``_min``) sub-networks -- each network
+    extracted and its BatchNorm recalibrated on the same images, so that no network is judged
+    with statistics that mixed many sub-networks (paper §2.3)."""
     if arch is not None:
-        return task.evaluate(net.extract(arch), loader, context)
+        return validation_numbers(task, net.extract(arch), loader, context)
     if calibration is None:
-        return task.evaluate(net, loader, context)
+        return validation_numbers(task, net, loader, context)
     space = net.space
     archs = {"": space.full(), "_half": space.uniform(0.5), "_min": space.smallest()}
     out: dict[str, float] = {}
     for suffix, sub in archs.items():
         compact = recalibrate_bn_(net.extract(sub), (batch[0] for batch in calibration))
-        values = task.evaluate(compact, loader, context)
+        values = validation_numbers(task, compact, loader, context)
         out.update(values if not suffix else {f"{k}{suffix}": values[k] for k in task.sub_keys})
     return out
 

@@ -35,7 +35,9 @@ __all__ = [
     "DepthMetrics",
     "higher_is_better",
     "masked_l1_loss",
+    "masked_l1_sum",
     "per_image_errors",
+    "per_image_metrics",
     "search_metric",
     "valid_mask",
 ]
@@ -74,16 +76,22 @@ def _check_shapes(pred: Tensor, target: Tensor) -> None:
         raise NetAdaptError(f"depth maps need a batch dimension, got shape {tuple(pred.shape)}")
 
 
+def masked_l1_sum(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Σ |pred − target| over the valid pixels of the batch, and the number of valid pixels."""
+    _check_shapes(pred, target)
+    mask = valid_mask(target)
+    diff = (pred - torch.where(mask, target, torch.zeros_like(target))).abs() * mask
+    return diff.sum(), mask.sum()
+
+
 def masked_l1_loss(pred: Tensor, target: Tensor) -> Tensor:
     """FastDepth's training loss: mean |pred − target| over the valid pixels of the batch.
 
     A batch without any valid pixel gives a zero loss that still has a gradient path (so every
     process of a distributed step runs the same backward pass).
     """
-    _check_shapes(pred, target)
-    mask = valid_mask(target)
-    diff = (pred - torch.where(mask, target, torch.zeros_like(target))).abs() * mask
-    return diff.sum() / mask.sum().clamp(min=1)
+    total, pixels = masked_l1_sum(pred, target)
+    return total / pixels.clamp(min=1)
 
 
 def per_image_errors(pred: Tensor, target: Tensor) -> tuple[dict[str, Tensor], Tensor]:
@@ -113,6 +121,23 @@ def per_image_errors(pred: Tensor, target: Tensor) -> tuple[dict[str, Tensor], T
     return sums, m.sum(1)
 
 
+def per_image_metrics(pred: Tensor, target: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    """Each image's metrics over its own valid pixels, and which images have any.
+
+    Returns ``(values, seen)``: ``values`` maps every name of :data:`METRICS` to a (B,) float64
+    tensor (0 for an image without valid pixels), ``seen`` is (B,) bool.  The one per-image
+    reduction of FastDepth's averaging (:class:`DepthMetrics`), the search's per-batch metric
+    and the training's δ1 statistic.
+    """
+    sums, count = per_image_errors(pred, target)
+    n = count.clamp(min=1)
+    values = {"rmse": (sums["sq"] / n).sqrt(), "rel": sums["rel"] / n}
+    for k in (1, 2, 3):
+        values[f"delta{k}"] = sums[f"delta{k}"] / n
+    values["mae"] = sums["abs"] / n
+    return values, count > 0
+
+
 class DepthMetrics:
     """Accumulates depth metrics over batches: ``update(pred, target)`` then ``compute()``.
 
@@ -122,7 +147,7 @@ class DepthMetrics:
     ``all_reduce`` before :meth:`compute`.
     """
 
-    # Order of the entries of ``sums``.
+    # Order of the entries of ``sums``; with ``"image"``, "sq" and "abs" hold Σ per-image RMSE and MAE.
     _FIELDS = ("count", "sq", "abs", "rel", "delta1", "delta2", "delta3")
 
     def __init__(self, reduction: Reduction = "image") -> None:
@@ -136,20 +161,14 @@ class DepthMetrics:
 
     def update(self, pred: Tensor, target: Tensor) -> None:
         """Add a batch of predictions and ground truths (same shape, e.g. (B, 1, H, W))."""
-        sums, count = per_image_errors(pred, target)
         if self.reduction == "pixel":
+            sums, count = per_image_errors(pred, target)
             values = [count.sum(), sums["sq"].sum(), sums["abs"].sum(), sums["rel"].sum()]
             values += [sums[f"delta{k}"].sum() for k in (1, 2, 3)]
         else:
-            seen = count > 0
-            n = count.clamp(min=1)
-            values = [
-                seen.double().sum(),
-                (sums["sq"] / n).sqrt()[seen].sum(),  # per-image RMSE
-                (sums["abs"] / n)[seen].sum(),
-                (sums["rel"] / n)[seen].sum(),
-            ]
-            values += [(sums[f"delta{k}"] / n)[seen].sum() for k in (1, 2, 3)]
+            per_image, seen = per_image_metrics(pred, target)
+            values = [seen.double().sum()]
+            values += [per_image[m][seen].sum() for m in ("rmse", "mae", "rel", "delta1", "delta2", "delta3")]
         self.sums += torch.stack(values).cpu()
 
     @property
@@ -183,15 +202,12 @@ class _BatchMetric:
     reduction: Reduction
 
     def __call__(self, outputs: Tensor, targets: Tensor) -> tuple[float, int]:
-        key = {"rmse": "sq", "mae": "abs"}.get(self.name, self.name)
-        sums, count = per_image_errors(outputs, targets)
         if self.reduction == "pixel":
+            key = {"rmse": "sq", "mae": "abs"}.get(self.name, self.name)
+            sums, count = per_image_errors(outputs, targets)
             return float(sums[key].sum()), int(count.sum())
-        seen = count > 0
-        per_image = sums[key] / count.clamp(min=1)
-        if self.name == "rmse":
-            per_image = per_image.sqrt()
-        return float(per_image[seen].sum()), int(seen.sum())
+        per_image, seen = per_image_metrics(outputs, targets)
+        return float(per_image[self.name][seen].sum()), int(seen.sum())
 
 
 def search_metric(name: str, reduction: Reduction = "image") -> tuple[MetricFn, Callable[[float], float] | None, bool]:

@@ -32,6 +32,8 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,28 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
+@contextmanager
+def _serializing(module: nn.Module, what: str) -> Iterator[io.BytesIO]:
+    """A buffer to serialize ``module`` into, with the module in eval mode, gradients off and the
+    exporters' warnings silenced (each caller says why); the training mode is restored after,
+    and any failure becomes a one-line ``NetAdaptError`` saying ``what`` failed."""
+    was_training = module.training
+    module.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            yield io.BytesIO()
+    except Exception as exc:
+        raise NetAdaptError(f"{what} failed: {type(exc).__name__}: {_first_line(exc)}") from None
+    finally:
+        module.train(was_training)
+
+
+def _archive_files(metadata: ModelMetadata | None) -> dict[str, str] | None:
+    """The extra files that carry ``metadata`` in a TorchScript or ``torch.export`` archive."""
+    return None if metadata is None else {METADATA_FILE: metadata.to_json()}
+
+
 def onnx_bytes(
     module: nn.Module,
     inputs: tuple[Tensor, ...],
@@ -92,31 +116,23 @@ def onnx_bytes(
     """
     names = _input_names(inputs)
     dynamic_axes = {name: {0: "batch"} for name in [*names, "output"]} if dynamic_batch else None
-    was_training = module.training
-    module.eval()
-    buffer = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # The legacy exporter warns that it is deprecated, and warns about Python-level
-            # shape arithmetic it records as constants: intended, channel counts are fixed.
-            warnings.simplefilter("ignore")
-            try:
-                torch.onnx.export(
-                    module, inputs, buffer, opset_version=opset, dynamo=False,
-                    input_names=names, output_names=["output"], dynamic_axes=dynamic_axes,
-                )  # fmt: skip
-            except Exception as exc:  # the legacy exporter is gone or failed: try torch.export
-                log.debug("legacy ONNX export failed (%s); using the dynamo exporter", exc)
-                buffer = io.BytesIO()
-                program = torch.onnx.export(
-                    module, inputs, dynamo=True, opset_version=opset, input_names=names,
-                    output_names=["output"], dynamic_axes=dynamic_axes, verbose=False,
-                )  # fmt: skip
-                program.save(buffer)  # type: ignore[union-attr]
-    except Exception as exc:
-        raise NetAdaptError(f"ONNX export failed: {type(exc).__name__}: {_first_line(exc)}") from None
-    finally:
-        module.train(was_training)
+    # The legacy exporter warns that it is deprecated, and warns about Python-level shape
+    # arithmetic it records as constants: intended, channel counts are fixed.
+    with _serializing(module, "ONNX export") as buffer:
+        try:
+            torch.onnx.export(
+                module, inputs, buffer, opset_version=opset, dynamo=False,
+                input_names=names, output_names=["output"], dynamic_axes=dynamic_axes,
+            )  # fmt: skip
+        except Exception as exc:  # the legacy exporter is gone or failed: try torch.export
+            log.debug("legacy ONNX export failed (%s); using the dynamo exporter", exc)
+            buffer.seek(0)
+            buffer.truncate()
+            program = torch.onnx.export(
+                module, inputs, dynamo=True, opset_version=opset, input_names=names,
+                output_names=["output"], dynamic_axes=dynamic_axes, verbose=False,
+            )  # fmt: skip
+            program.save(buffer)  # type: ignore[union-attr]
     return buffer.getvalue()
 
 
@@ -126,20 +142,11 @@ def torchscript_bytes(module: nn.Module, inputs: tuple[Tensor, ...], *, extra_fi
 
     The module's training mode is restored afterwards.
     """
-    was_training = module.training
-    module.eval()
-    buffer = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # The tracer's notes about shapes read as Python values are expected (channel
-            # counts are fixed), and so is TorchScript's deprecation notice.
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(module, inputs, check_trace=False)
-            torch.jit.save(traced, buffer, _extra_files=extra_files)
-    except Exception as exc:
-        raise NetAdaptError(f"TorchScript export failed: {type(exc).__name__}: {exc}") from None
-    finally:
-        module.train(was_training)
+    # The tracer's notes about shapes read as Python values are expected (channel counts are
+    # fixed), and so is TorchScript's deprecation notice.
+    with _serializing(module, "TorchScript export") as buffer:
+        traced = torch.jit.trace(module, inputs, check_trace=False)
+        torch.jit.save(traced, buffer, _extra_files=extra_files)
     return buffer.getvalue()
 
 
@@ -208,7 +215,7 @@ def export_torchscript(
     archive's extra file ``netadapt.json``."""
     model = model.eval()
     x = _example(model, input_size, in_channels)
-    data = torchscript_bytes(model, (x,), extra_files=None if metadata is None else {METADATA_FILE: metadata.to_json()})
+    data = torchscript_bytes(model, (x,), extra_files=_archive_files(metadata))
     if check:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TorchScript's deprecation notice on loading
@@ -294,22 +301,14 @@ def program_bytes(
     """The ``torch.export`` program of ``module`` in eval mode (``torch.export.save``'s archive,
     ``model.pt2``) as bytes; the first axis of every input is a free batch dimension unless
     ``dynamic_batch`` is off.  ``extra_files`` (name → text) are stored in the archive."""
-    was_training = module.training
-    module.eval()
-    buffer = io.BytesIO()
-    try:
-        dims = None
-        if dynamic_batch:
-            batch = torch.export.Dim("batch", min=1, max=1 << 16)
-            dims = tuple({0: batch} for _ in inputs)
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            program = torch.export.export(module, inputs, dynamic_shapes=dims)
-            torch.export.save(program, buffer, extra_files=extra_files)
-    except Exception as exc:
-        raise NetAdaptError(f"torch.export failed: {type(exc).__name__}: {_first_line(exc)}") from None
-    finally:
-        module.train(was_training)
+    dims = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch", min=1, max=1 << 16)
+        dims = tuple({0: batch} for _ in inputs)
+    # torch.export's notes on the graph it captures are not the user's concern.
+    with _serializing(module, "torch.export") as buffer:
+        program = torch.export.export(module, inputs, dynamic_shapes=dims)
+        torch.export.save(program, buffer, extra_files=extra_files)
     return buffer.getvalue()
 
 
@@ -328,7 +327,7 @@ def export_program(
     extra file ``netadapt.json``."""
     model = model.eval()
     x = _example(model, input_size, in_channels)
-    data = program_bytes(model, (x,), extra_files=None if metadata is None else {METADATA_FILE: metadata.to_json()})
+    data = program_bytes(model, (x,), extra_files=_archive_files(metadata))
     if check:
         check_program(model, data, x)
     return atomic_write(path, lambda f: f.write(data))

@@ -41,7 +41,7 @@ from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, save_supernet
 from netadapt.model.supernet import SuperNet, build_supernet
 from netadapt.progress import Eta
-from netadapt.tasks import Task, task_for
+from netadapt.tasks import Task, task_for, validate_networks, validation_numbers
 from netadapt.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, rng_state, save_checkpoint
 from netadapt.train.config import RELOCATABLE_PATHS, RESUMABLE_CHANGES, SupernetTrainConfig
 from netadapt.train.distributed import DistContext, distributed
@@ -589,9 +589,9 @@ def _end_epoch(run: _Run, state: TrainState) -> None:
     if run.val_loader is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
         net = run.ema.module if run.ema else run.raw
         if run.compact:
-            record.update(task.evaluate(net, run.val_loader, ctx))
+            record.update(validation_numbers(task, net, run.val_loader, ctx))
         else:
-            record.update(task.validate(net, run.val_loader, ctx, arch=run.arch, calibration=run.calibration))
+            record.update(validate_networks(task, net, run.val_loader, ctx, arch=run.arch, calibration=run.calibration))
         _explain_validation(record, task, run.info)
     state.history.append(record)
     state.meters.update(dict.fromkeys(state.meters, 0.0))
