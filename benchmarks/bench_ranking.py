@@ -134,6 +134,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
         "ordered_dropout.width_epochs": 0.5, "ordered_dropout.group_size": 8, "seed": 1,
     },
+    # from scratch (no pre-training, no progressive shrinking): one width level per image, the
+    # sandwich rule, groups of 8 images normalized apart
+    "spread-g8": {"ordered_dropout.spread": 1, "ordered_dropout.sandwich": True, "ordered_dropout.group_size": 8},
+    "spread": {"ordered_dropout.spread": 1, "ordered_dropout.sandwich": True},
     "pre-spread-deep-g8": {
         "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
         "ordered_dropout.width_epochs": 0.25, "ordered_dropout.block_drop": 0.25, "ordered_dropout.group_size": 8,
