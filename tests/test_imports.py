@@ -40,8 +40,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),  # the command line; see _CLI_MODULES
 )
 # The command line sits on top: netadapt/__init__ (the public API gathers every layer), the
-# ``netadapt`` command, its subcommand modules (each package's ``cli.py``) and the generated docs.
-_CLI_MODULES = {"__init__", "__main__", "cli", "config_doc"}
+# ``netadapt`` command, its subcommand modules (each package's ``cli.py``), the generated docs and
+# the flags derived from config fields (config_flags reads the fields' comments from config_doc).
+_CLI_MODULES = {"__init__", "__main__", "cli", "config_doc", "config_flags"}
 _RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 

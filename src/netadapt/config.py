@@ -222,8 +222,12 @@ def read_yaml_mapping(path: str | Path) -> dict:
     return loaded
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Defaults of ``cls``, updated by the YAML file at ``path``, updated by ``overrides``."""
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, *, flags: dict | None = None
+) -> T:
+    """Defaults of ``cls``, updated by the YAML file at ``path``, then by ``overrides``
+    (``key=value``), then by ``flags`` (a mapping: the command line's flags,
+    :func:`netadapt.config_flags.flag_overrides`); checked once, after all of them."""
     data = read_yaml_mapping(path) if path is not None else {}
-    data = merge_mappings(data, parse_overrides(overrides))
+    data = merge_mappings(merge_mappings(data, parse_overrides(overrides)), flags or {})
     return config_from_dict(cls, data)

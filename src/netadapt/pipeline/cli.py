@@ -15,17 +15,43 @@ from pathlib import Path
 from typing import Any
 
 from netadapt.config import config_from_dict, load_config, merge_mappings, parse_overrides
+from netadapt.config_flags import Flag, add_flags, flag_overrides, flag_values
 from netadapt.errors import NetAdaptError
 
-__all__ = ["register", "summary_lines"]
+__all__ = ["DATA_FLAGS", "DEMO_FLAGS", "RUN_FLAGS", "register", "summary_lines"]
 
 log = logging.getLogger(__name__)
 
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
 
+# ``--data FOLDER``'s choices of the search and the network (typed and documented by the RunConfig
+# keys they set): they go into the measured config (presets.run_config_for_data), under --set;
+# with --config they are refused, the file says all of it.
+DATA_FLAGS = (
+    Flag("--target", "search.search.target", help="with --data: the target as a fraction of the initial network's resource"),
+    Flag("--metric", "search.metric", help="with --data: macs | params | latency:LUT.json | measured:BACKEND | command:'...'"),
+    Flag(
+        "--model",
+        "supernet.model.name",
+        show_default=False,
+        help="with --data: zoo model (default: mobilenet_v1_cifar up to 64 px, mobilenet_v1 above)",
+    ),
+)
+RUN_FLAGS = (
+    Flag(
+        "--run-dir",
+        "run_dir",
+        show_default=False,
+        help="run folder (overrides run_dir; with --data default runs/<folder name>)",
+    ),
+)
+DEMO_FLAGS = (Flag("--run-dir", "run_dir", show_default=False, help="run folder (default: runs/demo)"),)
+
+
 def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     from netadapt.pipeline.presets import BUDGETS, PUBLIC_BUDGETS
+    from netadapt.pipeline.run import RunConfig
 
     p.add_argument(
         "--data", type=Path, metavar="FOLDER",
@@ -36,16 +62,14 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
         help="with --data: how long each stage runs (default quick: ~30 min on 2 CPU cores for 10k images of 32x32; "
         "docs/configuration.md)",
     )  # fmt: skip
-    p.add_argument(
-        "--target", type=float, help="with --data: the target as a fraction of the initial network's resource (default 0.5)"
-    )
-    p.add_argument("--metric", help="with --data: macs (default) | params | latency:LUT.json | measured:BACKEND | command:'...'")
-    p.add_argument("--model", help="with --data: zoo model (default: mobilenet_v1_cifar up to 64 px, mobilenet_v1 above)")
+    add_flags(p, RunConfig, DATA_FLAGS)
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
-    p.add_argument("--run-dir", help="run folder (overrides run_dir; with --data default runs/<folder name>)")
+    add_flags(p, RunConfig, RUN_FLAGS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from netadapt.pipeline.run import RunConfig
+
     p = sub.add_parser(
         "run",
         help="the whole flow: super-network → search → final training → export → report",
@@ -70,18 +94,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("demo", help="the whole flow on the built-in digits data with a small network (about 3 minutes on CPU)")
-    p.add_argument("--run-dir", default="runs/demo", help="run folder (default: runs/demo)")
+    add_flags(p, RunConfig, DEMO_FLAGS)
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a config key")
     p.set_defaults(func=_cmd_demo)
 
 
-def _load(path: Path, overrides: list[str] | None, run_dir: str | None):
+def _load(path: Path, args: argparse.Namespace, flags: tuple[Flag, ...]):
+    """The run config of the YAML file at ``path``, then ``--set``, then the flags."""
     from netadapt.pipeline.run import RunConfig
 
-    extra = list(overrides or [])
-    if run_dir:
-        extra.append(f"run_dir={run_dir}")
-    return load_config(RunConfig, path, extra)
+    return load_config(RunConfig, path, args.overrides, flags=flag_overrides(args, flags))
 
 
 def _from_data(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -90,14 +112,15 @@ def _from_data(args: argparse.Namespace) -> tuple[Any, Any]:
     from netadapt.pipeline.presets import run_config_for_data
     from netadapt.pipeline.run import RunConfig
 
-    target = 0.5 if args.target is None else args.target
+    given = flag_values(args, DATA_FLAGS + RUN_FLAGS)
+    target = given.get("search.search.target", 0.5)
     if not 0 < target <= 1:
         raise NetAdaptError(f"--target is a fraction of the initial network's resource in (0, 1], got {target}")
     profile = profile_folder(args.data)
     log.info("measured %s", profile.summary())
     data = run_config_for_data(
-        profile, args.budget or "quick", target=target, metric=args.metric or "macs", model=args.model,
-        run_dir=None if args.run_dir is None else str(args.run_dir),
+        profile, args.budget or "quick", target=target, metric=given.get("search.metric", "macs"),
+        model=given.get("supernet.model.name"), run_dir=given.get("run_dir"),
     )  # fmt: skip
     data = merge_mappings(data, parse_overrides(args.overrides))
     return config_from_dict(RunConfig, data), profile
@@ -111,13 +134,14 @@ def _config(args: argparse.Namespace) -> tuple[Any, Any]:
         return _from_data(args)
     if getattr(args, "config", None) is None:
         raise NetAdaptError("give --data FOLDER (an image folder; no config needed) or --config FILE")
-    given = [f"--{name}" for name in ("budget", "target", "metric", "model") if getattr(args, name) is not None]
+    given = ["--budget"] if args.budget is not None else []
+    given += [flag.name for flag in DATA_FLAGS if flag.dest in args]
     if given:  # they build a config from a folder; a config file already says all of it
         raise NetAdaptError(
             f"{', '.join(given)} apply to --data FOLDER; with --config change the file or use --set "
             "(e.g. --set search.search.target=0.3 --set search.metric=params --set supernet.model.name=mobilenet_v2_cifar)"
         )
-    return _load(args.config, args.overrides, args.run_dir), None
+    return _load(args.config, args, RUN_FLAGS), None
 
 
 def _commented(config: Any, profile: Any, budget: str | None) -> str:
@@ -192,7 +216,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     # Two small processes' worth of work on two cores: one thread avoids oversubscription.
     torch.set_num_threads(int(os.environ.get("NETADAPT_THREADS", "1")))
-    config = _load(DEMO_CONFIG, args.overrides, args.run_dir)
+    config = _load(DEMO_CONFIG, args, DEMO_FLAGS)
     report = run_pipeline(config)
     layout = RunLayout(Path(config.run_dir))
     summary = load_json(layout.summary)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 
 from netadapt.config import load_config
+from netadapt.config_flags import Flag, add_flags, flag_overrides
 from netadapt.train.config import SupernetTrainConfig
 from netadapt.train.loop import train_supernet
 
-__all__ = ["register", "run_train_supernet"]
+__all__ = ["FLAGS", "register", "run_train_supernet"]
+
+FLAGS = (Flag("--run-dir", "run_dir", metavar="DIR", help="run folder, overriding the config's run_dir"),)
 
 
 def run_train_supernet(args: argparse.Namespace) -> int:
     """Handler of ``train-supernet``: load the config, apply overrides, train; exit code 0."""
-    overrides = list(args.set or [])
-    if args.run_dir is not None:
-        overrides.append(f"run_dir={args.run_dir}")
-    config = load_config(SupernetTrainConfig, args.config, overrides)
+    config = load_config(SupernetTrainConfig, args.config, args.set, flags=flag_overrides(args, FLAGS))
     path = train_supernet(config)
     print(path)  # the result, for scripts: the one line on standard output
     return 0
@@ -38,5 +38,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. --set epochs=3 (repeatable)"
     )
-    p.add_argument("--run-dir", metavar="DIR", help="run folder (overrides run_dir of the config)")
+    add_flags(p, SupernetTrainConfig, FLAGS)
     p.set_defaults(func=run_train_supernet)
