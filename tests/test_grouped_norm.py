@@ -81,8 +81,8 @@ def test_the_sampler_gives_every_group_one_sub_network():
     widths, kernels = sampler.sample(14, torch.Generator().manual_seed(0))
     assert widths.shape == (14, len(net.space.layers))
     for start in range(0, 14, 4):
-        group = widths[start : start + 4]
-        assert (group == group[0]).all()
+        group, group_kernels = widths[start : start + 4], kernels[start : start + 4]
+        assert (group == group[0]).all() and (group_kernels == group_kernels[0]).all()
     assert widths[0].tolist() == sampler.largest()[0]  # sandwich: the first group is the initial network
     assert widths[4].tolist() == sampler.smallest()[0]  # and the second the smallest
     assert len({tuple(r) for r in widths.tolist()}) == 4

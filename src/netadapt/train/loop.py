@@ -312,7 +312,11 @@ def _set_up(
         model = torch.compile(model)
     od = config.ordered_dropout
     sampler = OrderedDropoutSampler(
-        supernet.space, kernels=od.kernels, sandwich=od.sandwich, block_drop=od.block_drop, spread=od.spread,
+        supernet.space,
+        kernels=od.kernels,
+        sandwich=od.sandwich,
+        block_drop=od.block_drop,
+        spread=od.spread,
         group_size=od.group_size,
     )
     loader, val_loader, calibration = _loaders(config, ctx, sets, batches)
