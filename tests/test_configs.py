@@ -11,7 +11,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.pipeline.cli import DEMO_CONFIG
 from netadapt.pipeline.run import RunConfig
 from netadapt.train import SupernetTrainConfig, train_supernet
-from netadapt.train.recipes import RECIPES
+from netadapt.train.recipes import PHASE_SHARES, RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "configs").glob("*.yaml")) + [DEMO_CONFIG]
@@ -53,8 +53,12 @@ def test_every_shipped_config_loads_with_the_config_classes(path):
     # a config naming a recipe takes every one of its values (it overrides none), so that changing
     # the recipe in netadapt/train/recipes.py changes the config
     resolved = flatten_mapping(config_to_dict(config))
-    for key, value in flatten_mapping(RECIPES[name]).items():
+    recipe = {k: v for k, v in RECIPES[name].items() if k != PHASE_SHARES}
+    for key, value in flatten_mapping(recipe).items():
         assert resolved[key] == value, f"{path.name} overrides {key} of recipe {name}"
+    section = config.supernet if isinstance(config, RunConfig) else config
+    for key, share in RECIPES[name].get(PHASE_SHARES, {}).items():  # phase lengths follow the epochs
+        assert getattr(section.ordered_dropout, key) == pytest.approx(share * section.epochs), key
 
 
 @pytest.mark.parametrize("name", ["imagenet_latency.yaml", "imagenet_macs.yaml", "supernet_imagenet.yaml"])
@@ -77,8 +81,13 @@ def test_a_recipe_goes_under_the_configs_own_values():
     assert (
         config.optim.lr == 0.1
         and config.optim.name == "sgd"
-        and config.model.options == {"min_width_fraction": 0.5, "removal": "none"}
+        and config.model.options == {"removal": "block"}
     )
+    # phase shares follow the config's own epochs, and a config's own phase lengths win
+    config = load_config(SupernetTrainConfig, None, ["recipe=small", "epochs=12"])
+    assert (config.ordered_dropout.full_epochs, config.ordered_dropout.width_epochs) == (3.0, 3.0)
+    config = load_config(SupernetTrainConfig, None, ["recipe=small", "epochs=12", "ordered_dropout.width_epochs=0"])
+    assert (config.ordered_dropout.full_epochs, config.ordered_dropout.width_epochs) == (3.0, 0.0)
     with pytest.raises(NetAdaptError, match="unknown recipe 'fast'; choose one of: small, paper"):
         load_config(SupernetTrainConfig, None, ["recipe=fast"])
 

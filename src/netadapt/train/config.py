@@ -181,7 +181,7 @@ class SupernetTrainConfig:
     def expand_mapping(data: dict[str, Any]) -> dict[str, Any]:
         """A config mapping with ``recipe: NAME`` replaced by the named recipe's settings, under
         the mapping's own (:mod:`netadapt.train.recipes`)."""
-        return apply_recipe(data)
+        return apply_recipe(data, default_epochs=SupernetTrainConfig.epochs)
 
     def validate(self) -> None:
         if self.epochs < 1:

@@ -5,11 +5,14 @@ its settings go *under* the config's own, so a key the config sets wins.  The bu
 ``netadapt run --data`` (:mod:`netadapt.pipeline.presets`), the built-in demo and the small-data
 configs under ``configs/`` all use ``small``; changing a value here changes all of them.
 
-``small`` is a PLACEHOLDER: it is the recipe of today's demo and CIFAR reproduction (SGD at 0.8
-per 1024 images, cosine, one warm-up epoch, label smoothing 0.1, no weight average, widths 50–100%
-of each layer, no block removal), which trains at the scale of a 2-core machine (docs/training.md).  Which sampler
-options and schedule train super-networks best is being measured (issue 14); its result replaces
-these values, here and nowhere else.
+``small`` trains a super-network over the paper's whole space -- every width down to the
+narrowest, whole removable blocks -- at the scale of a 2-core machine: SGD at 0.8 per 1024 images,
+cosine, one warm-up epoch, label smoothing 0.1, no weight average; the first quarter of the epochs
+trains the initial network alone, the second quarter adds narrower widths progressively
+(Once-for-All's order), the rest varies widths and blocks; one width level per image group with
+every layer within one choice of it (``spread: 1``), the sandwich rule, and groups of 8 images
+that share one sub-network and their own BatchNorm statistics (``group_size: 8``).  How it ranks
+sub-networks and what each choice adds is measured in docs/ranking.md and docs/training.md.
 
 ``paper`` is the paper's ImageNet recipe (§4.1.1): RMSProp at 0.064 per 1024 images, ×0.963 every
 3 epochs, weight average 0.9998, over the full width range.  It is tuned for hundreds of thousands
@@ -23,21 +26,23 @@ from typing import Any
 
 from netadapt.errors import NetAdaptError
 
-__all__ = ["RECIPES", "apply_recipe"]
+__all__ = ["PHASE_SHARES", "RECIPES", "apply_recipe"]
+
+#: A recipe key holding ordered-dropout phase lengths as shares of the config's epochs, turned
+#: into ``ordered_dropout.full_epochs`` / ``width_epochs`` when the recipe is applied (a config
+#: that sets those itself keeps its own).
+PHASE_SHARES = "phase_shares"
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # PLACEHOLDER until issue 14 settles the super-network recipe (see the module docstring).
     "small": {
-        # Widths 50-100% of each layer and no block removal: at small scale a super-network whose
-        # images drop layers or blocks stays at chance (docs/training.md).  `removal: none` keeps
-        # the space the demo was measured with: since blocks became removable by default, the
-        # width floor alone no longer excludes removal, and 15 digits epochs stay at chance
-        # (2.35 -> 2.38 loss) where without removal they learn (2.35 -> 1.71, 51% validation).
-        "model": {"options": {"min_width_fraction": 0.5, "removal": "none"}},
+        "model": {"options": {"removal": "block"}},
         "optim": {"name": "sgd", "lr": 0.8, "lr_batch": 1024, "weight_decay": 4.0e-5},
         "schedule": {"name": "cosine", "warmup_epochs": 1.0},
         "label_smoothing": 0.1,
         "ema_decay": None,
+        "ordered_dropout": {"spread": 1, "sandwich": True, "group_size": 8},
+        # shares of the epochs: ordered_dropout.full_epochs and .width_epochs (see PHASE_SHARES)
+        PHASE_SHARES: {"full_epochs": 0.25, "width_epochs": 0.25},
     },
     "paper": {
         "optim": {"name": "rmsprop", "lr": 0.064, "lr_batch": 1024, "weight_decay": 1.0e-5},
@@ -48,9 +53,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def apply_recipe(data: dict[str, Any]) -> dict[str, Any]:
+def apply_recipe(data: dict[str, Any], *, default_epochs: int = 10) -> dict[str, Any]:
     """``data`` (a training config mapping) with the recipe its ``recipe`` key names merged
-    under it and the key removed; unchanged when it names none."""
+    under it and the key removed; unchanged when it names none.  Phase shares of the recipe
+    become epochs of ``data``'s ``epochs`` (``default_epochs`` when it sets none)."""
     if "recipe" not in data:
         return data
     from netadapt.config import merge_mappings  # netadapt.config imports nothing of train
@@ -61,4 +67,10 @@ def apply_recipe(data: dict[str, Any]) -> dict[str, Any]:
         return data
     if name not in RECIPES:
         raise NetAdaptError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
-    return merge_mappings(copy.deepcopy(RECIPES[name]), data)
+    recipe = copy.deepcopy(RECIPES[name])
+    shares = recipe.pop(PHASE_SHARES, {})
+    epochs = data.get("epochs", default_epochs)
+    if shares and isinstance(epochs, (int, float)):
+        phases = {key: share * epochs for key, share in shares.items()}
+        recipe["ordered_dropout"] = {**recipe.get("ordered_dropout", {}), **phases}
+    return merge_mappings(recipe, data)
