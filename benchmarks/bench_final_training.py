@@ -76,8 +76,7 @@ def _setup(model: str, width_mult: float, input_size: int, fraction: float, remo
     torch.manual_seed(0)
     net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10)
     arch = discovered_like(net, fraction, removed)
-    # The recipe's optimizer, label smoothing and weight average; the space stays the zoo's own
-    # (the `small` recipe's `removal: none` would forbid the removed blocks).
+    # The recipe's optimizer, label smoothing and weight average; the space stays the zoo's own.
     config = config_from_dict(SupernetTrainConfig, {"recipe": recipe, "ordered_dropout": {"enabled": False}})
     return net, arch, config
 

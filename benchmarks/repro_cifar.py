@@ -76,9 +76,8 @@ def base_config(size: dict[str, Any], data: Path, run_dir: Path) -> dict[str, An
             "seed": 0,
             "epochs": size["epochs"],
             "device": size["device"],
-            # The super-network recipe (netadapt/train/recipes.py): SGD, cosine, widths 50-100% of
-            # each layer -- over the paper's full range (down to 0 filters) a super-network does not
-            # train at this scale (docs/training.md, docs/RESULTS.md).
+            # The super-network recipe (netadapt/train/recipes.py): SGD, cosine, the paper's whole
+            # space with progressive phases and groups normalized apart (docs/training.md).
             "recipe": "small",
             "model": {"name": "mobilenet_v1_cifar", "width_mult": size["width_mult"]},
             "data": {

@@ -175,10 +175,12 @@ def _budgets_section() -> list[str]:
 
     lines = [
         "",
-        f"`{RECIPE}` is a placeholder: it is what trains at the scale of a 2-core machine today (the demo, the",
-        "CIFAR-10 reproduction); the measurements of which sampler options and schedule train best replace",
-        "its values. `paper` is §4.1.1's ImageNet recipe, which does not train at small scale",
-        "(docs/training.md).",
+        f"`{RECIPE}` trains over the paper's whole space (every width, whole removable blocks) at the scale",
+        "of a 2-core machine (the demo, the CIFAR-10 configs, `netadapt run --data`): the initial network",
+        "alone for the first quarter of the epochs, progressive shrinking of the widths in the second",
+        "(`phase_shares`: shares of the config's epochs), groups of 8 images sharing one sub-network and",
+        "their own BatchNorm statistics; docs/ranking.md measures how it ranks sub-networks. `paper` is",
+        "§4.1.1's ImageNet recipe, which does not train at small scale (docs/training.md).",
         "",
         "## `netadapt run --data FOLDER`: budgets",
         "",
