@@ -74,10 +74,7 @@ def test_every_budget_makes_a_valid_config(shapes):
         b = BUDGETS[budget]
         assert config.supernet.epochs == min(b.max_epochs, max(b.min_epochs, round(b.supernet_epochs * 10_000 / 9_000)))
         assert config.supernet.data.image_size == 28 and config.supernet.data.mean == profile.mean
-        assert config.supernet.model.name == "mobilenet_v1_cifar" and config.supernet.model.options == {
-            "min_width_fraction": 0.5,
-            "removal": "none",
-        }
+        assert config.supernet.model.name == "mobilenet_v1_cifar" and config.supernet.model.options == {"removal": "block"}
         assert config.search.search.target == 0.4 and config.search.metric == "params"
         assert config.final.baseline == b.train_baseline and config.final.initial == b.train_initial
     # ten times the images: about a tenth of the epochs (the time stays about the same)
@@ -123,7 +120,7 @@ def test_rerun_resumes_and_print_config_round_trips(shapes, shapes_run, capsys):
     args = ["run", "--data", str(shapes), "--budget", "smoke", "--run-dir", str(run_dir)]
     assert main([*args, "--print-config"]) == 0
     text = capsys.readouterr().out
-    assert "# " in text and "min_width_fraction" in text  # commented, recipe written out
+    assert "# " in text and "group_size: 8" in text  # commented, recipe written out
     printed = config_from_dict(RunConfig, yaml.safe_load(text))
     assert printed == load_config(RunConfig, run_dir / "config.yaml")
     assert main(args) == 0  # every stage is complete: only export and report run again
