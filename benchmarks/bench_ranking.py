@@ -74,6 +74,13 @@ SIZES: dict[str, dict[str, Any]] = {
 #: Super-network recipes: changes to the base training config (dotted keys of SupernetTrainConfig).
 #: ``pretrain: True`` starts the super-network from the initial network trained plainly for the
 #: size's ``pretrain_epochs`` (what a user with a trained model does; NetAdaptV1 starts there too).
+#: The default recipe: from the trained network, progressive shrinking, one width level per image
+#: with every layer within one choice of it, the sandwich rule.
+SPREAD_PROG: dict[str, Any] = {
+    "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True, "ordered_dropout.width_epochs": 0.5,
+}  # fmt: skip
+SPREAD_DEEP: dict[str, Any] = {**SPREAD_PROG, "ordered_dropout.width_epochs": 0.25, "ordered_dropout.block_drop": 0.25}
+
 RECIPES: dict[str, dict[str, Any]] = {
     # the initial network trained plainly for the recipes' whole budget (the reference of the goal
     # "full network within 3 points of the plainly trained one"); not a super-network
@@ -102,50 +109,27 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     # the default recipe: from the trained network, progressive shrinking, one width level per
     # image with every layer within one choice of it, the sandwich rule
-    "pre-spread-prog": {
-        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
-        "ordered_dropout.width_epochs": 0.5,
-    },
+    "pre-spread-prog": SPREAD_PROG,
     # the same with a fine-tuning learning rate (0.01 instead of 0.05): the trained weights are a
     # starting point to keep, not to re-learn (Once-for-All lowers the rate for its shrinking stages);
     # optim.lr is per 1024 images: 0.16 is 0.01 at batch 64
-    "pre-spread-prog-lr": {
-        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
-        "ordered_dropout.width_epochs": 0.5, "optim.lr": 0.16,
-    },
+    "pre-spread-prog-lr": {**SPREAD_PROG, "optim.lr": 0.16},
     # the default recipe with more depth in training: removal from a quarter of the epochs on (not
     # half) and each removable block dropped for a quarter of the images (not one in nine)
-    "pre-spread-deep": {
-        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
-        "ordered_dropout.width_epochs": 0.25, "ordered_dropout.block_drop": 0.25,
-    },
+    "pre-spread-deep": SPREAD_DEEP,
     # the default recipe with one sub-network per group of images, each group normalized with its
-    # own BatchNorm statistics (ordered_dropout.group_size)
-    "pre-spread-prog-g16": {
-        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
-        "ordered_dropout.width_epochs": 0.5, "ordered_dropout.group_size": 16,
-    },
-    "pre-spread-prog-g8": {
-        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
-        "ordered_dropout.width_epochs": 0.5, "ordered_dropout.group_size": 8,
-    },
+    # own BatchNorm statistics (ordered_dropout.group_size; docs/ranking.md)
+    "pre-spread-prog-g16": {**SPREAD_PROG, "ordered_dropout.group_size": 16},
+    "pre-spread-prog-g8": {**SPREAD_PROG, "ordered_dropout.group_size": 8},
     # the same with another seed of the super-network's training (its repeatability)
-    "pre-spread-prog-g8-s1": {
-        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
-        "ordered_dropout.width_epochs": 0.5, "ordered_dropout.group_size": 8, "seed": 1,
-    },
-    # from scratch (no pre-training, no progressive shrinking): one width level per image, the
-    # sandwich rule, groups of 8 images normalized apart
-    "spread-g8": {"ordered_dropout.spread": 1, "ordered_dropout.sandwich": True, "ordered_dropout.group_size": 8},
+    "pre-spread-prog-g8-s1": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "seed": 1},
+    # ... with in-place distillation from the initial network, with more depth in training
+    "pre-spread-prog-g8-kd": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.distill": 0.5},
+    "pre-spread-deep-g8": {**SPREAD_DEEP, "ordered_dropout.group_size": 8},
+    # from scratch (no pre-training, no progressive shrinking): one width level per image and the
+    # sandwich rule, with one batch statistic or groups of 8 images normalized apart
     "spread": {"ordered_dropout.spread": 1, "ordered_dropout.sandwich": True},
-    "pre-spread-deep-g8": {
-        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
-        "ordered_dropout.width_epochs": 0.25, "ordered_dropout.block_drop": 0.25, "ordered_dropout.group_size": 8,
-    },
-    "pre-spread-prog-g8-kd": {
-        "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True,
-        "ordered_dropout.width_epochs": 0.5, "ordered_dropout.group_size": 8, "ordered_dropout.distill": 0.5,
-    },
+    "spread-g8": {"ordered_dropout.spread": 1, "ordered_dropout.sandwich": True, "ordered_dropout.group_size": 8},
     "pre-layer-sd-prog": {
         "pretrain": True, "model.options": {"removal": "layer"}, "ordered_dropout.sandwich": True,
         "ordered_dropout.distill": 0.5, "ordered_dropout.width_epochs": 0.5,
