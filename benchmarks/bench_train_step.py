@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from netadapt import build_supernet
 from netadapt.train import OrderedDropoutSampler, RMSpropTF
+from netadapt.train.sampling import group_sizes
 
 
 def _sync(device: torch.device) -> None:
@@ -71,6 +72,7 @@ def _make_step(
     precision: str,
     kernels: bool,
     channels_last: bool,
+    group_size: int | None = None,
 ):
     """The network, optimizer and data of one measurement, and ``step(ordered)`` running one
     training step and returning (seconds, minor page faults)."""
@@ -81,7 +83,8 @@ def _make_step(
     net = net.to(memory_format=memory_format)
     net.train()
     opt = RMSpropTF(net.parameters(), lr=1e-4)
-    sampler = OrderedDropoutSampler(net.space, kernels=kernels)
+    sampler = OrderedDropoutSampler(net.space, kernels=kernels, group_size=group_size)
+    groups = group_sizes(torch.arange(batch), group_size)  # runs of images normalized apart, or None
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, input_size, input_size, device=dev).contiguous(memory_format=memory_format)
     y = torch.randint(10, (batch,), device=dev)
@@ -97,7 +100,7 @@ def _make_step(
                 widths, kernel_sizes = sampler.sample(batch, gen)
                 widths = widths.to(dev, non_blocking=True)
                 kernel_sizes = None if kernel_sizes is None else kernel_sizes.to(dev, non_blocking=True)
-                logits = forward(x, widths=widths, kernels=kernel_sizes)
+                logits = forward(x, widths=widths, kernels=kernel_sizes, groups=groups)
             else:
                 logits = forward(x)
             loss = F.cross_entropy(logits.float(), y)
@@ -199,6 +202,7 @@ def measure(
     kernels: bool = True,
     channels_last: bool = False,
     processes: bool = False,
+    group_size: int | None = None,
 ) -> dict:
     """Plain and ordered-dropout training steps of ``model``, interleaved; the figures as a dict.
 
@@ -222,6 +226,7 @@ def measure(
         precision=precision,
         kernels=kernels,
         channels_last=channels_last,
+        group_size=group_size,
     )
     make_steps = functools.partial(_steps, setup)
     times, faults = interleave((False, True), make_steps, steps=steps, warmup=warmup, processes=processes)
@@ -239,6 +244,7 @@ def measure(
         "precision": precision,
         "channels_last": channels_last,
         "processes": processes,
+        "group_size": group_size,
         "superkernels": kernels and any(len(layer.kernels) > 1 for layer in net.space.layers),
         "plain_ms": round(plain * 1e3, 2),
         "ordered_dropout_ms": round(od * 1e3, 2),
@@ -270,6 +276,7 @@ def main() -> None:
         action="store_true",
         help="each kind of step in its own process (own allocator heap), still alternating step by step",
     )
+    p.add_argument("--group-size", type=int, help="ordered dropout with groups of this many images normalized apart")
     args = p.parse_args()
 
     if args.threads:
@@ -287,6 +294,7 @@ def main() -> None:
         kernels=not args.no_kernels,
         channels_last=args.channels_last,
         processes=args.processes,
+        group_size=args.group_size,
     )
     print(json.dumps(result))
 

@@ -78,11 +78,7 @@ def test_small_data_configs_use_the_recipe():
 
 def test_a_recipe_goes_under_the_configs_own_values():
     config = load_config(SupernetTrainConfig, None, ["recipe=small", "optim.lr=0.1"])
-    assert (
-        config.optim.lr == 0.1
-        and config.optim.name == "sgd"
-        and config.model.options == {"removal": "block"}
-    )
+    assert config.optim.lr == 0.1 and config.optim.name == "sgd" and config.model.options == {"removal": "block"}
     # phase shares follow the config's own epochs, and a config's own phase lengths win
     config = load_config(SupernetTrainConfig, None, ["recipe=small", "epochs=12"])
     assert (config.ordered_dropout.full_epochs, config.ordered_dropout.width_epochs) == (3.0, 3.0)
