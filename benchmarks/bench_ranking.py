@@ -59,6 +59,13 @@ SIZES: dict[str, dict[str, Any]] = {
         "epochs": 8, "pretrain_epochs": 5, "calibration": 500, "archs": 16, "finetune_epochs": 1, "scratch_epochs": 2,
         "finetune_seeds": 2, "scratch_seeds": 1, "val_subset": None, "device": "cpu",
     },
+    # the paper's kind of space: MobileNetV3 blocks with residual paths, removed whole (a removed
+    # block computes exactly its input), at about the MACs of the cpu size
+    "cpu-v3": {
+        "model": "mobilenet_v3_small_cifar", "width_mult": 0.75, "subset": 10000, "heldout": 2000, "batch": 64,
+        "epochs": 8, "pretrain_epochs": 5, "calibration": 500, "archs": 16, "finetune_epochs": 1, "scratch_epochs": 2,
+        "finetune_seeds": 2, "scratch_seeds": 1, "val_subset": None, "device": "cpu",
+    },
     "gpu": {
         "model": "mobilenet_v3_large_cifar", "width_mult": 1.0, "subset": None, "heldout": 5000, "batch": 256,
         "epochs": 60, "pretrain_epochs": 40, "calibration": 2000, "archs": 20, "finetune_epochs": 5, "scratch_epochs": 30,
