@@ -178,7 +178,9 @@ class ElasticConv(nn.Module):
         m = self.filters
         parts = []
         if self.conv is not None:
-            parts.append(self._post(self.conv(x[:, :m] if self.depthwise else x)))
+            # a depthwise layer keeping fewer filters than inputs reads the first m channels; sliced
+            # only then (an exported no-op Slice costs ONNX Runtime a copy of the activation)
+            parts.append(self._post(self.conv(x[:, :m] if self.depthwise and m < self.in_channels else x)))
         if m < self.limit:
             parts.append(bypass_slice(x, m, self.limit, self.stride))
         return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
