@@ -3,8 +3,9 @@
 The flow users have: a trained network.  From it this benchmark
 
 1. builds and trains the NetAdaptV2 super-network (``--recipe`` of ``bench_ranking.py``, started
-   from the trained network) and searches it to each target (MACs: 50%, 30%; latency with a
-   lookup table) with ``netadapt search``;
+   from the trained network) and searches it to each target with ``netadapt search``: a fraction
+   of the initial network's MACs (``--metric macs``, the default: 50%, 30%) or of its latency
+   predicted by a lookup table (``--metric latency``, below);
 2. builds the alternatives at the *same* resource: the uniformly scaled network
    (``netadapt.search.baseline.uniform_matching``, within ±2%), and Torch-Pruning's structured
    pruning of the trained network (magnitude and Taylor importance, iterative, to within ±2%);
@@ -15,10 +16,23 @@ The flow users have: a trained network.  From it this benchmark
 4. prints top-1 (mean ± std over seeds) per network and the paired difference discovered − each
    alternative with a 95% t-interval over seeds.
 
+A latency target (``--metric latency``) first builds the latency lookup table of the
+super-network's search space with ``netadapt lut build``'s builder (``lut-BACKEND-1t.json`` in the
+results folder, once; an interrupted build resumes): ONNX Runtime on one CPU thread, the backend
+docs/resources.md measured and recommends (the smoke size uses PyTorch eager, only to stay
+quick).  The search constrains ``latency:TABLE.json``; the uniform network is matched by the same
+predicted latency (±2%); Torch-Pruning's networks are matched by *measured* latency (±2%, each
+candidate timed together with the discovered network on the table's backend), since their widths
+are not on the search space's grid that the table holds; a pruned network that misses ±2% is left
+out and the table says so.  Every network's predicted and measured latency (all timed in the same
+interleaved rounds) stands beside its MACs.  Results go to ``target-latency-T/`` and
+``results/target-latency-T.json``, beside the MAC targets' ``target-T/``.
+
 Every result is a file written atomically; rerunning skips what exists.
 
     python benchmarks/compare_cifar.py run --size cpu --data data/cifar10-jpg --target 0.5
     python benchmarks/compare_cifar.py run --size cpu --data data/cifar10-jpg --target 0.3
+    python benchmarks/compare_cifar.py run --size cpu --data data/cifar10-jpg --target 0.5 --metric latency
     python benchmarks/compare_cifar.py table --size cpu
 """
 
@@ -31,9 +45,10 @@ import math
 import multiprocessing
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -42,7 +57,9 @@ from torch import nn
 
 from netadapt.arch.space import Architecture
 from netadapt.config import config_from_dict
+from netadapt.errors import NetAdaptError
 from netadapt.io import load_json, save_json
+from netadapt.model.supernet import SuperNet
 
 log = logging.getLogger("compare_cifar")
 
@@ -58,13 +75,24 @@ def _ranking_module():
 
 ranking = _ranking_module()
 
+#: How a latency target is measured (``--metric latency``): the lookup table's backend and build
+#: settings (``netadapt lut build``'s options) and how whole networks are timed (``network_time``
+#: seconds per network and pass, split into ``rounds`` windows interleaved across the networks,
+#: minimum kept, as ``lut check`` does).  ONNX Runtime on one CPU thread is what
+#: docs/resources.md measured and recommends (I/O binding, 2 passes, minimum of ~1 ms blocks:
+#: 100% of mobilenet_v2_cifar sub-networks within ±10%).  The smoke size uses PyTorch eager
+#: instead only to stay quick: exporting its 1,126 operations to ONNX alone takes ~70 s here.
+LUT_ONNX = {"backend": "onnxruntime", "threads": 1, "warmup": 5, "min_time": 0.05, "passes": 2, "calibrate": 20,
+            "network_time": 1.2, "rounds": 12, "network_passes": 2}  # fmt: skip
+LUT_SMOKE = {"backend": "torch", "threads": 1, "warmup": 2, "min_time": 0.002, "passes": 1, "calibrate": 3,
+             "network_time": 0.04, "rounds": 4, "network_passes": 1}  # fmt: skip
 SIZES: dict[str, dict[str, Any]] = {
     "cpu": {"ranking": "cpu", "finetune_epochs": 3, "samples": 20, "layers": 6, "initial_reduction": 0.03,
-            "eval_batch": 500, "prune_steps": 5},
+            "eval_batch": 500, "prune_steps": 5, "lut": LUT_ONNX},
     "gpu": {"ranking": "gpu", "finetune_epochs": 30, "samples": 100, "layers": 10, "initial_reduction": 0.015,
-            "eval_batch": 1000, "prune_steps": 10},
+            "eval_batch": 1000, "prune_steps": 10, "lut": LUT_ONNX},
     "smoke": {"ranking": "smoke", "finetune_epochs": 1, "samples": 3, "layers": 4, "initial_reduction": 0.2,
-              "eval_batch": 30, "prune_steps": 2},
+              "eval_batch": 30, "prune_steps": 2, "lut": LUT_SMOKE},
 }  # fmt: skip
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -78,24 +106,103 @@ def supernet_and_pretrained(size: dict, data: Path, recipe: str, root: Path, thr
     return supernet, root / "supernets" / "_pretrained" / "supernet.pt"
 
 
-def discovered(supernet: Path, target: float, size: dict, root: Path) -> Architecture:
-    """The searched architecture at ``target`` × the initial network's MACs (``netadapt search``)."""
+def discovered(supernet: Path, target: float, size: dict, root: Path, metric: str = "macs", label: str = "") -> Architecture:
+    """The searched architecture at ``target`` × the initial network's resource (``netadapt search``
+    with ``metric``), kept in ``search-LABEL`` (LABEL: the target alone for MACs)."""
     from netadapt.search.config import SearchConfig
     from netadapt.search.evaluate import EvalConfig
     from netadapt.search.run import SearchRunConfig, run_search
 
-    run_dir = root / f"search-{target:g}"
+    run_dir = root / f"search-{label or f'{target:g}'}"
     if not (run_dir / "final_arch.json").exists():
         rsize = ranking.SIZES[size["ranking"]]
         run_search(
             SearchRunConfig(
-                supernet=str(supernet), metric="macs", run_dir=str(run_dir), batch_size=size["eval_batch"],
+                supernet=str(supernet), metric=metric, run_dir=str(run_dir), batch_size=size["eval_batch"],
                 search=SearchConfig(samples=size["samples"], layers=size["layers"], initial_reduction=size["initial_reduction"],
                                     decay=0.98, target=target),
                 eval=EvalConfig(calibration_images=rsize["calibration"]),
             )
         )  # fmt: skip
     return Architecture.from_dict(load_json(run_dir / "final_arch.json"))
+
+
+class Goal(NamedTuple):  # a NamedTuple: a dataclass needs its module in sys.modules, which a file loaded by path is not
+    """What every network is matched on: the discovered architecture, its resource (the budget),
+    the initial network's, and the uniform network at the budget."""
+
+    metric: str  # "macs" or "latency" (predicted by the lookup table ``table``)
+    label: str  # names the search, the results folder and file: "0.5", "latency-0.5"
+    arch: Architecture
+    uniform: Architecture
+    resource: Callable[[Architecture], float]
+    budget: float
+    full: float
+    table: Path | None = None
+
+
+def mac_goal(supernet: SuperNet, supernet_file: Path, target: float, size: dict, root: Path) -> Goal:
+    """The MAC target: search by MACs, the uniform network matched by MACs (±2%)."""
+    from netadapt.resources.counting import count_macs
+    from netadapt.search.baseline import uniform_matching
+
+    arch = discovered(supernet_file, target, size, root)
+    budget = count_macs(supernet, arch)
+    uniform = uniform_matching(supernet.space, lambda a: float(count_macs(supernet, a)), float(budget)).arch
+    full = count_macs(supernet, supernet.space.full())
+    return Goal("macs", f"{target:g}", arch, uniform, lambda a: count_macs(supernet, a), budget, full)
+
+
+def latency_table(supernet: SuperNet, lut: dict, root: Path) -> Path:
+    """The latency lookup table of the super-network's search space, built once into ``root`` with
+    ``netadapt lut build``'s builder; an interrupted build resumes, a finished one is reused."""
+    from netadapt.resources.lut_build import build_table
+    from netadapt.resources.timing import Measurer
+
+    path = root / f"lut-{lut['backend']}-{lut['threads']}t.json"
+    measure = Measurer(backend=lut["backend"], threads=lut["threads"], warmup=lut["warmup"], min_time=lut["min_time"])
+    build_table(
+        supernet, path, measure=measure, passes=lut["passes"], calibrate=lut["calibrate"], network_time=lut["network_time"],
+        network_rounds=lut["rounds"], progress=False,
+    )  # fmt: skip
+    return path
+
+
+def latency_goal(supernet: SuperNet, supernet_file: Path, target: float, size: dict, root: Path) -> Goal:
+    """The latency target: search with ``latency:TABLE.json`` to ``target`` × the initial network's
+    predicted latency, the uniform network matched by the same predicted latency (±2%)."""
+    from netadapt.resources.lut import LatencyTableMetric
+    from netadapt.search.baseline import uniform_matching
+
+    table = latency_table(supernet, size["lut"], root)
+    predict = LatencyTableMetric(table, supernet)
+    label = f"latency-{target:g}"
+    arch = discovered(supernet_file, target, size, root, metric=f"latency:{table}", label=label)
+    budget = predict(arch)
+    try:
+        uniform = uniform_matching(supernet.space, predict, budget).arch
+    except NetAdaptError as exc:  # widths do not shrink a network's per-operation costs; removed blocks do
+        raise SystemExit(f"error: {exc}: uniform scaling cannot reach the discovered network's latency; raise --target") from None
+    return Goal("latency", label, arch, uniform, predict, budget, predict(supernet.space.full()), table)
+
+
+def measure_latency(modules: list[nn.Module], input_size: int, lut: dict) -> list[float]:
+    """Whole-network latency (ms, batch 1) of each module on the lookup table's backend, timed as
+    ``lut check`` times networks: ``rounds`` short windows per network interleaved across all of
+    them, in ``network_passes`` passes, the minimum kept, so that the machine's changing speed
+    (docs/resources.md) reaches every network alike."""
+    from netadapt.resources.timing import Measurer, make_runner
+
+    window = Measurer(backend=lut["backend"], threads=lut["threads"], warmup=lut["warmup"],
+                      min_time=lut["network_time"] / lut["rounds"])  # fmt: skip
+    x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    best = [math.inf] * len(modules)
+    for _ in range(lut["network_passes"]):
+        runners = [make_runner(m.eval(), (x,), backend=lut["backend"], threads=lut["threads"]) for m in modules]
+        for _ in range(lut["rounds"]):
+            for i, runner in enumerate(runners):
+                best[i] = min(best[i], window.time(runner).min)
+    return best
 
 
 def macs_of_module(module: nn.Module, input_size: int) -> int:
@@ -179,26 +286,58 @@ def torch_pruned(pretrained: Path, importance: str, ratio: float, batches: list,
     return model.eval()
 
 
+def bisect_ratio(
+    pretrained: Path, importance: str, error: Callable[[nn.Module], tuple[float, dict]], batches: list, steps: int
+) -> tuple[float, float, dict]:
+    """(ratio, error, record) of the channel ratio whose pruned network is closest to the budget, by
+    bisection (stopping within ±1%); ``error(model)`` is (resource / budget - 1, what to record)."""
+    low, high = 0.0, 0.95
+    best: tuple[float, float, dict] = (0.0, math.inf, {})
+    for _ in range(16):
+        ratio = (low + high) / 2
+        err, record = error(torch_pruned(pretrained, importance, ratio, batches, steps))
+        if abs(err) < abs(best[1]):
+            best = (ratio, err, record)
+        if abs(err) <= 0.01:
+            break
+        low, high = (ratio, high) if err > 0 else (low, ratio)
+    return best
+
+
 def pruning_ratio(
     pretrained: Path, importance: str, budget: int, batches: list, steps: int, input_size: int
 ) -> tuple[float, int]:
     """(ratio, MACs): the channel ratio at which Torch-Pruning's network lands within ±1-2% of
     ``budget`` MACs (bisection)."""
-    low, high = 0.0, 0.95
-    best = (0.0, 0, math.inf)
-    for _ in range(16):
-        ratio = (low + high) / 2
-        model = torch_pruned(pretrained, importance, ratio, batches, steps)
+
+    def error(model: nn.Module) -> tuple[float, dict]:
         macs = macs_of_module(model, input_size)
-        err = macs / budget - 1
-        if abs(err) < abs(best[2]):
-            best = (ratio, macs, err)
-        if abs(err) <= 0.01:
-            break
-        low, high = (ratio, high) if macs > budget else (low, ratio)
-    if abs(best[2]) > 0.02:
-        raise SystemExit(f"error: Torch-Pruning ({importance}) did not reach the budget within 2% ({100 * best[2]:+.1f}%)")
-    return best[0], best[1]
+        return macs / budget - 1, {"macs": macs}
+
+    ratio, err, record = bisect_ratio(pretrained, importance, error, batches, steps)
+    if abs(err) > 0.02:
+        raise SystemExit(f"error: Torch-Pruning ({importance}) did not reach the budget within 2% ({100 * err:+.1f}%)")
+    return ratio, record["macs"]
+
+
+def latency_pruning_ratio(
+    pretrained: Path, importance: str, reference: nn.Module, batches: list, steps: int, input_size: int, lut: dict
+) -> dict:
+    """The channel ratio at which Torch-Pruning's network runs as fast as ``reference`` (the
+    discovered network), *measured*: each bisection step times the candidate and ``reference``
+    together (:func:`measure_latency`), so both see the machine in the same state.
+
+    The table cannot predict a pruned network: every layer keeps ``(1 - ratio) × full`` channels,
+    off the search space's grid of widths that the table holds.  ``matched`` is whether the
+    closest candidate lies within ±2%; measurement noise can leave it outside.
+    """
+
+    def error(model: nn.Module) -> tuple[float, dict]:
+        pruned, ours = measure_latency([model, reference], input_size, lut)
+        return pruned / ours - 1, {"latency_ms": pruned, "reference_ms": ours}
+
+    ratio, err, record = bisect_ratio(pretrained, importance, error, batches, steps)
+    return {"ratio": ratio, "error": err, "matched": abs(err) <= 0.02, **record}
 
 
 def _calibration_batches(root: Path, count: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -283,35 +422,97 @@ def run(args: argparse.Namespace) -> int:
     supernet_file, pretrained_file = supernet_and_pretrained(size, data, args.recipe, root, args.threads)
     from netadapt.model.checkpoint import load_supernet
     from netadapt.resources.counting import count_macs
-    from netadapt.search.baseline import uniform_matching
 
     supernet, _ = load_supernet(supernet_file)
-    arch = discovered(supernet_file, args.target, size, root)
-    budget = count_macs(supernet, arch)
-    uniform = uniform_matching(supernet.space, lambda a: float(count_macs(supernet, a)), float(budget)).arch
-    folder = root / f"target-{args.target:g}"
+    goal = (mac_goal if args.metric == "macs" else latency_goal)(supernet, supernet_file, args.target, size, root)
+    folder = root / f"target-{goal.label}"
     specs: dict[str, dict] = {
-        "discovered (super-network weights)": {"kind": "netadapt", "weights": str(supernet_file), "arch": arch.to_dict()},
-        "uniform (trained weights)": {"kind": "netadapt", "weights": str(pretrained_file), "arch": uniform.to_dict()},
-        "uniform (super-network weights)": {"kind": "netadapt", "weights": str(supernet_file), "arch": uniform.to_dict()},
+        "discovered (super-network weights)": {"kind": "netadapt", "weights": str(supernet_file), "arch": goal.arch.to_dict()},
+        "uniform (trained weights)": {"kind": "netadapt", "weights": str(pretrained_file), "arch": goal.uniform.to_dict()},
+        "uniform (super-network weights)": {"kind": "netadapt", "weights": str(supernet_file), "arch": goal.uniform.to_dict()},
     }
+    notes: list[str] = []
     if not args.no_pruning:
-        batches = _calibration_batches(root)
-        for importance in ("magnitude", "taylor"):
-            found = folder / f"pruning-{importance}.json"
-            if not found.exists():
+        specs.update(pruning_specs(goal, supernet, pretrained_file, size, root, folder, notes))
+    rows = describe(specs, supernet, goal, size["lut"], folder)
+    finetune_all(rows, specs, size, data, folder, args)
+    report = {"target": args.target, "recipe": args.recipe, "size": args.size, "budget_macs": count_macs(supernet, goal.arch),
+              "full_macs": count_macs(supernet, supernet.space.full()), "epochs": size["finetune_epochs"], "rows": rows,
+              "architecture": goal.arch.to_dict(supernet.space), "uniform": goal.uniform.to_dict(supernet.space),
+              "data": str(data), "subset": rsize["subset"]}  # fmt: skip
+    if goal.metric == "latency":
+        lut = size["lut"]
+        report.update(metric="latency", table=str(goal.table), backend=lut["backend"], threads=lut["threads"],
+                      budget_latency_ms=goal.budget, full_latency_ms=goal.full, notes=notes)  # fmt: skip
+    save_json(root / "results" / f"target-{goal.label}.json", report)
+    print(format_table([report]))
+    return 0
+
+
+def pruning_specs(
+    goal: Goal, supernet: SuperNet, pretrained: Path, size: dict, root: Path, folder: Path, notes: list[str]
+) -> dict[str, dict]:
+    """Torch-Pruning's networks (magnitude and Taylor importance) at the goal's resource, each
+    ratio found once and kept in ``folder``.  At a latency goal a network whose measured latency
+    misses the discovered network's by more than 2% is left out, and ``notes`` says so."""
+    batches = _calibration_batches(root)
+    specs = {}
+    for importance in ("magnitude", "taylor"):
+        found = folder / f"pruning-{importance}.json"
+        if not found.exists():
+            if goal.metric == "macs":
                 ratio, macs = pruning_ratio(
-                    pretrained_file, importance, budget, batches, size["prune_steps"], supernet.input_size
+                    pretrained, importance, goal.budget, batches, size["prune_steps"], supernet.input_size
                 )
                 save_json(found, {"ratio": ratio, "macs": macs})
-            specs[f"Torch-Pruning {importance} (trained weights)"] = {
-                "kind": "torch-pruning", "weights": str(pretrained_file), "importance": importance,
-                "ratio": load_json(found)["ratio"], "steps": size["prune_steps"], "root": str(root),
-            }  # fmt: skip
-    rows, jobs = {}, []
+            else:
+                reference = supernet.extract(goal.arch)
+                save_json(found, latency_pruning_ratio(pretrained, importance, reference, batches, size["prune_steps"],
+                                                       supernet.input_size, size["lut"]))  # fmt: skip
+        result = load_json(found)
+        if not result.get("matched", True):
+            notes.append(
+                f"Torch-Pruning {importance} left out: its closest network measured {100 * result['error']:+.1f}% "
+                "from the discovered network's latency (tolerance ±2%)"
+            )
+            continue
+        specs[f"Torch-Pruning {importance} (trained weights)"] = {
+            "kind": "torch-pruning", "weights": str(pretrained), "importance": importance,
+            "ratio": result["ratio"], "steps": size["prune_steps"], "root": str(root),
+        }  # fmt: skip
+    return specs
+
+
+def describe(specs: dict[str, dict], supernet: SuperNet, goal: Goal, lut: dict, folder: Path) -> dict[str, dict]:
+    """Each network's MACs and parameters; at a latency goal also its latency predicted by the table
+    (None for Torch-Pruning's networks, which it cannot predict) and measured, every network in
+    the same interleaved rounds (:func:`measure_latency`, kept in ``folder/latency.json``)."""
+    modules = {name: build_network(spec) for name, spec in specs.items()}
+    rows = {
+        name: {"macs": macs_of_module(module, supernet.input_size), "params": sum(p.numel() for p in module.parameters())}
+        for name, module in modules.items()
+    }
+    if goal.metric == "latency":
+        measured = folder / "latency.json"
+        if not measured.exists() or set(load_json(measured)) != set(rows):
+            save_json(
+                measured, dict(zip(modules, measure_latency(list(modules.values()), supernet.input_size, lut), strict=True))
+            )
+        times = load_json(measured)
+        for name, row in rows.items():
+            netadapt = specs[name]["kind"] == "netadapt"
+            row["latency_predicted_ms"] = goal.resource(Architecture.from_dict(specs[name]["arch"])) if netadapt else None
+            row["latency_measured_ms"] = times[name]
+    return rows
+
+
+def finetune_all(
+    rows: dict[str, dict], specs: dict[str, dict], size: dict, data: Path, folder: Path, args: argparse.Namespace
+) -> None:
+    """Fine-tune every network for ``args.seeds`` seeds in ``args.jobs`` processes, adding each
+    top-1 to its row; every result is a file in ``folder/results`` that a rerun reads back."""
+    jobs = []
     for name, spec in specs.items():
-        module = build_network(spec)
-        rows[name] = {"macs": macs_of_module(module, supernet.input_size), "params": sum(p.numel() for p in module.parameters())}
         slug = name.split(" (")[0].replace(" ", "-").lower() + ("-super" if "super-network" in name else "")
         for seed in range(args.seeds):
             jobs.append((name, (str(folder / "results" / f"{slug}-s{seed}.json"), spec, size, str(data), seed)))
@@ -323,13 +524,6 @@ def run(args: argparse.Namespace) -> int:
                 raise SystemExit(f"error: fine-tuning {path} failed: {error}")
             rows[name].setdefault("top1", []).append(top1)
             log.info("%s: %s -> %.4f", name, Path(path).name, top1)
-    report = {"target": args.target, "recipe": args.recipe, "size": args.size, "budget_macs": budget,
-              "full_macs": count_macs(supernet, supernet.space.full()), "epochs": size["finetune_epochs"], "rows": rows,
-              "architecture": arch.to_dict(supernet.space), "uniform": uniform.to_dict(supernet.space),
-              "data": str(data), "subset": rsize["subset"]}  # fmt: skip
-    save_json(root / "results" / f"target-{args.target:g}.json", report)
-    print(format_table([report]))
-    return 0
 
 
 class _Serial:
@@ -353,9 +547,24 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def _difference(name: str, ours: list[float], row: dict) -> str:
+    if name.startswith("discovered"):
+        return "–"
+    return "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(100 * v for v in paired(ours, row["top1"])))
+
+
+def _top1(row: dict) -> str:
+    top1 = np.asarray(row["top1"]) * 100
+    std = f"{top1.std(ddof=1):.2f}" if len(top1) > 1 else "–"
+    return f"{top1.mean():.2f} ± {std}"
+
+
 def format_table(reports: list[dict]) -> str:
     lines = []
     for report in reports:
+        if report.get("metric") == "latency":
+            lines += format_latency_table(report)
+            continue
         rows = report["rows"]
         ours = rows["discovered (super-network weights)"]["top1"]
         lines += [
@@ -366,16 +575,41 @@ def format_table(reports: list[dict]) -> str:
             "|---|---|---|---|---|",
         ]
         for name, row in rows.items():
-            top1 = np.asarray(row["top1"]) * 100
-            diff = (
-                "–"
-                if name.startswith("discovered")
-                else "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(100 * v for v in paired(ours, row["top1"])))
+            lines.append(
+                f"| {name} | {row['macs'] / 1e6:.2f} | {row['params']:,} | {_top1(row)} | {_difference(name, ours, row)} |"
             )
-            std = f"{top1.std(ddof=1):.2f}" if len(top1) > 1 else "–"
-            lines.append(f"| {name} | {row['macs'] / 1e6:.2f} | {row['params']:,} | {top1.mean():.2f} ± {std} | {diff} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def format_latency_table(report: dict) -> list[str]:
+    """The lines of one latency target's table: predicted and measured latency beside MACs."""
+    rows = report["rows"]
+    ours = rows["discovered (super-network weights)"]["top1"]
+    lines = [
+        f"Target {100 * report['target']:g}% of the initial network's latency predicted by the lookup table "
+        f"({report['budget_latency_ms']:.3f} ms of {report['full_latency_ms']:.3f} ms; {report['backend']}, "
+        f"{report['threads']} thread(s)), {report['epochs']} fine-tuning epochs, {len(ours)} seeds",
+        "",
+        "| network | MACs (M) | latency predicted (ms) | latency measured (ms) | params | top-1 % (mean ± std) "
+        "| discovered − this, points [95% CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        predicted = "–" if row["latency_predicted_ms"] is None else f"{row['latency_predicted_ms']:.3f}"
+        lines.append(
+            f"| {name} | {row['macs'] / 1e6:.2f} | {predicted} | {row['latency_measured_ms']:.3f} | {row['params']:,} "
+            f"| {_top1(row)} | {_difference(name, ours, row)} |"
+        )
+    lines += [
+        "",
+        "Matched on the predicted latency (±2%): the uniform networks.  Matched on the measured latency (±2%, "
+        "timed together with the discovered network): Torch-Pruning's, whose widths the table does not hold "
+        "(no prediction).  Measured: every network in the same interleaved rounds, minimum, batch 1.",
+        *(f"Note: {note}." for note in report["notes"]),
+        "",
+    ]
+    return lines
 
 
 def table(args: argparse.Namespace) -> int:
@@ -390,8 +624,12 @@ def table(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="search one target and fine-tune every network at its MACs")
-    r.add_argument("--target", type=float, default=0.5, help="fraction of the initial network's MACs")
+    r = sub.add_parser("run", help="search one target and fine-tune every network at its MACs or latency")
+    r.add_argument("--target", type=float, default=0.5, help="fraction of the initial network's MACs or latency")
+    r.add_argument(
+        "--metric", choices=("macs", "latency"), default="macs",
+        help="what the target constrains: MACs (default) or the latency a lookup table predicts (built once here)",
+    )  # fmt: skip
     r.add_argument("--recipe", choices=sorted(ranking.RECIPES), default="pre-spread-prog")
     r.add_argument("--size", choices=sorted(SIZES), default="cpu")
     r.add_argument("--data", default="data/cifar10-jpg")

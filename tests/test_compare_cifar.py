@@ -69,3 +69,34 @@ def test_smoke_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert {p: p.stat().st_mtime_ns for p in results} == stamp
     assert compare.main(["table", "--size", "smoke", "--out", str(out)]) == 0
     assert "| Torch-Pruning taylor (trained weights) |" in capsys.readouterr().out
+
+
+def test_smoke_latency_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # PyTorch eager at the smoke size is bound by per-operation overhead: uniform scaling saves ~10%
+    # of the latency at most (removing blocks saves more), so the target is one it can match.
+    out = tmp_path / "compare"
+    args = ["run", "--size", "smoke", "--data", str(cifar_like), "--out", str(out), "--target", "0.95", "--seeds", "1",
+            "--jobs", "1", "--threads", "1", "--metric", "latency"]  # fmt: skip
+    assert compare.main(args) == 0
+    table = json.loads((out / "lut-torch-1t.json").read_text())
+    assert table["format"] == "netadapt.latency_table" and table["complete"]
+    assert (out / "search-latency-0.95" / "final_arch.json").exists()
+    assert not (out / "target-0.5").exists() and not (out / "results" / "target-0.5.json").exists()  # MAC results untouched
+    report = json.loads((out / "results" / "target-latency-0.95.json").read_text())
+    assert report["metric"] == "latency" and report["budget_latency_ms"] <= 0.95 * report["full_latency_ms"] * 1.001
+    rows = report["rows"]
+    for name in ("uniform (trained weights)", "uniform (super-network weights)"):
+        assert abs(rows[name]["latency_predicted_ms"] / report["budget_latency_ms"] - 1) <= 0.02, name
+    assert rows["discovered (super-network weights)"]["latency_predicted_ms"] == pytest.approx(report["budget_latency_ms"])
+    for importance in ("magnitude", "taylor"):  # matched on measured latency, or left out with a note saying so
+        found = json.loads((out / "target-latency-0.95" / f"pruning-{importance}.json").read_text())
+        name = f"Torch-Pruning {importance} (trained weights)"
+        assert (name in rows) == found["matched"] == (abs(found["error"]) <= 0.02)
+        assert found["matched"] or any(importance in note for note in report["notes"])
+    assert all(row["latency_measured_ms"] > 0 and len(row["top1"]) == 1 for row in rows.values())
+    assert set(json.loads((out / "target-latency-0.95" / "latency.json").read_text())) == set(rows)
+    stamp = {p: p.stat().st_mtime_ns for p in [out / "lut-torch-1t.json", *(out / "target-latency-0.95").rglob("*.json")]}
+    assert compare.main(args) == 0  # a rerun measures and fine-tunes nothing again
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    assert compare.main(["table", "--size", "smoke", "--out", str(out)]) == 0
+    assert "| latency predicted (ms) | latency measured (ms) |" in capsys.readouterr().out
