@@ -39,6 +39,30 @@ def test_grouped_batch_equals_the_groups_run_apart_in_training_mode(name):
     assert (mixed - apart).abs().max() > 1e-2
 
 
+def test_grouped_batch_gradients_equal_the_groups_run_apart():
+    torch.manual_seed(0)
+    net = build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=32, removal="block").train()
+    sizes = (6, 10)
+    widths = _grouped_widths(net, sizes, seed=2)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(10, (16,))
+
+    def grads(backward) -> dict[str, torch.Tensor]:
+        net.zero_grad()
+        backward()
+        return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+    together = grads(lambda: nn.functional.cross_entropy(net(x, widths=widths, groups=sizes), y, reduction="sum").backward())
+
+    def apart() -> None:
+        for xs, ws, ys in zip(x.split(sizes), widths.split(sizes), y.split(sizes), strict=True):
+            nn.functional.cross_entropy(net(xs, widths=ws), ys, reduction="sum").backward()
+
+    separate = grads(apart)
+    assert together.keys() == separate.keys()
+    for name in together:
+        torch.testing.assert_close(together[name], separate[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_grouped_forward_of_a_traced_network_equals_the_groups_run_apart():
     torchvision = pytest.importorskip("torchvision")
     from netadapt import supernet_from_module
