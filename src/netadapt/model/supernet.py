@@ -12,7 +12,8 @@ from netadapt.arch.space import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
 from netadapt.model.builder import BuildOptions, build_from_definition
 from netadapt.model.definitions import NetworkDef
-from netadapt.model.layers import ArchView, Choice, LayerCost, check_groups
+from netadapt.model.elastic import ElasticNet
+from netadapt.model.layers import ArchView, Choice, LayerCost
 from netadapt.model.registry import build_source, is_source_name
 from netadapt.model.slicing import pad_add
 from netadapt.model.zoo import get_definition
@@ -48,7 +49,7 @@ class CompactNet(nn.Module):
         return _run_plain(self.blocks, self.skips, x)
 
 
-class SuperNet(nn.Module):
+class SuperNet(ElasticNet):
     """A network allocated at its initial (largest) size whose sub-networks share its weights.
 
     Call it with one architecture, ``supernet(x, arch)``, or with per-image choices for ordered
@@ -114,61 +115,12 @@ class SuperNet(nn.Module):
             "options": asdict(self.options),
         }
 
-    # -- forward passes ----------------------------------------------------------------------
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise NetAdaptError(f"{self.name} expects input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            raise NetAdaptError(
-                f"{self.name} was built for {self.input_size}x{self.input_size} inputs, got "
-                f"{x.shape[-2]}x{x.shape[-1]}; rebuild it with input_size={x.shape[-1]}"
-            )
+    # -- forward passes (ElasticNet.forward checks and dispatches) ---------------------------
+    def _forward_plain(self, x: Tensor) -> Tensor:
+        return _run_plain(self.blocks, self.skips, x)
 
-    def choice(self, arch: Architecture, batch: int) -> Choice:
-        """Per-image choices with every image running ``arch``."""
-        self.space.validate(arch)
-        device = self._max_filters.device
-        filters = torch.tensor(arch.filters, dtype=torch.long, device=device).expand(batch, -1)
-        kernels = torch.tensor(arch.kernels, dtype=torch.long, device=device).expand(batch, -1)
-        return Choice(filters, kernels)
-
-    def _choice_from_tensors(self, widths: Tensor, kernels: Tensor | None, batch: int) -> Choice:
-        n = len(self.space)
-        if widths.shape != (batch, n):
-            raise NetAdaptError(f"widths must have shape (batch, layers) = ({batch}, {n}), got {tuple(widths.shape)}")
-        widths = widths.to(self._max_filters.device, torch.long)
-        # (Checked in eager mode; reading a tensor's value would break a compiled graph.)
-        if not torch.compiler.is_compiling() and (bool((widths < 0).any()) or bool((widths > self._max_filters).any())):
-            raise NetAdaptError("widths must lie between 0 and each layer's full width")
-        if kernels is None:
-            kernels = self._full_kernels.expand(batch, -1)
-        elif kernels.shape != (batch, n):
-            raise NetAdaptError(f"kernels must have shape ({batch}, {n}), got {tuple(kernels.shape)}")
-        return Choice(widths, kernels.to(widths.device, torch.long))
-
-    def forward(
-        self,
-        x: Tensor,
-        arch: Architecture | None = None,
-        *,
-        widths: Tensor | None = None,
-        kernels: Tensor | None = None,
-        groups: Sequence[int] | None = None,
-    ) -> Tensor:
-        """The full network (no ``arch``, no ``widths``), the sub-network ``arch`` for every
-        image, or per-image ``widths`` (B, L) and ``kernels`` (B, L) (ordered dropout).
-        ``groups``: sizes of consecutive runs of images sharing one sub-network, normalized
-        apart in training mode (:func:`~netadapt.model.layers.grouped_batch_norm`)."""
-        self._check_input(x)
-        if arch is not None and widths is not None:
-            raise NetAdaptError("pass either an architecture or per-image widths, not both")
-        if arch is None and widths is None:
-            return _run_plain(self.blocks, self.skips, x)
-        batch = x.shape[0]
-        choice = self.choice(arch, batch) if arch is not None else self._choice_from_tensors(widths, kernels, batch)
-        if groups is not None:
-            choice = replace(choice, groups=check_groups(groups, batch))
-        width = torch.full((batch,), self.in_channels, dtype=torch.long, device=x.device)
+    def _forward_choice(self, x: Tensor, choice: Choice) -> Tensor:
+        width = torch.full((x.shape[0],), self.in_channels, dtype=torch.long, device=x.device)
         kept = {s for s in self.skips if s is not None}
         saved: dict[int, tuple[Tensor, Tensor]] = {}
         for i, (block, skip) in enumerate(zip(self.blocks, self.skips, strict=True)):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import reduce
 
 import torch
@@ -22,7 +22,8 @@ from torch import Tensor, fx, nn
 
 from netadapt.arch.space import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
-from netadapt.model.layers import Choice, LayerCost, check_groups
+from netadapt.model.elastic import ElasticNet
+from netadapt.model.layers import Choice, LayerCost
 from netadapt.model.slicing import crop_kernel, layout_mask
 from netadapt.trace.build import TraceOptions
 from netadapt.trace.graph import TracePlan
@@ -194,12 +195,14 @@ def compile_graph(graph: fx.Graph) -> Callable[..., Tensor]:
 
 
 # -- the super-network -------------------------------------------------------------------------
-class GraphSuperNet(nn.Module):
+class GraphSuperNet(ElasticNet):
     """A traced network used as a NetAdaptV2 super-network (see the module docstring).
 
     Call it like a zoo :class:`~netadapt.model.SuperNet`: ``net(x)`` runs the original model,
     ``net(x, arch)`` one sub-network, ``net(x, widths=W, kernels=K)`` one per image.
     """
+
+    _made = "traced"  # (for the input-size error)
 
     def __init__(
         self,
@@ -259,57 +262,16 @@ class GraphSuperNet(nn.Module):
             )
         return dict(self._build)
 
-    # -- forward passes --------------------------------------------------------------------
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise NetAdaptError(f"{self.name} expects input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            raise NetAdaptError(
-                f"{self.name} was traced for {self.input_size}x{self.input_size} inputs, got {x.shape[-2]}x{x.shape[-1]}"
-            )
+    # -- forward passes (ElasticNet.forward checks and dispatches) ---------------------------
+    def _forward_plain(self, x: Tensor) -> Tensor:
+        return self.model(x)
 
-    def choice(self, arch: Architecture, batch: int) -> Choice:
-        """Per-image choices with every image running ``arch``."""
-        self.space.validate(arch)
-        device = self._max_filters.device
-        filters = torch.tensor(arch.filters, dtype=torch.long, device=device).expand(batch, -1)
-        kernels = torch.tensor(arch.kernels, dtype=torch.long, device=device).expand(batch, -1)
-        return Choice(filters, kernels)
-
-    def _choice_from_tensors(self, widths: Tensor, kernels: Tensor | None, batch: int) -> Choice:
-        n = len(self.space)
-        if widths.shape != (batch, n):
-            raise NetAdaptError(f"widths must have shape (batch, layers) = ({batch}, {n}), got {tuple(widths.shape)}")
-        widths = widths.to(self._max_filters.device, torch.long)
-        if not torch.compiler.is_compiling() and (bool((widths < 0).any()) or bool((widths > self._max_filters).any())):
-            raise NetAdaptError("widths must lie between 0 and each layer's full width")
-        if kernels is None:
-            kernels = self._full_kernels.expand(batch, -1)
-        elif kernels.shape != (batch, n):
-            raise NetAdaptError(f"kernels must have shape ({batch}, {n}), got {tuple(kernels.shape)}")
-        return Choice(widths, kernels.to(widths.device, torch.long))
-
-    def forward(
-        self,
-        x: Tensor,
-        arch: Architecture | None = None,
-        *,
-        widths: Tensor | None = None,
-        kernels: Tensor | None = None,
-        groups: Sequence[int] | None = None,
-    ) -> Tensor:
-        """As :meth:`netadapt.model.SuperNet.forward`; with ``groups`` in training mode every
-        group runs as its own forward pass (its own BatchNorm statistics)."""
-        self._check_input(x)
-        if arch is not None and widths is not None:
-            raise NetAdaptError("pass either an architecture or per-image widths, not both")
-        if arch is None and widths is None:
-            return self.model(x)
-        batch = x.shape[0]
-        choice = self.choice(arch, batch) if arch is not None else self._choice_from_tensors(widths, kernels, batch)
-        sizes = check_groups(groups, batch) if groups is not None else (batch,)
-        if len(sizes) == 1 or not self.training:
+    def _forward_choice(self, x: Tensor, choice: Choice) -> Tensor:
+        # Groups normalized apart: every group runs as its own pass (the traced graph's BatchNorm
+        # sees only its images).
+        if choice.groups is None or len(choice.groups) == 1 or not self.training:
             return self._masked(self.model, x, choice.filters, choice.kernels)
+        sizes = list(choice.groups)
         parts = zip(x.split(sizes), choice.filters.split(sizes), choice.kernels.split(sizes), strict=True)
         return torch.cat([self._masked(self.model, *part) for part in parts])
 
