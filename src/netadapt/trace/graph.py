@@ -399,22 +399,32 @@ class _Analysis:
         self.layout[node.name] = self.layout[other.name]
         return True
 
-    def on_add(self, node: fx.Node, op: Op) -> None:
+    def _two_maps(self, node: fx.Node, op: Op, what: str) -> tuple[fx.Node, fx.Node] | None:
+        """The two feature-map operands of an elementwise ``what`` (sum, product) with the same
+        channel layout; ``None`` when the node was handled otherwise (a map with a constant, a
+        one-channel broadcast) or is unknown."""
         split = self._binary(node, op)
         if split is None:
-            return
+            return None
         maps, _ = split
         if len(maps) == 1:
             self._channelwise_with_constant(node, maps[0])
-            return
+            return None
         if len(maps) != 2 or self._broadcast_channel(node, maps):
             if len(maps) != 2:
-                self.unknown_op(node, "sum of more than two maps")
-            return
+                self.unknown_op(node, f"{what} of more than two maps")
+            return None
         a, b = maps
         if self.sizes(a) != self.sizes(b):
-            self.unknown_op(node, "sum of differently concatenated maps")
+            self.unknown_op(node, f"{what} of differently concatenated maps")
+            return None
+        return a, b
+
+    def on_add(self, node: fx.Node, op: Op) -> None:
+        pair = self._two_maps(node, op, "sum")
+        if pair is None:
             return
+        a, b = pair
         layout = []
         for sa, sb in zip(self.layout[a.name], self.layout[b.name], strict=True):
             ra, rb = self.sets.find(sa), self.sets.find(sb)
@@ -423,21 +433,10 @@ class _Analysis:
         self.adds.append(node)
 
     def on_mul(self, node: fx.Node, op: Op) -> None:
-        split = self._binary(node, op)
-        if split is None:
+        pair = self._two_maps(node, op, "product")
+        if pair is None:
             return
-        maps, _ = split
-        if len(maps) == 1:
-            self._channelwise_with_constant(node, maps[0])
-            return
-        if len(maps) != 2 or self._broadcast_channel(node, maps):
-            if len(maps) != 2:
-                self.unknown_op(node, "product of more than two maps")
-            return
-        a, b = maps
-        if self.sizes(a) != self.sizes(b):
-            self.unknown_op(node, "product of differently concatenated maps")
-            return
+        a, b = pair
         pixels = [math.prod(_meta(m).shape[2:]) for m in (a, b)]
         if len(_meta(a).shape) == 4 and min(pixels) == 1 < max(pixels):
             # A per-channel gate (squeeze-excitation): its last convolution follows the map's width.
