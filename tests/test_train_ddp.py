@@ -39,13 +39,9 @@ def _params(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in data["state_dict"].items() if k not in buffers}
 
 
-def test_two_processes_equal_one_process_with_accumulation(tmp_path: Path) -> None:
-    """BatchNorm normalizes over each process's micro-batch, so the exact single-process twin of
-    two processes × 16 images is one process × 2 accumulated micro-batches of 16 (the same
-    images in the same chunks, see netadapt.data.batches).  Parameters then agree to float
-    round-off; running statistics differ by design (DDP keeps rank 0's), so they are not compared.
-    """
-    config = load_config(SupernetTrainConfig, None, [*SETTINGS, f"run_dir={tmp_path / 'ddp'}"])
+def _train_with_torchrun(settings: list[str], tmp_path: Path) -> None:
+    """Train ``settings`` in two torchrun processes (gloo, CPU) into ``tmp_path / "ddp"``."""
+    config = load_config(SupernetTrainConfig, None, [*settings, f"run_dir={tmp_path / 'ddp'}"])
     config_file = tmp_path / "ddp.yaml"
     config_file.write_text(yaml.safe_dump(config_to_dict(config)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -53,6 +49,15 @@ def test_two_processes_equal_one_process_with_accumulation(tmp_path: Path) -> No
            "-m", "netadapt.train", "--config", str(config_file)]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_processes_equal_one_process_with_accumulation(tmp_path: Path) -> None:
+    """BatchNorm normalizes over each process's micro-batch, so the exact single-process twin of
+    two processes × 16 images is one process × 2 accumulated micro-batches of 16 (the same
+    images in the same chunks, see netadapt.data.batches).  Parameters then agree to float
+    round-off; running statistics differ by design (DDP keeps rank 0's), so they are not compared.
+    """
+    _train_with_torchrun(SETTINGS, tmp_path)
 
     train_supernet(load_config(SupernetTrainConfig, None, [*SETTINGS, "accumulate=2", f"run_dir={tmp_path / 'acc'}"]))
     train_supernet(load_config(SupernetTrainConfig, None, [*SETTINGS, f"run_dir={tmp_path / 'one'}"]))
@@ -75,14 +80,7 @@ def test_groups_normalized_apart_make_one_process_equal_two(tmp_path: Path) -> N
     by float round-off (batch-32 against batch-16 convolutions), which BatchNorm over 16 images
     of a 0.25-wide network (nearly constant channels) amplifies step by step (0.04 after four)."""
     grouped = [*SETTINGS, "ordered_dropout.group_size=16", "data.subset=32", "checkpoint_every=0"]  # one step
-    config = load_config(SupernetTrainConfig, None, [*grouped, f"run_dir={tmp_path / 'ddp'}"])
-    config_file = tmp_path / "ddp.yaml"
-    config_file.write_text(yaml.safe_dump(config_to_dict(config)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "netadapt.train", "--config", str(config_file)]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    _train_with_torchrun(grouped, tmp_path)
     train_supernet(load_config(SupernetTrainConfig, None, [*grouped, f"run_dir={tmp_path / 'one'}"]))
     ddp, one = (_params(tmp_path / d / "supernet.pt") for d in ("ddp", "one"))
     for k in ddp:
