@@ -14,30 +14,19 @@ architecture as JSON lines.  A ratio above 1 is overhead the export carries.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import platform
-from pathlib import Path
 
 import torch
+from compare_cifar import to_plain  # the hand-written form of a compact network (same folder)
 
 from netadapt import build_supernet
 from netadapt.resources.timing import Measurer, make_runner
 
-HERE = Path(__file__).resolve().parent
-
-
-def _compare_module():
-    spec = importlib.util.spec_from_file_location("compare_cifar", HERE / "compare_cifar.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def measure(model: str, width_mult: float, input_size: int, backend: str, rounds: int, window: float) -> list[dict]:
     """Extracted and plain latency (ms, batch 1) of the full and the uniform half-width network."""
-    to_plain = _compare_module().to_plain
     torch.manual_seed(0)
     net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10).eval()
     archs = {"full": net.space.full(), "uniform-0.5": net.space.uniform(0.5)}
