@@ -10,10 +10,10 @@ Each layer has two forward passes:
 * ``forward_masked(x, width, choice)`` runs the full-size layer for a batch in which every image
   has its own sub-network (ordered dropout, paper §2.3): ``width`` (B,) holds the number of
   active input channels per image and ``choice`` holds every searchable layer's filters and
-  kernel size per image.  It returns the output and its per-image width.  In training mode, ``choice.groups`` (sizes
-  of consecutive runs of images that share one sub-network) gives every group its own
-  BatchNorm statistics (:func:`grouped_batch_norm`), so that a sub-network is normalized in
-  training as it is when it runs alone.
+  kernel size per image.  It returns the output and its per-image width.  In training mode,
+  ``choice.groups`` (sizes of consecutive runs of images that share one sub-network) gives every
+  group its own BatchNorm statistics (:func:`grouped_batch_norm`), so that a sub-network is
+  normalized in training as it is when it runs alone.
 
 Nothing about "which sub-network" is stored in a module: the choice is always an argument.
 """
