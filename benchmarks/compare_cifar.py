@@ -89,6 +89,10 @@ LUT_SMOKE = {"backend": "torch", "threads": 1, "warmup": 2, "min_time": 0.002, "
 SIZES: dict[str, dict[str, Any]] = {
     "cpu": {"ranking": "cpu", "finetune_epochs": 3, "samples": 20, "layers": 6, "initial_reduction": 0.03,
             "eval_batch": 500, "prune_steps": 5, "lut": LUT_ONNX},
+    # The paper's kind of space (MobileNetV3-Small x0.75, residual blocks removed whole,
+    # superkernels): bench_ranking's size cpu-v3, everything else as cpu.
+    "cpu-v3": {"ranking": "cpu-v3", "finetune_epochs": 3, "samples": 20, "layers": 6, "initial_reduction": 0.03,
+               "eval_batch": 500, "prune_steps": 5, "lut": LUT_ONNX},
     "gpu": {"ranking": "gpu", "finetune_epochs": 30, "samples": 100, "layers": 10, "initial_reduction": 0.015,
             "eval_batch": 1000, "prune_steps": 10, "lut": LUT_ONNX},
     "smoke": {"ranking": "smoke", "finetune_epochs": 1, "samples": 3, "layers": 4, "initial_reduction": 0.2,
