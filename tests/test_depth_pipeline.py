@@ -77,8 +77,8 @@ def test_search_selects_the_sample_with_the_lowest_rmse(supernet: Path, tmp_path
     assert settings["config"]["higher_is_better"] is False
     assert settings["metadata"]["score"] == "rmse" and settings["metadata"]["task"] == "depth"
     history = read_jsonl(run_dir / "history.jsonl")
-    assert {r["score"] for r in history} == {"rmse"}
-    assert all(p["score"] == "rmse" for p in load_json(run_dir / "trajectory.json"))
+    assert {r["score_name"] for r in history} == {"rmse"}
+    assert all(p["score_name"] == "rmse" for p in load_json(run_dir / "trajectory.json"))
 
     # the recorded scores are the held-out RMSE, recomputed independently for every sample of iteration 1
     net, _ = load_supernet(supernet)
@@ -88,14 +88,14 @@ def test_search_selects_the_sample_with_the_lowest_rmse(supernet: Path, tmp_path
     assert len(first) >= 2
     by_hand = [_rmse_by_hand(net, Architecture.from_dict(r["arch"]), heldout, calibration) for r in first]
     for record, value in zip(first, by_hand, strict=True):
-        assert record["accuracy"] == pytest.approx(value, rel=1e-4)
+        assert record["score"] == pytest.approx(value, rel=1e-4)
     assert len({round(v, 6) for v in by_hand}) > 1  # a real choice
     (chosen,) = [r for r in first if r["selected"]]
-    assert chosen["accuracy"] == min(r["accuracy"] for r in first)
+    assert chosen["score"] == min(r["score"] for r in first)
     assert by_hand[first.index(chosen)] == min(by_hand)  # the best by RMSE, lower is better
     for iteration in {r["iteration"] for r in history if r["iteration"] > 1}:
         rows = [r for r in history if r["iteration"] == iteration and not r["discarded"]]
-        assert next(r for r in rows if r["selected"])["accuracy"] == min(r["accuracy"] for r in rows)
+        assert next(r for r in rows if r["selected"])["score"] == min(r["score"] for r in rows)
 
 
 def test_search_by_delta1_selects_the_highest(supernet: Path, tmp_path: Path):
@@ -105,8 +105,8 @@ def test_search_by_delta1_selects_the_highest(supernet: Path, tmp_path: Path):
     history = read_jsonl(run_dir / "history.jsonl")
     for iteration in {r["iteration"] for r in history if r["iteration"] > 0}:
         rows = [r for r in history if r["iteration"] == iteration and not r["discarded"]]
-        assert all(0.0 <= r["accuracy"] <= 1.0 and r["score"] == "delta1" for r in rows)
-        assert next(r for r in rows if r["selected"])["accuracy"] == max(r["accuracy"] for r in rows)
+        assert all(0.0 <= r["score"] <= 1.0 and r["score_name"] == "delta1" for r in rows)
+        assert next(r for r in rows if r["selected"])["score"] == max(r["score"] for r in rows)
 
 
 TINY = [

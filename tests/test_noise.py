@@ -8,10 +8,11 @@ import math
 import pytest
 
 from netadapt.search.noise import selection_noise, top1_standard_error
+from tests.old_records import as_before_the_rename
 
 
-def _record(iteration: int, sample: int, accuracy: float, *, discarded: bool = False) -> dict:
-    return {"iteration": iteration, "sample": sample, "accuracy": None if discarded else accuracy, "discarded": discarded,
+def _record(iteration: int, sample: int, score: float, *, discarded: bool = False) -> dict:
+    return {"iteration": iteration, "sample": sample, "score": None if discarded else score, "discarded": discarded,
             "arch": {"layers": [{"filters": sample, "kernel": 3}]}}  # fmt: skip
 
 
@@ -37,5 +38,7 @@ def test_iterations_within_noise_are_counted() -> None:
     assert "1 of 2 iterations" in summary.describe()
     data = summary.to_dict()
     assert data["chosen_within_one_standard_error"] == 1 and data["heldout_images"] == 2000
+    # the history of earlier versions (the score under "accuracy") reads alike
+    assert selection_noise(as_before_the_rename(records), 2000).to_dict() == data
     # an error score (lower is better) ranks the other way
     assert selection_noise(records, 2000, higher_is_better=False).iterations[1].best == 0.60

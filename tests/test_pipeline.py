@@ -13,6 +13,8 @@ from netadapt.export import load_compact, read_metadata
 from netadapt.io import load_json
 from netadapt.pipeline.cli import DEMO_CONFIG
 from netadapt.pipeline.run import RunConfig, run_pipeline
+from netadapt.report import write_report
+from tests.old_records import rewrite_as_before_the_rename
 
 TINY = [
     "supernet.epochs=2",
@@ -114,6 +116,25 @@ def test_a_copied_run_folder_resumes_where_it_is(finished_run, tmp_path):
     assert report == copy / "report" / "report.md" and report.is_file()
     assert {name: (copy / name / "supernet.pt").stat().st_mtime_ns for name in trained} == trained  # nothing retrained
     assert not list(copy.rglob(".lock"))
+
+
+def test_a_run_folder_written_before_the_score_rename_reports_and_resumes(finished_run, tmp_path):
+    """A search of an earlier version (each record's score under "accuracy") reports the same
+    numbers, and its run resumes."""
+    run_dir, report = finished_run
+    copy = tmp_path / "old"
+    shutil.copytree(run_dir, copy)
+    rewrite_as_before_the_rename(copy / "search")
+    assert "accuracy" in load_json(copy / "search" / "trajectory.json")[0]
+
+    def search_section(path: Path) -> str:
+        text = path.read_text()
+        return text[text.index("## Search") : text.index("\n## ", text.index("## Search"))]
+
+    assert "held-out top-1 (%)" in search_section(report)
+    assert search_section(write_report(copy)) == search_section(report)
+    again = run_pipeline(tiny_config(copy))
+    assert search_section(again) == search_section(report)
 
 
 def test_run_folder_of_another_config_is_refused(finished_run):

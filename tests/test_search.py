@@ -13,7 +13,9 @@ from netadapt.errors import NetAdaptError
 from netadapt.io import read_jsonl
 from netadapt.search import SearchConfig, StepTime, build_family, format_timing_table, load_timing, search
 from netadapt.search.family import TrajectoryPoint
+from netadapt.search.records import record_score, record_score_name
 from netadapt.search.shrink import Proposal, Shrinker
+from tests.old_records import as_before_the_rename, rewrite_as_before_the_rename
 
 
 def toy_space(*, ties: bool = False) -> SearchSpace:
@@ -114,10 +116,11 @@ def test_outputs_in_the_run_folder(tmp_path):
     selected = [r for r in history if r["selected"]]
     assert [r["iteration"] for r in selected] == list(range(iterations + 1))
     for rec, point in zip(selected, result.trajectory, strict=True):
-        assert rec["resource"] == point.resource and rec["accuracy"] == point.accuracy
+        assert rec["resource"] == point.resource and rec["score"] == point.score
         assert set(rec["resources"]) == {"resource"} and rec["eval_seconds"] >= 0
     for rec in history:
-        assert rec["discarded"] == (rec["accuracy"] is None)
+        assert rec["discarded"] == (rec["score"] is None)
+        assert "accuracy" not in rec and "score_name" not in rec  # no score_name given
     trajectory = json.loads((tmp_path / "trajectory.json").read_text())
     assert [p["resource"] for p in trajectory] == [p.resource for p in result.trajectory]
     final = json.loads((tmp_path / "final_arch.json").read_text())
@@ -139,7 +142,7 @@ def test_samples_that_cannot_reach_the_reduction_are_discarded_and_recorded(tmp_
     assert result.trajectory[1].resource <= result.trajectory[0].resource * 0.8
     history = read_jsonl(tmp_path / "history.jsonl")
     discarded = [r for r in history if r["discarded"]]
-    assert discarded and all(r["accuracy"] is None and not r["selected"] for r in discarded)
+    assert discarded and all(r["score"] is None and not r["selected"] for r in discarded)
 
 
 @pytest.mark.parametrize("chunk", [0, 1])
@@ -155,8 +158,8 @@ def test_resume_after_a_crash_ends_with_the_same_result(tmp_path, chunk, fail_at
     resumed = run(tmp_path / "run", evaluator=resumed_eval, eval_chunk=chunk)
 
     assert resumed.final == reference.final
-    assert [(p.arch, p.resource, p.accuracy) for p in resumed.trajectory] == [
-        (p.arch, p.resource, p.accuracy) for p in reference.trajectory
+    assert [(p.arch, p.resource, p.score) for p in resumed.trajectory] == [
+        (p.arch, p.resource, p.score) for p in reference.trajectory
     ]
     # nothing evaluated twice across the two sessions
     assert len(crashing.archs) + len(resumed_eval.archs) == len(reference_eval.archs)
@@ -167,6 +170,54 @@ def test_resume_after_a_crash_ends_with_the_same_result(tmp_path, chunk, fail_at
     assert strip(read_jsonl(tmp_path / "run" / "history.jsonl")) == strip(read_jsonl(tmp_path / "ref" / "history.jsonl"))
     for name in ("trajectory.json", "final_arch.json", "family.json"):
         assert (tmp_path / "run" / name).read_text() == (tmp_path / "ref" / name).read_text()
+
+
+def test_records_of_this_version_and_earlier_ones_read_alike():
+    """Before the rename a record held its score under "accuracy" and the score's name under "score"."""
+    new = {"iteration": 1, "score": 0.25, "score_name": "rmse", "discarded": False}
+    old = as_before_the_rename(new)
+    assert old == {"iteration": 1, "accuracy": 0.25, "score": "rmse", "discarded": False}
+    for record in (new, old):
+        assert (record_score(record), record_score_name(record)) == (0.25, "rmse")
+    for record in ({"score": None}, {"accuracy": None, "score": "top1"}):  # a discarded sample
+        assert record_score(record) is None
+    assert record_score_name({"score": 0.5}) is None and record_score_name({"accuracy": 0.5}) is None
+
+
+def test_a_run_folder_written_before_the_score_rename_resumes(tmp_path):
+    """An interrupted search of an earlier version continues from its records (score under
+    "accuracy"), evaluates nothing twice and ends as an uninterrupted search; a finished one reruns
+    without evaluating anything."""
+    space = toy_space()
+    config = SearchConfig(samples=12, layers=3, initial_reduction=0.05, decay=0.95, target=0.4)
+
+    def go(folder, evaluator):
+        return search(space, space.full(), toy_resource, evaluator, config, rng_seed=0, run_dir=folder, score_name="top1")
+
+    reference = go(tmp_path / "ref", CountingEvaluator())
+    crashing = CountingEvaluator(fail_at=4)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        go(tmp_path / "run", crashing)
+    rewrite_as_before_the_rename(tmp_path / "run")
+    written = read_jsonl(tmp_path / "run" / "history.jsonl")
+    assert written and all("accuracy" in r and r["score"] == "top1" for r in written)
+
+    resumed_eval = CountingEvaluator()
+    resumed = go(tmp_path / "run", resumed_eval)
+    assert (resumed.final, resumed.score, resumed.score_name) == (reference.final, reference.score, "top1")
+    assert [(p.arch, p.score) for p in resumed.trajectory] == [(p.arch, p.score) for p in reference.trajectory]
+    assert len(crashing.archs) + len(resumed_eval.archs) == resumed.evaluations == reference.evaluations  # none twice
+
+    def scores(folder):  # the old lines kept as they were, the new ones in this version's keys
+        return [(r["arch"], record_score(r), record_score_name(r)) for r in read_jsonl(folder / "history.jsonl")]
+
+    assert scores(tmp_path / "run") == scores(tmp_path / "ref")
+    for name in ("trajectory.json", "family.json", "final_arch.json"):
+        assert (tmp_path / "run" / name).read_text() == (tmp_path / "ref" / name).read_text()
+
+    rewrite_as_before_the_rename(tmp_path / "ref")  # a finished search of an earlier version
+    again = CountingEvaluator()
+    assert go(tmp_path / "ref", again).trajectory == reference.trajectory and again.calls == 0
 
 
 def test_resume_survives_a_torn_last_line(tmp_path):
@@ -208,7 +259,7 @@ def test_scd_equals_mcd_with_one_layer_and_one_sample_per_layer(tmp_path):
     def per_iteration(history):
         out: dict = {}
         for r in history:
-            out.setdefault(r["iteration"], set()).add(json.dumps([r["arch"], r["accuracy"], r["selected"]]))
+            out.setdefault(r["iteration"], set()).add(json.dumps([r["arch"], r["score"], r["selected"]]))
         return out
 
     assert per_iteration(scd_hist) == per_iteration(mcd_hist)
@@ -236,14 +287,14 @@ def test_tied_layers_move_together(tmp_path):
     assert any(row["filters"] < 32 for r in tied for row in r["arch"]["layers"][4:6])
 
 
-def test_ratio_selection_picks_the_smallest_accuracy_drop_per_resource_drop(tmp_path):
+def test_ratio_selection_picks_the_smallest_score_drop_per_resource_drop(tmp_path):
     result = run(tmp_path, selection="ratio", samples=30)
     history = read_jsonl(tmp_path / "history.jsonl")
     prev = result.trajectory[0]
     first = [r for r in history if r["iteration"] == 1 and not r["discarded"]]
-    ratios = [(prev.accuracy - r["accuracy"]) / (prev.resource - r["resource"]) for r in first]
+    ratios = [(prev.score - r["score"]) / (prev.resource - r["resource"]) for r in first]
     chosen = next(r for r in first if r["selected"])
-    assert (prev.accuracy - chosen["accuracy"]) / (prev.resource - chosen["resource"]) == min(ratios)
+    assert (prev.score - chosen["score"]) / (prev.resource - chosen["resource"]) == min(ratios)
 
 
 def test_lower_is_better_metrics_pick_the_smallest_value(tmp_path):
@@ -255,7 +306,7 @@ def test_lower_is_better_metrics_pick_the_smallest_value(tmp_path):
     result = search(space, space.full(), toy_resource, error, config, rng_seed=0, run_dir=tmp_path)
     history = read_jsonl(tmp_path / "history.jsonl")
     first = [r for r in history if r["iteration"] == 1 and not r["discarded"]]
-    assert next(r for r in first if r["selected"])["accuracy"] == min(r["accuracy"] for r in first)
+    assert next(r for r in first if r["selected"])["score"] == min(r["score"] for r in first)
     assert result.reached_target
 
 
@@ -289,8 +340,8 @@ def test_family_resources_strictly_decrease_and_dominated_points_drop():
     space = toy_space()
     arch = space.full()
 
-    def point(i, resource, accuracy):
-        return TrajectoryPoint(i, arch, {"r": resource}, resource, accuracy, 0.0, resource)
+    def point(i, resource, score):
+        return TrajectoryPoint(i, arch, {"r": resource}, resource, score, 0.0, resource)
 
     points = [point(0, 10, 0.9), point(1, 9, 0.92), point(2, 9, 0.80), point(3, 7, 0.85), point(4, 5, 0.7)]
     family = build_family(points)

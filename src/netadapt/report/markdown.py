@@ -22,6 +22,7 @@ from netadapt.io import atomic_write, load_json
 from netadapt.layout import RunLayout
 from netadapt.model.checkpoint import supernet_from_build
 from netadapt.model.describe import cell, describe
+from netadapt.search.records import record_score, record_score_name
 from netadapt.search.timing import format_timing_table, load_timing
 from netadapt.trace.elastic import GraphSuperNet
 from netadapt.trace.report import COLUMNS as TRACED_COLUMNS
@@ -107,13 +108,13 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _plot_trajectory(plt: Any, trajectory: list[dict], metric: str, score: str, tag: str, path: Path) -> None:
+def _plot_trajectory(plt: Any, trajectory: list[dict], metric: str, score_name: str, tag: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [p["resource"] for p in trajectory]
-    ys = [_shown(score, p["accuracy"]) for p in trajectory]
+    ys = [_shown(score_name, record_score(p)) for p in trajectory]
     ax.plot(xs, ys, "o-", markersize=3)
     ax.set_xlabel(metric)
-    ax.set_ylabel(f"held-out {_score_title(score, tag)}, shared weights")
+    ax.set_ylabel(f"held-out {_score_title(score_name, tag)}, shared weights")
     ax.set_title("search trajectory (best sample per iteration)")
     ax.invert_xaxis()
     ax.grid(alpha=0.3)
@@ -121,9 +122,9 @@ def _plot_trajectory(plt: Any, trajectory: list[dict], metric: str, score: str, 
     plt.close(fig)
 
 
-def _plot_family(plt: Any, family: list[dict], summary: dict, metric: str, score: str, tag: str, path: Path) -> None:
+def _plot_family(plt: Any, family: list[dict], summary: dict, metric: str, score_name: str, tag: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
-    ys = [_shown(score, m["accuracy"]) for m in family]
+    ys = [_shown(score_name, record_score(m)) for m in family]
     ax.plot([m["resource"] for m in family], ys, "o-", label="family (held-out, shared weights)")
     for key, marker, label in (
         ("initial", "s", "initial network (trained)"),
@@ -131,12 +132,12 @@ def _plot_family(plt: Any, family: list[dict], summary: dict, metric: str, score
         ("baseline", "^", "uniform baseline (trained)"),
     ):
         entry = summary.get(key) or {}
-        value = _entry_value(entry, score)
+        value = _entry_value(entry, score_name)
         if entry.get("resource") is not None and value is not None:
-            ax.plot([entry["resource"]], [_shown(score, value)], marker, markersize=10, label=f"{label}, validation")
+            ax.plot([entry["resource"]], [_shown(score_name, value)], marker, markersize=10, label=f"{label}, validation")
     ax.set_xlabel(metric)
-    ax.set_ylabel(_score_title(score, tag))
-    ax.set_title(f"{_score_title(score)} against resource")
+    ax.set_ylabel(_score_title(score_name, tag))
+    ax.set_title(f"{_score_title(score_name)} against resource")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save_figure(fig, path)
@@ -174,7 +175,7 @@ def _data_section(images: dict[str, Any]) -> list[str]:
         val_note = f"{images['val_source']}"
         if images.get("val_total") and images["val"] < images["val_total"]:
             val_note += f": a seeded {images['val']:,} of its {images['val_total']:,} (data.val_subset)"
-        rows.append(["validation", f"{images.get('val', 0):,}", f"{val_note}; the accuracy in the Result table"])
+        rows.append(["validation", f"{images.get('val', 0):,}", f"{val_note}; the scores in the Result table"])
     else:
         rows.append(["validation", "0", "no validation folder: the trained networks have no validation numbers"])
     return ["## Data", "", _markdown_table(["split", "images", "what"], rows), ""]
@@ -195,13 +196,14 @@ def write_report(run_dir: str | Path) -> Path:
     final = Architecture.from_dict(load_json(search / "final_arch.json"))
     initial = Architecture.from_dict(trajectory[0]["arch"])
     metric = summary.get("metric", "resource")
-    score = trajectory[0].get("score") or summary.get("score") or "top1"  # searches of earlier versions: top-1
-    task = summary.get("task") or ("classification" if score == "top1" else "depth")
+    # summary.json's "score" is the search.score setting; searches of the earliest versions: top-1
+    score_name = record_score_name(trajectory[0]) or summary.get("score") or "top1"
+    task = summary.get("task") or ("classification" if score_name == "top1" else "depth")
     tag = "synthetic" if summary.get("dataset") == "synthetic_depth" else ""
     out = layout.report_dir
     out.mkdir(parents=True, exist_ok=True)
-    _plot_trajectory(plt, trajectory, metric, score, tag, out / "trajectory.png")
-    _plot_family(plt, family or trajectory, summary, metric, score, tag, out / "family.png")
+    _plot_trajectory(plt, trajectory, metric, score_name, tag, out / "trajectory.png")
+    _plot_family(plt, family or trajectory, summary, metric, score_name, tag, out / "family.png")
     names = [layer.name for layer in supernet.space.layers]
     _plot_widths(plt, names, initial, final, out / "widths.png")
 
@@ -213,9 +215,9 @@ def write_report(run_dir: str | Path) -> Path:
     if summary.get("data_note"):
         lines += [f"> {summary['data_note']}", ""]
     images = summary.get("images") or {}
-    lines += _result_section(summary, metric, score, task, tag)
+    lines += _result_section(summary, metric, score_name, task, tag)
     lines += _data_section(images)
-    lines += _search_section(trajectory, family, metric, score, tag)
+    lines += _search_section(trajectory, family, metric, score_name, tag)
     lines += _architecture_section(supernet, final)
     lines += ["![widths](widths.png)", ""]
     timing = load_timing(layout.timing)
@@ -228,12 +230,12 @@ def write_report(run_dir: str | Path) -> Path:
     return path
 
 
-def _result_section(summary: dict, metric: str, score: str, task: str, tag: str) -> list[str]:
+def _result_section(summary: dict, metric: str, score_name: str, task: str, tag: str) -> list[str]:
     """The Result table: the trained networks' scores, resources and latency."""
     rows = []
     # MACs and parameters have their own columns; another search metric gets one more.
     own_column = metric not in ("macs", "params")
-    columns = _RESULT_COLUMNS.get(task, (score,))
+    columns = _RESULT_COLUMNS.get(task, (score_name,))
     for key, title in (("initial", "initial network"), ("discovered", "discovered network"), ("baseline", "uniform baseline")):
         entry = summary.get(key)
         if entry:
@@ -259,13 +261,13 @@ def _result_section(summary: dict, metric: str, score: str, task: str, tag: str)
     return [*lines, f"Each network trained, then measured on the {where} (see Data).", ""]
 
 
-def _search_section(trajectory: list[dict], family: list[dict], metric: str, score: str, tag: str) -> list[str]:
+def _search_section(trajectory: list[dict], family: list[dict], metric: str, score_name: str, tag: str) -> list[str]:
     """The Search section: iterations, plots and the family table."""
     return [
         "## Search",
         "",
-        f"{len(trajectory) - 1} iterations; samples compared by held-out {_score_title(score, tag)} with the shared "
-        f"super-network weights ({'higher' if _score_info(score)[3] else 'lower'} is better).",
+        f"{len(trajectory) - 1} iterations; samples compared by held-out {_score_title(score_name, tag)} with the shared "
+        f"super-network weights ({'higher' if _score_info(score_name)[3] else 'lower'} is better).",
         "",
         "![trajectory](trajectory.png)",
         "",
@@ -274,8 +276,8 @@ def _search_section(trajectory: list[dict], family: list[dict], metric: str, sco
         "Family (best architecture at each budget met along the way):",
         "",
         _markdown_table(
-            ["iteration", metric, f"held-out {_score_title(score, tag)}"],
-            [[m["iteration"], _fmt(m["resource"]), _fmt_score(score, m["accuracy"])] for m in (family or trajectory)],
+            ["iteration", metric, f"held-out {_score_title(score_name, tag)}"],
+            [[m["iteration"], _fmt(m["resource"]), _fmt_score(score_name, record_score(m))] for m in (family or trajectory)],
         ),
         "",
     ]

@@ -40,7 +40,7 @@ FLAGS = (
     Flag("--reduction", "search.initial_reduction", help="first iteration's reduction, a fraction of the initial resource"),
     Flag("--decay", "search.decay"),
     Flag("--optimizer", "search.optimizer", help="mcd (NetAdaptV2) or scd (NetAdaptV1, one sample per layer)"),
-    Flag("--selection", "search.selection", help="best accuracy, or NetAdaptV1's accuracy/resource ratio"),
+    Flag("--selection", "search.selection", help="best score (the paper's rule), or NetAdaptV1's score loss per resource saved"),
     Flag("--shrink", "search.shrink", help="what a shrunk layer loses: filters and/or kernel size, or filters only"),
     Flag("--budgets", "search.budgets", metavar="B", help="family budgets (same unit as --target)"),
     Flag("--seed", "seed"),
@@ -103,7 +103,7 @@ def run_command(args: argparse.Namespace) -> int:
     )
     share = f" ({100 * result.resource / initial.resource:.1f}%)" if initial.resource > 0 else ""
     print(f"{name}: {initial.resource:g} -> {result.resource:g}{share}")
-    print(f"held-out {result.score or 'accuracy'}: {initial.accuracy:.4f} -> {result.accuracy:.4f}")
+    print(f"held-out {result.score_name or 'score'}: {initial.score:.4f} -> {result.score:.4f}")
     print(f"architecture: {run_dir / 'final_arch.json'}; family of {len(result.family)}: {run_dir / 'family.json'}")
     timing = run_dir / "timing.json"
     if timing.exists():

@@ -36,8 +36,9 @@ class SearchConfig:
     decay: float = 0.98  # per-iteration decay of the reduction (§4.1.1)
     target: float = 0.5  # the resource to reach: a fraction of the initial network's, or absolute (target_mode)
     target_mode: Literal["fraction", "absolute"] = "fraction"  # absolute: target in the resource's unit (MACs, ms)
-    # "accuracy": the sample with the best held-out accuracy (§2.4); "ratio": NetAdaptV1's
-    # smallest accuracy drop per unit of resource drop.
+    # "accuracy": the sample with the best held-out score (§2.4; the paper's name for the rule,
+    # whatever the score: the lowest RMSE for depth); "ratio": NetAdaptV1's smallest score loss
+    # per unit of resource drop.
     selection: Literal["accuracy", "ratio"] = "accuracy"
     # What shrinking a layer may change: "any" = fewer filters, a smaller kernel or both, drawn
     # per layer and sample (§2.4); "filters" = filters only (NetAdaptV1).

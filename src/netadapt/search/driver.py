@@ -62,7 +62,7 @@ def search(
     write: bool | None = None,
     metadata: dict[str, Any] | None = None,
     supernet_time: StepTime | None = None,
-    score: str | None = None,
+    score_name: str | None = None,
 ) -> SearchResult:
     """Shrink ``initial_arch`` until its resource meets ``config.target``.
 
@@ -74,13 +74,14 @@ def search(
     on resume.  ``devices`` (default: the torch.distributed world size, else 1) turns wall-clock
     into device-hours; ``supernet_time`` is the training step's time, if known, for
     ``timing.json``.  Under torch.distributed only rank 0 writes (``write`` overrides) and every
-    rank must call ``search`` with the same arguments.  ``score`` names what ``evaluate_fn``
-    returns (e.g. ``"top1"``, ``"rmse"``); it is written beside the value, which is kept under
-    the key ``accuracy``, in ``history.jsonl``, ``trajectory.json`` and ``family.json``.  The
-    writing process holds the run folder's lock (:mod:`netadapt.lock`) throughout.
+    rank must call ``search`` with the same arguments.  ``score_name`` names what
+    ``evaluate_fn`` returns (e.g. ``"top1"``, ``"rmse"``): the result's ``score_name``, and the
+    key ``score_name`` beside each ``score`` in ``history.jsonl``, ``trajectory.json`` and
+    ``family.json``.  The writing process holds the run folder's lock (:mod:`netadapt.lock`)
+    throughout.
     """
-    folder = RunFolder(run_dir, write=(rank() == 0) if write is None else write, score=score)
+    folder = RunFolder(run_dir, write=(rank() == 0) if write is None else write, score_name=score_name)
     on_saved = timing_recorder(folder, devices or world_size(), supernet_time)
     with run_folder_lock(folder.path) if folder.write else nullcontext():
         return optimize(space, initial_arch, resource_fn, evaluate_fn, config, rng_seed=rng_seed, folder=folder,
-                        metadata=metadata, score=score, on_saved=on_saved, compute_once=compute_on_rank0)  # fmt: skip
+                        metadata=metadata, score_name=score_name, on_saved=on_saved, compute_once=compute_on_rank0)  # fmt: skip

@@ -15,6 +15,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from netadapt.search.records import record_score
+
 __all__ = ["IterationNoise", "NoiseSummary", "selection_noise", "top1_standard_error"]
 
 
@@ -101,10 +103,11 @@ def selection_noise(records: Iterable[dict], images: int, *, higher_is_better: b
     the initial network, is skipped).  ``images``: the number of held-out images."""
     by_iteration: dict[int, dict[tuple, float]] = {}
     for r in records:
-        if r.get("iteration", 0) > 0 and not r.get("discarded") and r.get("accuracy") is not None:
+        score = record_score(r)  # "accuracy" in the history of earlier versions
+        if r.get("iteration", 0) > 0 and not r.get("discarded") and score is not None:
             layers = r["arch"]["layers"]
             key = tuple((row["filters"], row["kernel"]) for row in layers)  # two proposals may make one sample
-            by_iteration.setdefault(int(r["iteration"]), {})[key] = float(r["accuracy"])
+            by_iteration.setdefault(int(r["iteration"]), {})[key] = score
     out = []
     for iteration in sorted(by_iteration):
         scores = sorted(by_iteration[iteration].values(), reverse=higher_is_better)

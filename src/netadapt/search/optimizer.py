@@ -1,12 +1,12 @@
 """Coordinate descent over a search space: MCD (NetAdaptV2, paper §2.4) and SCD (NetAdaptV1).
 
 The optimizer is plain Python with two injected functions, so it runs with analytic MACs or a
-measured latency, with shared-weight accuracy or a toy function alike:
+measured latency, with a shared-weight score or a toy function alike:
 
 * ``resource_fn(arch) -> float`` or a mapping of several named resources (all recorded, the one
   named by ``SearchConfig.constrained`` — default the first — is reduced towards the target);
-* ``evaluate_fn(archs) -> list[float]``: the held-out accuracy (or task metric) of a batch of
-  architectures, so evaluation can be spread over processes or ranks.
+* ``evaluate_fn(archs) -> list[float]``: the held-out score (top-1, or a task metric such as
+  RMSE) of a batch of architectures, so evaluation can be spread over processes or ranks.
 
 Each iteration starts from the previous best, makes samples that each shrink chosen layers until
 the sample's resource is at most ``previous - reduction``, evaluates the samples (each distinct
@@ -57,7 +57,7 @@ class SearchResult:
     final: Architecture
     resources: dict[str, float]
     resource: float
-    accuracy: float  # the final score: top-1, or e.g. RMSE (named by ``score``; see TrajectoryPoint)
+    score: float  # the final score: top-1, or e.g. RMSE (named by ``score_name``; see TrajectoryPoint)
     target: float  # in the resource's unit
     constrained: str  # the name of the constrained resource
     reached_target: bool
@@ -66,7 +66,7 @@ class SearchResult:
     family: list[FamilyMember]
     evaluations: int  # distinct architectures evaluated
     run_dir: Path | None
-    score: str | None = None  # what ``accuracy`` holds (the ``score`` argument of :func:`search`)
+    score_name: str | None = None  # what ``score`` holds (the ``score_name`` argument of :func:`search`)
 
 
 class _Resources:
@@ -139,10 +139,10 @@ def _select(candidates: list[tuple[int, Architecture, float, float]], prev: Traj
         _, arch, resource, score = c
         bad = _badness(score, config.higher_is_better)
         order = (bad, resource, arch.filters, arch.kernels)
-        if config.selection == "accuracy":
+        if config.selection == "accuracy":  # the best score (the paper's rule keeps its name)
             return order
-        # NetAdaptV1: the smallest accuracy loss per unit of resource saved
-        loss = bad - _badness(prev.accuracy, config.higher_is_better)
+        # NetAdaptV1: the smallest score loss per unit of resource saved
+        loss = bad - _badness(prev.score, config.higher_is_better)
         return (loss / (prev.resource - resource), *order)
 
     return min(range(len(candidates)), key=lambda i: key(candidates[i]))
@@ -236,7 +236,7 @@ def optimize(
     rng_seed: int,
     folder: RunFolder | None = None,
     metadata: dict[str, Any] | None = None,
-    score: str | None = None,
+    score_name: str | None = None,
     on_saved: Callable[[float], None] | None = None,
     compute_once: Callable[[Callable[[], Any]], Any] = compute_here,
 ) -> SearchResult:
@@ -254,7 +254,7 @@ def optimize(
     config = config or SearchConfig()
     config.validate()
     space.validate(initial_arch)
-    folder = folder or RunFolder(None, score=score)
+    folder = folder or RunFolder(None, score_name=score_name)
     shrinker = Shrinker(space, filters_only=config.shrink == "filters")
     res = _Resources(resource_fn, config.constrained)
 
@@ -285,12 +285,12 @@ def optimize(
         log.info(
             "iteration %d/~%s: resource %.6g (asked <= %.6g), %s %.4f; %d samples, %d discarded, %.2fs; %s",
             iteration, expected if expected is not None else "?", point.resource, point.required,
-            score or "accuracy", point.accuracy, made, made - kept, time.perf_counter() - step_began,
+            score_name or "score", point.score, made, made - kept, time.perf_counter() - step_began,
             eta.text(iteration) if expected is not None and iteration < expected else "ETA: the target is near",
         )  # fmt: skip
 
     save(trajectory, status)
-    return _result(space, config, trajectory, status, initial_resource, target, res, evaluations, folder, score)
+    return _result(space, config, trajectory, status, initial_resource, target, res, evaluations, folder, score_name)
 
 
 def _result(
@@ -303,7 +303,7 @@ def _result(
     res: _Resources,
     evaluations: _Evaluations,
     folder: RunFolder,
-    score: str | None,
+    score_name: str | None,
 ) -> SearchResult:
     """The search's result, its family and final architecture saved in ``folder``."""
     final = trajectory[-1]
@@ -314,7 +314,7 @@ def _result(
         final=final.arch,
         resources=final.resources,
         resource=final.resource,
-        accuracy=final.accuracy,
+        score=final.score,
         target=target,
         constrained=res.constrained,
         reached_target=final.resource <= target,
@@ -323,7 +323,7 @@ def _result(
         family=family,
         evaluations=len(evaluations.cache),
         run_dir=folder.path,
-        score=score,
+        score_name=score_name,
     )
 
 
@@ -372,9 +372,9 @@ def _start(
         return trajectory
     folder.truncate_history(-1)  # a crash before iteration 0 was saved: start the history again
     evaluations([initial_arch])
-    accuracy, seconds = evaluations.cache[initial_arch]
-    start = TrajectoryPoint(0, initial_arch, res(initial_arch), initial_resource, accuracy, 0.0, initial_resource)
-    folder.append_history([_record(space, 0, 0, start.arch, start.resources, start.resource, accuracy, seconds, [], False, True)])
+    score, seconds = evaluations.cache[initial_arch]
+    start = TrajectoryPoint(0, initial_arch, res(initial_arch), initial_resource, score, 0.0, initial_resource)
+    folder.append_history([_record(space, 0, 0, start.arch, start.resources, start.resource, score, seconds, [], False, True)])
     save([start], "running")
     return [start]
 
@@ -435,8 +435,8 @@ class _Step:
             log.warning("iteration %d: none of %d samples reached %g (from %g); stopping short of the target %g",
                         iteration, len(made), required, best.resource, self.target)  # fmt: skip
             return None, len(made), 0
-        _, arch, resource, accuracy = candidates[chosen]
-        point = TrajectoryPoint(iteration, arch, res(arch), resource, accuracy, reduction, required)
+        _, arch, resource, score = candidates[chosen]
+        point = TrajectoryPoint(iteration, arch, res(arch), resource, score, reduction, required)
         return point, len(made), len(candidates)
 
 
@@ -447,7 +447,7 @@ def _record(
     arch: Architecture,
     resources: dict[str, float],
     resource: float,
-    accuracy: float | None,
+    score: float | None,
     seconds: float | None,
     shrunk: list[dict],
     discarded: bool,
@@ -460,7 +460,7 @@ def _record(
         "arch": arch.to_dict(space),
         "resources": resources,
         "resource": resource,
-        "accuracy": accuracy,
+        "score": score,
         "eval_seconds": seconds,
         "shrunk": shrunk,
         "discarded": discarded,

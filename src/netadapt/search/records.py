@@ -4,10 +4,10 @@
 ``search_config.json``  settings, seed, search space fingerprint, initial architecture; a rerun
                         with different ones is refused instead of silently mixing two searches
 ``space.json``          the search space (so later stages can read the architectures)
-``evaluated.jsonl``     one line per evaluated architecture (accuracy, seconds), appended after
+``evaluated.jsonl``     one line per evaluated architecture (score, seconds), appended after
                         each ``evaluate_fn`` call: the evaluation cache a restart replays
 ``history.jsonl``       one line per sample of every finished iteration (architecture, every
-                        recorded resource, accuracy, evaluation time, discarded, selected)
+                        recorded resource, score, evaluation time, discarded, selected)
 ``search_state.json``   the last finished iteration and its best sample (the resume point); a
                         damaged one is set aside and the iterations replayed from the cache
 ``trajectory.json``     the best sample of every iteration (iteration 0 = initial network)
@@ -20,6 +20,11 @@ Damage is never a traceback: a torn last line (a crash mid-append) is cut, a dam
 evaluation cache is dropped with a warning (that sample is evaluated again), and a damaged
 settings file or history line is a one-line error.  Paths in the settings (the super-network
 file) are stored relative to the run folder, so a moved or copied run resumes.
+
+Every record's score (top-1, or e.g. RMSE) is under ``score``, and what it is under
+``score_name`` when the search was told.  Run folders of earlier versions hold the score under
+``accuracy`` and its name under ``score``; :func:`record_score` and :func:`record_score_name`
+read both, line by line, so such a folder resumes (its old lines kept as they are) and reports.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.io import append_jsonl, atomic_write, load_json, read_jsonl, save_json
 from netadapt.search.family import FamilyMember, TrajectoryPoint
 
-__all__ = ["RunFolder", "point_from_dict", "point_to_dict"]
+__all__ = ["RunFolder", "point_from_dict", "point_to_dict", "record_score", "record_score_name"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,27 @@ PATH_METADATA = frozenset({"supernet"})
 STATE_FORMAT = "netadapt.search_state"
 STATE_VERSION = 1
 
+#: The key under which run folders of earlier versions hold a record's score (its name then
+#: under ``score``, where this version writes the value).
+OLD_SCORE_KEY = "accuracy"
+
+
+def _score_key(record: dict) -> str:
+    """The key of ``record``'s score: ``score``, or ``accuracy`` in a record of an earlier version."""
+    return OLD_SCORE_KEY if OLD_SCORE_KEY in record else "score"
+
+
+def record_score(record: dict) -> float | None:
+    """The score of a run-folder record (history line, evaluation, trajectory or family point) of
+    this version or an earlier one; None for a discarded sample."""
+    value = record.get(_score_key(record))
+    return None if value is None else float(value)
+
+
+def record_score_name(record: dict) -> str | None:
+    """What the score of ``record`` is (``"top1"``, ``"rmse"``, …), None when the search was not told."""
+    return record.get("score" if OLD_SCORE_KEY in record else "score_name")
+
 
 def point_to_dict(point: TrajectoryPoint, space: SearchSpace) -> dict:
     return {
@@ -53,19 +79,20 @@ def point_to_dict(point: TrajectoryPoint, space: SearchSpace) -> dict:
         "arch": point.arch.to_dict(space),
         "resources": point.resources,
         "resource": point.resource,
-        "accuracy": point.accuracy,
+        "score": point.score,
         "reduction": point.reduction,
         "required": point.required,
     }
 
 
 def point_from_dict(d: dict) -> TrajectoryPoint:
+    """A point written by :func:`point_to_dict` (of this version or an earlier one)."""
     return TrajectoryPoint(
         iteration=int(d["iteration"]),
         arch=Architecture.from_dict(d["arch"]),
         resources={k: float(v) for k, v in d["resources"].items()},
         resource=float(d["resource"]),
-        accuracy=float(d["accuracy"]),
+        score=float(d[_score_key(d)]),
         reduction=float(d["reduction"]),
         required=float(d["required"]),
     )
@@ -109,16 +136,17 @@ def _arch_fields(arch: Architecture) -> dict:
 
 class RunFolder:
     """Reads and writes the files of one search run (nothing is written when ``path`` is None
-    or ``write`` is False, e.g. on ranks other than 0).  ``score``, when given, names the metric
-    held under ``accuracy`` in every history record and trajectory/family point."""
+    or ``write`` is False, e.g. on ranks other than 0).  ``score_name``, when given, names the
+    metric held under ``score``; it is written as ``score_name`` beside it in every history record
+    and trajectory/family point."""
 
-    def __init__(self, path: str | Path | None, *, write: bool = True, score: str | None = None) -> None:
+    def __init__(self, path: str | Path | None, *, write: bool = True, score_name: str | None = None) -> None:
         self.path = None if path is None else Path(path)
         self.write = write and self.path is not None
-        self.score = score
+        self.score_name = score_name
 
     def _named(self, record: dict) -> dict:
-        return record if self.score is None else {**record, "score": self.score}
+        return record if self.score_name is None else {**record, "score_name": self.score_name}
 
     def _file(self, name: str) -> Path | None:
         return None if self.path is None else self.path / name
@@ -169,7 +197,7 @@ class RunFolder:
             try:
                 filters, kernels = (tuple(_count(v) for v in rec[key]) for key in ("filters", "kernels"))
                 cache[Architecture(space.model, space.fingerprint, filters, kernels)] = (
-                    float(rec["accuracy"]),
+                    float(rec[_score_key(rec)]),
                     float(rec["seconds"]),
                 )
                 kept.append(rec)
@@ -186,8 +214,8 @@ class RunFolder:
     def append_evaluations(self, rows: Iterable[tuple[Architecture, float, float]]) -> None:
         if not self.write:
             return
-        for arch, accuracy, seconds in rows:
-            append_jsonl(self.path / "evaluated.jsonl", {**_arch_fields(arch), "accuracy": accuracy, "seconds": seconds})
+        for arch, score, seconds in rows:
+            append_jsonl(self.path / "evaluated.jsonl", {**_arch_fields(arch), "score": score, "seconds": seconds})
 
     # -- iterations ----------------------------------------------------------------------------
     def load_state(self) -> dict | None:

@@ -228,7 +228,7 @@ def _run_search(config: SearchRunConfig, run_dir: Path) -> SearchResult:
                 devices=ctx.world,
                 metadata=metadata,
                 supernet_time=supernet_time,
-                score=score.name,
+                score_name=score.name,
             )
         if ctx.is_main:  # the discovered architecture, describing itself: how to rebuild its network
             save_json(run_dir / "final_arch.json", result.final.to_dict(space, build=supernet.build_config()))
