@@ -100,3 +100,27 @@ def test_importing_netadapt_leaves_depth_unloaded():
     code = "import sys, netadapt; print(sorted(m for m in sys.modules if m.startswith('netadapt.depth')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_public_name_resolves():
+    """Every name of ``netadapt.__all__`` is an attribute (the lazy ones load on first use) and
+    ``dir(netadapt)`` lists it."""
+    for name in netadapt.__all__:
+        assert getattr(netadapt, name) is not None, name
+    assert set(netadapt.__all__) <= set(dir(netadapt))
+
+
+def test_mcd_is_the_search_function_and_search_a_plain_package():
+    """``netadapt.mcd`` is the optimizer (``netadapt.search.search``), loaded on first use;
+    ``netadapt.search`` is only the subpackage, not callable."""
+    code = (
+        "import sys, types, netadapt\n"
+        "assert 'netadapt.search' not in sys.modules\n"
+        "mcd = netadapt.mcd\n"
+        "from netadapt.search import search\n"
+        "from netadapt.search.driver import search as driver_search\n"
+        "assert mcd is search is driver_search and mcd.__name__ == 'search'\n"
+        "assert type(netadapt.search) is types.ModuleType and not callable(netadapt.search)\n"
+        "assert netadapt.search is sys.modules['netadapt.search'] and callable(netadapt.search.run_search)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

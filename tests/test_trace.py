@@ -310,7 +310,7 @@ def test_search_and_onnx_export_of_a_traced_network(tmp_path):
     _, net = traced(ResidualConcat())
     full = netadapt.count_macs(net)
     config = SearchConfig(samples=4, layers=3, target=0.5, initial_reduction=0.2, decay=1.0)
-    result = netadapt.search(
+    result = netadapt.mcd(
         net.space,
         net.space.full(),
         lambda a: netadapt.count_macs(net, a),

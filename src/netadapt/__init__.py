@@ -1,9 +1,9 @@
 """netadapt: NetAdaptV2 (Yang, Liao, Sze, CVPR 2021) for PyTorch.
 
 Train a network once as a super-network with ordered dropout and channel-level bypass, search
-its sub-networks with the multi-layer coordinate descent optimizer against any resource (MACs,
-measured latency, a lookup table, your own script), then train and export the result.  Bring
-your own CNN with ``supernet_from_module`` (torch.fx tracing, weights kept).
+its sub-networks with the multi-layer coordinate descent optimizer (``mcd``) against any
+resource (MACs, measured latency, a lookup table, your own script), then train and export the
+result.  Bring your own CNN with ``supernet_from_module`` (torch.fx tracing, weights kept).
 """
 
 import importlib
@@ -26,7 +26,10 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 # Loaded on first use, so that ``import netadapt`` does not load training, the search, the
 # tasks and the depth package: name -> (module, attribute or None for the module itself).
 _LAZY = {
-    "search": ("netadapt.search", None),  # callable: netadapt.search(space, initial, resource_fn, evaluate_fn, config)
+    # the search's optimizer (multi-layer coordinate descent, paper §2.4), a plain function:
+    # netadapt.mcd(space, initial, resource_fn, evaluate_fn, config, rng_seed=...)
+    "mcd": ("netadapt.search.driver", "search"),
+    "search": ("netadapt.search", None),  # the subpackage: run_search, SearchConfig, evaluators
     "train_supernet": ("netadapt.train", "train_supernet"),
 }
 
@@ -56,6 +59,7 @@ __all__ = [
     "extract",
     "list_models",
     "load_torchvision_weights",
+    "mcd",
     "register_model",
     "search",
     "supernet_from_module",

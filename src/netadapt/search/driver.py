@@ -64,7 +64,7 @@ def search(
     supernet_time: StepTime | None = None,
     score_name: str | None = None,
 ) -> SearchResult:
-    """Shrink ``initial_arch`` until its resource meets ``config.target``.
+    """Shrink ``initial_arch`` until its resource meets ``config.target`` (``netadapt.mcd``).
 
     ``rng_seed`` fixes every random choice: each iteration's samples are derived from
     ``(rng_seed, iteration)``, so a rerun in the same ``run_dir`` after a crash continues where
