@@ -133,6 +133,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # ... with in-place distillation from the initial network, with more depth in training
     "pre-spread-prog-g8-kd": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.distill": 0.5},
     "pre-spread-deep-g8": {**SPREAD_DEEP, "ordered_dropout.group_size": 8},
+    # the same total budget split otherwise: 9 plain epochs (not 5), then 4 with ordered dropout
+    # (not 8) -- the full network trained longer alone, the sub-networks shorter
+    "pre9-spread-prog-g8": {**SPREAD_PROG, "pretrain": 9, "ordered_dropout.group_size": 8},
     # from scratch (no pre-training, no progressive shrinking): one width level per image and the
     # sandwich rule, with one batch statistic or groups of 8 images normalized apart
     "spread": {"ordered_dropout.spread": 1, "ordered_dropout.sandwich": True},
@@ -142,7 +145,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "ordered_dropout.distill": 0.5, "ordered_dropout.width_epochs": 0.5,
     },
 }  # fmt: skip
-#: Phase lengths above are fractions of the recipe's epochs (resolved per size).
+#: Phase lengths above are fractions of the recipe's epochs (resolved per size).  ``pretrain: N``
+#: (an int) moves the split of the same total budget: N plain epochs, the rest ordered dropout.
 FRACTION_KEYS = ("ordered_dropout.full_epochs", "ordered_dropout.width_epochs")
 
 CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
@@ -155,32 +159,54 @@ def data_config(size: dict[str, Any], data: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def epoch_split(size: dict[str, Any], recipe: str) -> tuple[int, int]:
+    """(plain pre-training epochs, ordered-dropout epochs) of ``recipe``: the size's split, or with
+    ``pretrain: N`` N plain epochs and the rest of the same total budget with ordered dropout."""
+    pretrain = RECIPES[recipe].get("pretrain")
+    if pretrain is True or not pretrain:
+        return (size["pretrain_epochs"] if pretrain else 0), size["epochs"]
+    total = size["pretrain_epochs"] + size["epochs"]
+    if not 0 < pretrain < total:
+        raise SystemExit(f"error: recipe {recipe!r}: pretrain {pretrain} must be between 0 and {total} epochs")
+    return pretrain, total - pretrain
+
+
+def pretrained_dir(size: dict[str, Any], recipe: str, root: Path) -> Path:
+    """The folder of the plainly trained initial network that ``recipe`` starts from (one per
+    number of pre-training epochs, shared by the recipes that use it)."""
+    epochs = epoch_split(size, recipe)[0]
+    return root / "supernets" / ("_pretrained" if epochs == size["pretrain_epochs"] else f"_pretrained-e{epochs}")
+
+
 def supernet_config(size: dict[str, Any], data: Path, recipe: str, run_dir: Path) -> dict[str, Any]:
     """The super-network training config of ``recipe`` (a SupernetTrainConfig mapping)."""
+    epochs = epoch_split(size, recipe)[1]
     base = {
-        "run_dir": str(run_dir), "seed": 0, "epochs": size["epochs"], "device": size["device"],
+        "run_dir": str(run_dir), "seed": 0, "epochs": epochs, "device": size["device"],
         "model": {"name": size["model"], "width_mult": size["width_mult"], "options": {}},
         "data": data_config(size, data),
         "optim": {"name": "sgd", "lr": 0.8, "lr_batch": 1024, "weight_decay": 4.0e-5},
-        "schedule": {"name": "cosine", "warmup_epochs": min(1.0, size["epochs"] / 2)},
+        "schedule": {"name": "cosine", "warmup_epochs": min(1.0, epochs / 2)},
         "label_smoothing": 0.1, "ema_decay": None, "eval_every": 1000, "val_calibration_images": size["calibration"],
         "progress": False, "tensorboard": False,
     }  # fmt: skip
     changes: dict[str, Any] = {}
     for key, value in RECIPES[recipe].items():
         if key == "pretrain":
-            changes["init_from"] = str(run_dir.parent / "_pretrained" / "supernet.pt")
+            changes["init_from"] = str(pretrained_dir(size, recipe, run_dir.parent.parent) / "supernet.pt")
         elif key == "epochs_total":
             changes["epochs"] = size["pretrain_epochs"] + size["epochs"]
         else:
-            _set(changes, key, value * size["epochs"] if key in FRACTION_KEYS else value)
+            _set(changes, key, value * epochs if key in FRACTION_KEYS else value)
     return merge_mappings(base, changes)
 
 
-def pretrain_config(size: dict[str, Any], data: Path, run_dir: Path) -> dict[str, Any]:
-    """The initial network trained plainly for ``pretrain_epochs`` (recipes with ``pretrain``)."""
+def pretrain_config(size: dict[str, Any], data: Path, run_dir: Path, epochs: int | None = None) -> dict[str, Any]:
+    """The initial network trained plainly for ``epochs`` (default: the size's ``pretrain_epochs``;
+    recipes with ``pretrain``)."""
     mapping = supernet_config(size, data, "block", run_dir)
-    mapping["epochs"] = size["pretrain_epochs"]
+    mapping["epochs"] = epochs or size["pretrain_epochs"]
+    mapping["schedule"]["warmup_epochs"] = min(1.0, mapping["epochs"] / 2)
     mapping["ordered_dropout"] = {"enabled": False}
     return mapping
 
@@ -361,21 +387,30 @@ def train_recipe_supernet(size: dict, data: Path, recipe: str, root: Path, threa
     torch.set_num_threads(threads)
     started = time.perf_counter()
     if RECIPES[recipe].get("pretrain"):
-        train_supernet(config_from_dict(SupernetTrainConfig, pretrain_config(size, data, root / "supernets" / "_pretrained")))
+        epochs = epoch_split(size, recipe)[0]
+        train_supernet(
+            config_from_dict(SupernetTrainConfig, pretrain_config(size, data, pretrained_dir(size, recipe, root), epochs))
+        )
     mapping = supernet_config(size, data, recipe, root / "supernets" / recipe)
     path = train_supernet(config_from_dict(SupernetTrainConfig, mapping))
     log.info("super-network of %s: %s (%.0f s this call)", recipe, path, time.perf_counter() - started)
     return path
 
 
-def architecture_sets(supernet: Path, size: dict, root: Path) -> tuple[str, dict[str, list[Architecture]]]:
-    """(space fingerprint, sets), drawn once per search space and kept in ``spaces/FP/archs.json``."""
+def architecture_sets(
+    supernet: Path, size: dict, root: Path, copy_from: Path | None = None
+) -> tuple[str, dict[str, list[Architecture]]]:
+    """(space fingerprint, sets), drawn once per search space and kept in ``spaces/FP/archs.json``
+    (copied from the results folder ``copy_from`` where that holds the space's sets)."""
     from netadapt.model.checkpoint import load_supernet
     from netadapt.resources.counting import count_macs
 
     net, _ = load_supernet(supernet)
     folder = root / "spaces" / net.space.fingerprint
     path = folder / "archs.json"
+    earlier = None if copy_from is None else copy_from / "spaces" / net.space.fingerprint / "archs.json"
+    if not path.exists() and earlier is not None and earlier.exists():
+        save_json(path, load_json(earlier))
     if not path.exists():
         sets = draw_sets(net.space, lambda a: count_macs(net, a), size["archs"])
         full = count_macs(net, net.space.full())
@@ -476,7 +511,7 @@ def run(args: argparse.Namespace) -> int:
                                                             "sets": {}, "machine": _machine()})  # fmt: skip
         print(f"{args.recipe}: validation top-1 {100 * validation['val_top1']:.2f}%")
         return 0
-    fingerprint, sets = architecture_sets(supernet, size, root)
+    fingerprint, sets = architecture_sets(supernet, size, root, Path(args.truth_from).parent.parent if args.truth_from else None)
     saved = load_json(root / "spaces" / fingerprint / "archs.json")
     info = {name: {"removed": [r["removed_blocks"] for r in rows], "fraction": [r["mac_fraction"] for r in rows]}
             for name, rows in saved.items()}  # fmt: skip
@@ -484,12 +519,16 @@ def run(args: argparse.Namespace) -> int:
     scores = shared_scores(supernet, all_archs, size, root / "supernets" / args.recipe / "shared_scores.json")
     spec = []
     truth_of = args.truth_of or args.recipe  # another recipe's fine-tuned networks: a cheaper, shared truth
-    for seed in range(size["finetune_seeds"]):
-        spec += [(f"finetune-{truth_of}", a, str(supernet.parent.parent / truth_of / "supernet.pt"), seed) for a in all_archs]
+    if args.truth_from:
+        truth_of, known = stored_truth(Path(args.truth_from), fingerprint, sets)
+    else:
+        for seed in range(size["finetune_seeds"]):
+            spec += [(f"finetune-{truth_of}", a, str(supernet.parent.parent / truth_of / "supernet.pt"), seed) for a in all_archs]
+        known = {}
     if not args.no_scratch:
         for seed in range(size["scratch_seeds"]):
             spec += [("scratch", a, None, seed) for a in all_archs]
-    trained = standalone(spec, size, data, root, args.jobs)
+    trained = {**known, **standalone(spec, size, data, root, args.jobs)}
     report: dict[str, Any] = {"recipe": args.recipe, "truth_of": truth_of, "size": args.size, "space": fingerprint, "validation": validation,
                               "sets": {}}  # fmt: skip
     for name, archs in sets.items():
@@ -509,6 +548,27 @@ def run(args: argparse.Namespace) -> int:
     save_json(root / "results" / f"{args.recipe}.json", report)
     print(format_table([report]))
     return 0
+
+
+def stored_truth(
+    path: Path, fingerprint: str, sets: dict[str, list[Architecture]]
+) -> tuple[str, dict[tuple[str, str, int], float]]:
+    """(recipe, fine-tuned accuracies by (column, architecture key, seed)) of an earlier report
+    of the same space and architecture sets: a measured truth reused without training again."""
+    if not path.is_file():
+        raise SystemExit(f"error: --truth-from {path}: no such report")
+    report = load_json(path)
+    if report.get("space") != fingerprint:
+        raise SystemExit(f"error: --truth-from {path}: its space {report.get('space')} is not this one ({fingerprint})")
+    truth_of = report.get("truth_of", report["recipe"])
+    known = {}
+    for name, archs in sets.items():
+        runs = report["sets"].get(name, {}).get("finetune_accuracy")
+        if not runs or any(len(run) != len(archs) for run in runs):
+            raise SystemExit(f"error: --truth-from {path}: no fine-tuned accuracy of every architecture of set {name!r}")
+        for seed, run in enumerate(runs):
+            known.update({(f"finetune-{truth_of}", arch_key(a), seed): value for a, value in zip(archs, run, strict=True)})
+    return truth_of, known
 
 
 def _machine() -> str:
@@ -649,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--no-scratch", action="store_true", help="skip the from-scratch column")
     r.add_argument("--truth-of", choices=sorted(RECIPES), help="rank against this recipe's fine-tuned networks "
                    "(already trained) instead of fine-tuning from this recipe's super-network")  # fmt: skip
+    r.add_argument("--truth-from", metavar="REPORT", help="rank against the fine-tuned accuracies stored in an earlier "
+                   "report (results/RECIPE.json) of the same space; its spaces/ folder is reused")  # fmt: skip
     t = sub.add_parser("table", help="the ranking table of every recipe run so far")
     t.add_argument("--size", choices=sorted(SIZES), default="cpu")
     t.add_argument("--out", default=None)

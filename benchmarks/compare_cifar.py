@@ -107,7 +107,7 @@ def supernet_and_pretrained(size: dict, data: Path, recipe: str, root: Path, thr
     if not ranking.RECIPES[recipe].get("pretrain"):
         raise SystemExit(f"error: recipe {recipe!r} does not start from a trained network; choose a pre-* recipe")
     supernet = ranking.train_recipe_supernet(ranking.SIZES[size["ranking"]], data, recipe, root, threads)
-    return supernet, root / "supernets" / "_pretrained" / "supernet.pt"
+    return supernet, ranking.pretrained_dir(ranking.SIZES[size["ranking"]], recipe, root) / "supernet.pt"
 
 
 def discovered(supernet: Path, target: float, size: dict, root: Path, metric: str = "macs", label: str = "") -> Architecture:
@@ -344,12 +344,13 @@ def latency_pruning_ratio(
     return {"ratio": ratio, "error": err, "matched": abs(err) <= 0.02, **record}
 
 
-def _calibration_batches(root: Path, count: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``count`` fixed batches of 64 training images (never held-out ones): Taylor importance."""
+def _calibration_batches(run_dir: Path, count: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` fixed batches of 64 training images (never held-out ones) of the training run in
+    ``run_dir``: Taylor importance."""
     from netadapt.data import build_search_loaders
     from netadapt.search.evaluate import take_images
 
-    _, calibration = build_search_loaders(root / "supernets" / "_pretrained", batch_size=64, calibration_images=64 * count)
+    _, calibration = build_search_loaders(run_dir, batch_size=64, calibration_images=64 * count)
     return take_images(calibration, 64 * count)
 
 
@@ -399,7 +400,7 @@ def build_network(spec: dict) -> nn.Module:
     if spec["kind"] == "netadapt":
         net, _ = load_supernet(spec["weights"])
         return net.extract(net.space.validate(Architecture.from_dict(spec["arch"])))
-    batches = _calibration_batches(Path(spec["root"]))
+    batches = _calibration_batches(Path(spec["weights"]).parent)
     return torch_pruned(Path(spec["weights"]), spec["importance"], spec["ratio"], batches, spec["steps"])
 
 
@@ -437,7 +438,7 @@ def run(args: argparse.Namespace) -> int:
     }
     notes: list[str] = []
     if not args.no_pruning:
-        specs.update(pruning_specs(goal, supernet, pretrained_file, size, root, folder, notes))
+        specs.update(pruning_specs(goal, supernet, pretrained_file, size, folder, notes))
     rows = describe(specs, supernet, goal, size["lut"], folder)
     finetune_all(rows, specs, size, data, folder, args)
     report = {"target": args.target, "recipe": args.recipe, "size": args.size, "budget_macs": count_macs(supernet, goal.arch),
@@ -454,12 +455,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def pruning_specs(
-    goal: Goal, supernet: SuperNet, pretrained: Path, size: dict, root: Path, folder: Path, notes: list[str]
+    goal: Goal, supernet: SuperNet, pretrained: Path, size: dict, folder: Path, notes: list[str]
 ) -> dict[str, dict]:
     """Torch-Pruning's networks (magnitude and Taylor importance) at the goal's resource, each
     ratio found once and kept in ``folder``.  At a latency goal a network whose measured latency
     misses the discovered network's by more than 2% is left out, and ``notes`` says so."""
-    batches = _calibration_batches(root)
+    batches = _calibration_batches(pretrained.parent)
     specs = {}
     for importance in ("magnitude", "taylor"):
         found = folder / f"pruning-{importance}.json"
@@ -482,7 +483,7 @@ def pruning_specs(
             continue
         specs[f"Torch-Pruning {importance} (trained weights)"] = {
             "kind": "torch-pruning", "weights": str(pretrained), "importance": importance,
-            "ratio": result["ratio"], "steps": size["prune_steps"], "root": str(root),
+            "ratio": result["ratio"], "steps": size["prune_steps"],
         }  # fmt: skip
     return specs
 

@@ -78,6 +78,20 @@ def test_smoke_run_resumes_and_tables(cifar_like: Path, tmp_path: Path, capsys: 
     assert bench.main(["table", "--size", "smoke", "--out", str(out)]) == 0
     assert "| block-sd | wide | 4 | finetune |" in capsys.readouterr().out
 
+    # another recipe ranked against the stored truth: nothing trained stand-alone, same accuracies
+    again = tmp_path / "again"
+    earlier = out / "results" / "block-sd.json"
+    truth_args = ["run", "--recipe", "block", "--size", "smoke", "--data", str(cifar_like), "--out", str(again), "--jobs", "1",
+                  "--threads", "1", "--no-scratch", "--truth-from", str(earlier)]  # fmt: skip
+    assert bench.main(truth_args) == 0
+    assert not (again / "standalone").exists()
+    second = json.loads((again / "results" / "block.json").read_text())
+    assert second["truth_of"] == "block-sd"
+    for name in ("wide", "narrow"):
+        assert second["sets"][name]["finetune_accuracy"] == report["sets"][name]["finetune_accuracy"]
+    with pytest.raises(SystemExit, match="no such report"):
+        bench.main(truth_args[:-1] + [str(tmp_path / "missing.json")])
+
 
 def test_recipes_resolve_to_valid_training_configs(tmp_path: Path) -> None:
     from netadapt.config import config_from_dict
@@ -93,6 +107,13 @@ def test_recipes_resolve_to_valid_training_configs(tmp_path: Path) -> None:
     plain = bench.supernet_config(size, tmp_path, "plain", tmp_path / "supernets" / "plain")
     assert plain["epochs"] == size["pretrain_epochs"] + size["epochs"] and not plain["ordered_dropout"]["enabled"]
     assert bench.pretrain_config(size, tmp_path, tmp_path / "p")["epochs"] == size["pretrain_epochs"]
+    # pretrain: N moves the split of the same total budget and pre-trains in its own folder
+    split = bench.supernet_config(size, tmp_path, "pre9-spread-prog-g8", tmp_path / "supernets" / "pre9-spread-prog-g8")
+    total = size["pretrain_epochs"] + size["epochs"]
+    assert split["epochs"] == total - 9 and split["ordered_dropout"]["width_epochs"] == 0.5 * (total - 9)
+    assert split["init_from"] == str(tmp_path / "supernets" / "_pretrained-e9" / "supernet.pt")
+    assert bench.epoch_split(size, "pre-spread-prog") == (size["pretrain_epochs"], size["epochs"])
+    assert bench.epoch_split(size, "block") == (0, size["epochs"])
 
 
 def test_removed_versus_width_is_the_residual_from_the_width_only_line() -> None:
