@@ -70,6 +70,34 @@ def test_sampler_kernels_and_sandwich() -> None:
     assert none is None
 
 
+def test_largest_share_gives_rows_to_the_initial_network() -> None:
+    space = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, input_size=16, num_classes=10).space
+    full = [layer.max_filters for layer in space.layers]
+    smallest = OrderedDropoutSampler(space).smallest()[0]
+    gen = torch.Generator().manual_seed(4)
+    widths, _ = OrderedDropoutSampler(space, sandwich=True, largest_share=0.25).sample(16, gen)
+    assert all(widths[r].tolist() == full for r in range(4)) and widths[4].tolist() == smallest
+    # with groups: the share is of the groups (2 of 8 groups of 4 images), then the smallest group
+    widths, _ = OrderedDropoutSampler(space, sandwich=True, group_size=4, largest_share=0.25).sample(32, gen)
+    assert all(widths[r].tolist() == full for r in range(8)) and widths[8].tolist() == smallest
+    # without the sandwich rule, no smallest row; every row but one at most
+    widths, _ = OrderedDropoutSampler(space, largest_share=0.5).sample(10, gen)
+    assert all(widths[r].tolist() == full for r in range(5))
+    assert OrderedDropoutSampler(space, largest_share=0.99)._largest_rows(10) == 9
+    # the default keeps today's draws: the sandwich alone is the same as a share that rounds to one
+    a = OrderedDropoutSampler(space, sandwich=True).sample(16, torch.Generator().manual_seed(5))
+    b = OrderedDropoutSampler(space, sandwich=True, largest_share=0.05).sample(16, torch.Generator().manual_seed(5))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_largest_share_is_validated() -> None:
+    from netadapt.errors import NetAdaptError
+    from netadapt.train.config import OrderedDropoutConfig
+
+    with pytest.raises(NetAdaptError, match="largest_share"):
+        OrderedDropoutConfig(largest_share=1.0).validate()
+
+
 def test_sampler_is_a_function_of_its_generator() -> None:
     space = build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=16, num_classes=10).space
     assert space.removal_groups()  # removable pairs draw their own columns too

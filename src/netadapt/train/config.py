@@ -97,6 +97,9 @@ class OrderedDropoutConfig:
     # one sub-network and is normalized with its own BatchNorm statistics (beyond the paper;
     # docs/training.md).
     group_size: int | None = None
+    # Beyond the paper: the share of the images (of the groups, with group_size) that train the
+    # largest sub-network, the initial network (the sandwich rule alone gives it one).
+    largest_share: float = 0.0
 
     def validate(self) -> None:
         if not 0.0 <= self.distill <= 1.0:
@@ -107,6 +110,8 @@ class OrderedDropoutConfig:
             raise NetAdaptError(f"ordered_dropout.spread must be 0 or more, or null, got {self.spread}")
         if self.group_size is not None and self.group_size < 1:
             raise NetAdaptError(f"ordered_dropout.group_size must be 1 or more, or null, got {self.group_size}")
+        if not 0.0 <= self.largest_share < 1.0:
+            raise NetAdaptError(f"ordered_dropout.largest_share must be in [0, 1), got {self.largest_share}")
         if self.block_drop is not None and not 0.0 <= self.block_drop <= 1.0:
             raise NetAdaptError(f"ordered_dropout.block_drop must be in [0, 1] or null, got {self.block_drop}")
 

@@ -318,6 +318,7 @@ def _set_up(
         block_drop=od.block_drop,
         spread=od.spread,
         group_size=od.group_size,
+        largest_share=od.largest_share,
     )
     loader, val_loader, calibration = _loaders(config, ctx, sets, batches)
     metrics = MetricsWriter(run_dir, enabled=ctx.is_main, tensorboard=config.tensorboard)

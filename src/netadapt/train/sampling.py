@@ -19,6 +19,9 @@ from the full width down, Once-for-All's progressive shrinking) before ``phase="
 
 Beyond the paper (off by default): ``sandwich`` replaces the first two rows of every batch with
 the largest and the smallest sub-network (the "sandwich rule" of slimmable networks / BigNAS).
+``largest_share`` gives that share of the rows (of the groups, with ``group_size``) to the largest
+sub-network: per-image ordered dropout trains the initial network on one image in
+``B / largest rows``, where plain training trains it on all.
 
 Beyond the paper (off by default): ``group_size`` gives every run of that many consecutive images
 one sub-network (the draws above are then per group, not per image), and the training forward
@@ -86,6 +89,7 @@ class OrderedDropoutSampler:
     block_drop: float | None = None
     spread: int | None = None
     group_size: int | None = None
+    largest_share: float = 0.0
 
     def largest(self) -> tuple[list[int], list[int]]:
         """(widths, kernels) of the initial network."""
@@ -135,7 +139,8 @@ class OrderedDropoutSampler:
             return torch.tensor([w]).expand(batch, -1).clone(), torch.tensor([k]).expand(
                 batch, -1
             ).clone() if self.kernels else None
-        rows = batch - 2 if self.sandwich and batch > 2 else batch
+        n_largest = self._largest_rows(batch)
+        rows = batch - n_largest - 1 if self.sandwich and batch > 2 else batch - n_largest
         widths = torch.empty(batch, len(layers), dtype=torch.long)  # (B, L)
         groups = self.space.tie_groups()
         choices = [self._widths(group[0], phase, floor) for group in groups]
@@ -163,12 +168,21 @@ class OrderedDropoutSampler:
                 rate = self.block_drop if self.block_drop is not None else 1 / len(layers[first].widths)
                 gone = batch - rows + _stratified_rows(rate, rows, generator)  # (k,) rows removing the block
                 widths[gone[:, None], torch.tensor(group)] = 0
-        if rows < batch:  # sandwich rows 0 (largest) and 1 (smallest)
-            for row, (w, k) in enumerate((self.largest(), self.smallest(phase, floor))):
+        if rows < batch:  # rows 0..n_largest-1 the largest, then (sandwich) one row the smallest
+            fixed = [self.largest()] * n_largest + ([self.smallest(phase, floor)] if batch - rows > n_largest else [])
+            for row, (w, k) in enumerate(fixed):
                 widths[row] = torch.as_tensor(w)
                 if kernels is not None:
                     kernels[row] = torch.as_tensor(k)
         return widths, kernels
+
+    def _largest_rows(self, batch: int) -> int:
+        """How many of ``batch`` rows train the largest sub-network: ``largest_share`` of them
+        (rounded), at least one with the sandwich rule, never every row but the sandwich's smallest."""
+        top = round(self.largest_share * batch)
+        if self.sandwich and batch > 2:
+            return min(max(top, 1), batch - 2)
+        return min(top, batch - 1)
 
 
 def _stratified_rows(rate: float, rows: int, generator: torch.Generator) -> Tensor:
