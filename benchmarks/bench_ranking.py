@@ -135,6 +135,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     "pre-spread-deep-g8": {**SPREAD_DEEP, "ordered_dropout.group_size": 8},
     # a quarter of the groups (two of eight, not the sandwich's one) train the initial network
     "pre-spread-prog-g8-top25": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_share": 0.25},
+    # half the groups train the initial network; 9 plain epochs and a quarter of the groups
+    "pre-spread-prog-g8-top50": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_share": 0.5},
+    "pre9-spread-prog-g8-top25": {
+        **SPREAD_PROG, "pretrain": 9, "ordered_dropout.group_size": 8, "ordered_dropout.largest_share": 0.25,
+    },
     # the same total budget split otherwise: 9 plain epochs (not 5), then 4 with ordered dropout
     # (not 8) -- the full network trained longer alone, the sub-networks shorter
     "pre9-spread-prog-g8": {**SPREAD_PROG, "pretrain": 9, "ordered_dropout.group_size": 8},
