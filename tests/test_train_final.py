@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from netadapt.arch.files import load_architecture
 from netadapt.arch.space import Architecture
 from netadapt.config import load_config
 from netadapt.errors import NetAdaptError
@@ -124,3 +125,26 @@ def test_pretrain_epochs_train_the_initial_network_first(tmp_path: Path) -> None
     assert pretrained.stat().st_mtime_ns == before
     with pytest.raises(NetAdaptError, match="pretrain_epochs must be 0 or more"):
         config(tmp_path / "bad", "pretrain_epochs=-1").validate()
+
+
+def test_training_from_a_file_starts_from_its_own_batchnorm_statistics(start: tuple[Path, Path], tmp_path: Path) -> None:
+    """The file's running statistics (a super-network's mixture of sub-networks; here spoiled on
+    purpose) are recomputed for the network that trains before its first step: with the zoo's
+    MobileNetV3 momentum of 0.01 they would otherwise outlive a short fine-tuning almost whole."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from netadapt.model.checkpoint import save_supernet
+
+    supernet, arch_file = start
+    net, _ = load_supernet(supernet)
+    for bn in (m for m in net.modules() if isinstance(m, _BatchNorm)):
+        bn.running_mean.fill_(1e3)
+        bn.running_var.fill_(1e-3)
+    spoiled = save_supernet(tmp_path / "spoiled.pt", net)
+    for masked in ("false", "true"):
+        run = tmp_path / f"masked-{masked}"
+        out = train_supernet(config(run, "epochs=1", f"architecture={arch_file}", f"init_from={spoiled}", f"masked={masked}"))
+        trained, _ = load_supernet(out)
+        arch = trained.space.validate(load_architecture(arch_file, trained.space))
+        norms = [m for m in trained.extract(arch).modules() if isinstance(m, _BatchNorm)]
+        assert norms and all(float(bn.running_mean.abs().max()) < 100 for bn in norms), masked
