@@ -519,6 +519,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.recipe}: validation top-1 {100 * validation['val_top1']:.2f}%")
         return 0
     fingerprint, sets = architecture_sets(supernet, size, root, Path(args.truth_from).parent.parent if args.truth_from else None)
+    sets = {name: archs for name, archs in sets.items() if name in args.sets}
     saved = load_json(root / "spaces" / fingerprint / "archs.json")
     info = {name: {"removed": [r["removed_blocks"] for r in rows], "fraction": [r["mac_fraction"] for r in rows]}
             for name, rows in saved.items()}  # fmt: skip
@@ -716,6 +717,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--no-scratch", action="store_true", help="skip the from-scratch column")
     r.add_argument("--truth-of", choices=sorted(RECIPES), help="rank against this recipe's fine-tuned networks "
                    "(already trained) instead of fine-tuning from this recipe's super-network")  # fmt: skip
+    r.add_argument("--sets", nargs="+", choices=("wide", "narrow"), default=["wide", "narrow"],
+                   help="rank these architecture sets only (each costs its stand-alone trainings)")  # fmt: skip
     r.add_argument("--truth-from", metavar="REPORT", help="rank against the fine-tuned accuracies stored in an earlier "
                    "report (results/RECIPE.json) of the same space; its spaces/ folder is reused")  # fmt: skip
     t = sub.add_parser("table", help="the ranking table of every recipe run so far")

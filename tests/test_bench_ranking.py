@@ -82,13 +82,12 @@ def test_smoke_run_resumes_and_tables(cifar_like: Path, tmp_path: Path, capsys: 
     again = tmp_path / "again"
     earlier = out / "results" / "block-sd.json"
     truth_args = ["run", "--recipe", "block", "--size", "smoke", "--data", str(cifar_like), "--out", str(again), "--jobs", "1",
-                  "--threads", "1", "--no-scratch", "--truth-from", str(earlier)]  # fmt: skip
+                  "--threads", "1", "--no-scratch", "--sets", "wide", "--truth-from", str(earlier)]  # fmt: skip
     assert bench.main(truth_args) == 0
     assert not (again / "standalone").exists()
     second = json.loads((again / "results" / "block.json").read_text())
-    assert second["truth_of"] == "block-sd"
-    for name in ("wide", "narrow"):
-        assert second["sets"][name]["finetune_accuracy"] == report["sets"][name]["finetune_accuracy"]
+    assert second["truth_of"] == "block-sd" and set(second["sets"]) == {"wide"}  # --sets wide: that set only
+    assert second["sets"]["wide"]["finetune_accuracy"] == report["sets"]["wide"]["finetune_accuracy"]
     with pytest.raises(SystemExit, match="no such report"):
         bench.main(truth_args[:-1] + [str(tmp_path / "missing.json")])
 
