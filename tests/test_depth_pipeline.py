@@ -173,8 +173,11 @@ def test_depth_export_loads_and_agrees(finished_run):
         assert torch.allclose(trained.eval()(x, arch), expected, atol=1e-5)
     session = ort.InferenceSession(str(run_dir / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
     (onnx_out,) = session.run(None, {"input": x.numpy()})
-    assert torch.allclose(torch.from_numpy(onnx_out), expected, atol=1e-4)
-    assert torch.allclose(torch.jit.load(str(run_dir / "export" / "model.ts"))(x), expected, atol=1e-5)
+    # relative too: uniform noise is far from the synthetic scenes, and the network's BatchNorm
+    # statistics (recomputed on 64 of them, some channels with variance ~1e-10) amplify it to
+    # outputs of ~1e5, where another runtime's float32 rounding differs by ~2e-4 relative
+    assert torch.allclose(torch.from_numpy(onnx_out), expected, atol=1e-4, rtol=1e-3)
+    assert torch.allclose(torch.jit.load(str(run_dir / "export" / "model.ts"))(x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_depth_report_and_command_line_show_synthetic_depth_metrics(finished_run, capsys):
