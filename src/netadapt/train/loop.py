@@ -427,11 +427,14 @@ def _loaders(
     val_loader = calibration = None
     if sets.val is not None:
         val_loader = make_eval_loader(sets.val, config.data, rank=ctx.rank, world=ctx.world, pin_memory=on_gpu)
-        if config.ordered_dropout.enabled:  # every rank recalibrates on the same images
-            calibration = make_eval_loader(
-                calibration_set(sets, config.val_calibration_images, config.seed), config.data, workers=0
-            )
+        if config.ordered_dropout.enabled:
+            calibration = _calibration_loader(config, sets)
     return loader, val_loader, calibration
+
+
+def _calibration_loader(config: SupernetTrainConfig, sets: DataSets) -> Iterable:
+    """``val_calibration_images`` training images, the same on every rank: BatchNorm recalibration."""
+    return make_eval_loader(calibration_set(sets, config.val_calibration_images, config.seed), config.data, workers=0)
 
 
 def _log_start(run: _Run, state: TrainState, *, resumed: bool) -> None:
@@ -737,14 +740,14 @@ def _recalibrate_start(
     share of them outlives a short fine-tuning -- 21% after 156 steps -- and the network is
     validated with statistics that fit no network at all.  Every rank computes the same ones
     from the same ``val_calibration_images`` training images (evaluation transform)."""
-    images = make_eval_loader(calibration_set(sets, config.val_calibration_images, config.seed), config.data, workers=0)
+    images = _calibration_loader(config, sets)
     batches = (batch[0].to(device) for batch in images)
     if raw is supernet and arch is not None:  # a fixed architecture trained masked inside the super-network
         recalibrate_bn_(raw, batches, forward=lambda x: supernet(x, arch))
     else:
         recalibrate_bn_(raw, batches)
     raw.train()
-    info("BatchNorm statistics recomputed for the network to train on %d training images", config.val_calibration_images)
+    info("BatchNorm statistics recomputed for the network to train on %d training images", len(images.dataset))
 
 
 def _fixed_architecture(config: SupernetTrainConfig, net: SuperNet) -> Architecture | None:

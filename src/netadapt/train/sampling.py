@@ -139,8 +139,9 @@ class OrderedDropoutSampler:
             return torch.tensor([w]).expand(batch, -1).clone(), torch.tensor([k]).expand(
                 batch, -1
             ).clone() if self.kernels else None
-        n_largest = self._largest_rows(batch)
-        rows = batch - n_largest - 1 if self.sandwich and batch > 2 else batch - n_largest
+        n_smallest = 1 if self.sandwich and batch > 2 else 0
+        n_largest = self._largest_rows(batch, n_smallest)
+        rows = batch - n_largest - n_smallest
         widths = torch.empty(batch, len(layers), dtype=torch.long)  # (B, L)
         groups = self.space.tie_groups()
         choices = [self._widths(group[0], phase, floor) for group in groups]
@@ -169,19 +170,20 @@ class OrderedDropoutSampler:
                 gone = batch - rows + _stratified_rows(rate, rows, generator)  # (k,) rows removing the block
                 widths[gone[:, None], torch.tensor(group)] = 0
         if rows < batch:  # rows 0..n_largest-1 the largest, then (sandwich) one row the smallest
-            fixed = [self.largest()] * n_largest + ([self.smallest(phase, floor)] if batch - rows > n_largest else [])
+            fixed = [self.largest()] * n_largest + [self.smallest(phase, floor)] * n_smallest
             for row, (w, k) in enumerate(fixed):
                 widths[row] = torch.as_tensor(w)
                 if kernels is not None:
                     kernels[row] = torch.as_tensor(k)
         return widths, kernels
 
-    def _largest_rows(self, batch: int) -> int:
+    def _largest_rows(self, batch: int, n_smallest: int = 0) -> int:
         """How many of ``batch`` rows train the largest sub-network: ``largest_share`` of them
-        (rounded), at least one with the sandwich rule, never every row but the sandwich's smallest."""
+        (rounded), at least one with the sandwich rule (``n_smallest`` rows for its smallest), and
+        at least one row left to draw."""
         top = round(self.largest_share * batch)
-        if self.sandwich and batch > 2:
-            return min(max(top, 1), batch - 2)
+        if n_smallest:
+            return min(max(top, 1), batch - 1 - n_smallest)
         return min(top, batch - 1)
 
 
