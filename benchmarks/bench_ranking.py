@@ -715,11 +715,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--jobs", type=int, default=2, help="stand-alone trainings at a time (one thread each)")
     r.add_argument("--threads", type=int, default=2, help="threads of the super-network training")
     r.add_argument("--no-scratch", action="store_true", help="skip the from-scratch column")
-    r.add_argument("--truth-of", choices=sorted(RECIPES), help="rank against this recipe's fine-tuned networks "
+    truth = r.add_mutually_exclusive_group()
+    truth.add_argument("--truth-of", choices=sorted(RECIPES), help="rank against this recipe's fine-tuned networks "
                    "(already trained) instead of fine-tuning from this recipe's super-network")  # fmt: skip
     r.add_argument("--sets", nargs="+", choices=("wide", "narrow"), default=["wide", "narrow"],
                    help="rank these architecture sets only (each costs its stand-alone trainings)")  # fmt: skip
-    r.add_argument("--truth-from", metavar="REPORT", help="rank against the fine-tuned accuracies stored in an earlier "
+    truth.add_argument("--truth-from", metavar="REPORT", help="rank against the fine-tuned accuracies stored in an earlier "
                    "report (results/RECIPE.json) of the same space; its spaces/ folder is reused")  # fmt: skip
     t = sub.add_parser("table", help="the ranking table of every recipe run so far")
     t.add_argument("--size", choices=sorted(SIZES), default="cpu")
