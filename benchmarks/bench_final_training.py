@@ -42,6 +42,7 @@ import torch
 from bench_train_step import Step, interleave, minor_faults  # the shared interleaved runner (same folder)
 
 from netadapt import build_supernet
+from netadapt.allocator import retain_freed_memory
 from netadapt.arch.space import Architecture
 from netadapt.config import config_from_dict
 from netadapt.model.supernet import SuperNet
@@ -110,8 +111,11 @@ def _make_step(kind: str, net: SuperNet, arch: Architecture, config: SupernetTra
     return step
 
 
-def _steps(setup: dict, batch: int, kinds: Sequence[str]) -> dict[str, Step]:
-    """The steps of ``kinds``, each training its own copy of the same starting weights."""
+def _steps(setup: dict, batch: int, retained: bool, kinds: Sequence[str]) -> dict[str, Step]:
+    """The steps of ``kinds``, each training its own copy of the same starting weights;
+    ``retained``: this process keeps freed memory (:mod:`netadapt.allocator`, as ``netadapt`` does)."""
+    if retained:
+        retain_freed_memory()
     net, arch, config = _setup(**setup)
     return {kind: _make_step(kind, copy.deepcopy(net), arch, config, batch) for kind in kinds}
 
@@ -128,15 +132,20 @@ def measure(
     removed: int = 2,
     recipe: str = "small",
     processes: bool = False,
+    allocator: str = "retained",
 ) -> dict:
     """The three kinds of final-training steps, interleaved step by step; the figures as a dict.
 
     ``processes=True`` runs each kind in its own process (own allocator heap, as separate
     training runs would), still alternating step by step (see ``bench_train_step.py``).
+    ``allocator``: ``"retained"`` (freed memory kept in the process, as the ``netadapt`` command
+    runs) or ``"system"`` (glibc's defaults).
     """
+    if allocator not in ("retained", "system"):
+        raise ValueError(f"allocator must be retained or system, got {allocator!r}")
     setup = dict(model=model, width_mult=width_mult, input_size=input_size, fraction=fraction, removed=removed, recipe=recipe)
     net, arch, _ = _setup(**setup)  # the steps build their own (seeded alike), in this process or in theirs
-    make_steps = functools.partial(_steps, setup, batch)
+    make_steps = functools.partial(_steps, setup, batch, allocator == "retained")
     times, faults = interleave(KINDS, make_steps, steps=steps, warmup=warmup, processes=processes)
     median = {k: statistics.median(times[k]) for k in KINDS}
     least = {k: min(times[k]) for k in KINDS}
@@ -151,6 +160,7 @@ def measure(
         "device": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "processes": processes,
+        "allocator": allocator,
         "torch": torch.__version__,
         "macs_fraction": round(net.macs(arch) / full_macs, 3),
         "removed_blocks": len(net.space.removed_blocks(arch)),
@@ -178,6 +188,7 @@ def main() -> None:
     p.add_argument("--recipe", choices=("small", "paper"), default="small", help="optimizer, smoothing, weight average")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     p.add_argument("--processes", action="store_true", help="each kind in its own process, still alternating step by step")
+    p.add_argument("--allocator", choices=("retained", "system"), default="retained", help="see netadapt.allocator")
     args = p.parse_args()
 
     if args.threads:
@@ -193,6 +204,7 @@ def main() -> None:
         removed=args.removed,
         recipe=args.recipe,
         processes=args.processes,
+        allocator=args.allocator,
     )
     print(json.dumps(result))
 

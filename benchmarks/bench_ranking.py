@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from netadapt.allocator import retain_freed_memory
 from netadapt.arch.space import Architecture, SearchSpace
 from netadapt.config import config_from_dict, merge_mappings
 from netadapt.io import atomic_write, load_json, read_jsonl, save_json
@@ -473,6 +474,7 @@ def _job(args: tuple[dict, str, str]) -> tuple[str, float | None, str | None]:
 
 def _init_worker() -> None:
     torch.set_num_threads(1)
+    retain_freed_memory()  # as the netadapt command does (netadapt.allocator)
     logging.basicConfig(level=logging.WARNING)
 
 
@@ -731,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--out", default=None)
     n.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as the netadapt command does (netadapt.allocator)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     return {"run": run, "table": table, "score-noise": score_noise}[args.command](args)
 

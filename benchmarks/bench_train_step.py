@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from netadapt import build_supernet
+from netadapt.allocator import retain_freed_memory
 from netadapt.train import OrderedDropoutSampler, RMSpropTF
 from netadapt.train.sampling import group_sizes
 
@@ -181,10 +182,17 @@ def interleave(
     return times, faults
 
 
-def _steps(setup: dict, kinds: Sequence[bool]) -> dict[bool, Step]:
-    """The plain (``False``) and ordered-dropout (``True``) steps, sharing one network."""
+def _steps(setup: dict, kinds: Sequence[tuple[bool, str]]) -> dict[tuple[bool, str], Step]:
+    """The plain (``False``) and ordered-dropout (``True``) steps under one allocator setting
+    (``"retained"``: :func:`netadapt.allocator.retain_freed_memory` applied to this process,
+    ``"system"``: glibc's defaults), sharing one network."""
+    allocators = {allocator for _, allocator in kinds}
+    if len(allocators) != 1:
+        raise ValueError("one process has one allocator setting: compare allocators with processes=True")
+    if allocators == {"retained"}:
+        retain_freed_memory()
     _, step = _make_step(**setup)
-    return {ordered: functools.partial(step, ordered) for ordered in kinds}
+    return {kind: functools.partial(step, kind[0]) for kind in kinds}
 
 
 def measure(
@@ -203,6 +211,7 @@ def measure(
     channels_last: bool = False,
     processes: bool = False,
     group_size: int | None = None,
+    allocator: str = "retained",
 ) -> dict:
     """Plain and ordered-dropout training steps of ``model``, interleaved; the figures as a dict.
 
@@ -214,7 +223,14 @@ def measure(
     step.  In one process the two kinds share the C allocator's heap, and on glibc which of them
     pays for the memory it returns to the system and faults back in depends on the order of
     the steps (``*_faults_per_step`` in the result).
+
+    ``allocator``: ``"retained"`` (what the ``netadapt`` command does: freed memory stays in the
+    process, :mod:`netadapt.allocator`), ``"system"`` (glibc's defaults) or ``"both"``: four
+    processes, plain and ordered dropout under each setting, still alternating step by step;
+    the ``system_*`` figures and the ``retained_vs_system_*`` ratios are added.
     """
+    if allocator not in ("retained", "system", "both"):
+        raise ValueError(f"allocator must be retained, system or both, got {allocator!r}")
     setup = dict(
         model=model,
         width_mult=width_mult,
@@ -229,11 +245,15 @@ def measure(
         group_size=group_size,
     )
     make_steps = functools.partial(_steps, setup)
-    times, faults = interleave((False, True), make_steps, steps=steps, warmup=warmup, processes=processes)
+    settings = ("system", "retained") if allocator == "both" else (allocator,)
+    kinds = [(ordered, setting) for setting in settings for ordered in (False, True)]
+    processes = processes or allocator == "both"
+    times, faults = interleave(kinds, make_steps, steps=steps, warmup=warmup, processes=processes)
     net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10)
-    plain, od = statistics.median(times[False]), statistics.median(times[True])
+    main = settings[-1]  # the headline figures: retained memory, unless only the system's was asked
+    plain, od = statistics.median(times[False, main]), statistics.median(times[True, main])
     dev = torch.device(device)
-    return {
+    result = {
         "model": model,
         "width_mult": width_mult,
         "input_size": input_size,
@@ -248,13 +268,27 @@ def measure(
         "superkernels": kernels and any(len(layer.kernels) > 1 for layer in net.space.layers),
         "plain_ms": round(plain * 1e3, 2),
         "ordered_dropout_ms": round(od * 1e3, 2),
+        "allocator": main,
         "ratio": round(od / plain, 3),
-        "ratio_of_minima": round(min(times[True]) / min(times[False]), 3),
+        "ratio_of_minima": round(min(times[True, main]) / min(times[False, main]), 3),
         "plain_images_per_s": round(batch / plain, 1),
         "ordered_dropout_images_per_s": round(batch / od, 1),
-        "plain_faults_per_step": round(statistics.mean(faults[False])),
-        "ordered_dropout_faults_per_step": round(statistics.mean(faults[True])),
+        "plain_faults_per_step": round(statistics.mean(faults[False, main])),
+        "ordered_dropout_faults_per_step": round(statistics.mean(faults[True, main])),
     }
+    if allocator == "both":
+        sys_plain, sys_od = statistics.median(times[False, "system"]), statistics.median(times[True, "system"])
+        result.update(
+            allocator="both",
+            system_plain_ms=round(sys_plain * 1e3, 2),
+            system_ordered_dropout_ms=round(sys_od * 1e3, 2),
+            system_ratio=round(sys_od / sys_plain, 3),
+            system_plain_faults_per_step=round(statistics.mean(faults[False, "system"])),
+            system_ordered_dropout_faults_per_step=round(statistics.mean(faults[True, "system"])),
+            retained_vs_system_plain=round(plain / sys_plain, 3),
+            retained_vs_system_ordered_dropout=round(od / sys_od, 3),
+        )
+    return result
 
 
 def main() -> None:
@@ -277,6 +311,13 @@ def main() -> None:
         help="each kind of step in its own process (own allocator heap), still alternating step by step",
     )
     p.add_argument("--group-size", type=int, help="ordered dropout with groups of this many images normalized apart")
+    p.add_argument(
+        "--allocator",
+        choices=("retained", "system", "both"),
+        default="retained",
+        help="freed memory kept in the process (the netadapt command's setting), glibc's defaults, "
+        "or both (four processes: the retained/system ratios)",
+    )
     args = p.parse_args()
 
     if args.threads:
@@ -295,6 +336,7 @@ def main() -> None:
         channels_last=args.channels_last,
         processes=args.processes,
         group_size=args.group_size,
+        allocator=args.allocator,
     )
     print(json.dumps(result))
 

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netadapt.allocator import retain_freed_memory
 from netadapt.arch.space import Architecture
 from netadapt.config import config_from_dict
 from netadapt.errors import NetAdaptError
@@ -412,6 +413,7 @@ def _finetune_job(args: tuple) -> tuple[str, float | None, str | None]:
             return path, load_json(out)["top1"], None
         torch.set_num_threads(1)
         started = time.perf_counter()
+        retain_freed_memory()  # as the netadapt command does (netadapt.allocator)
         top1 = finetune(build_network(spec), size, Path(data), seed, size["finetune_epochs"])
         save_json(out, {"top1": top1, "seconds": time.perf_counter() - started})
         return path, top1, None
@@ -647,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--size", choices=sorted(SIZES), default="cpu")
     t.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as the netadapt command does (netadapt.allocator)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     return run(args) if args.command == "run" else table(args)
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from netadapt.allocator import retain_freed_memory
 from netadapt.config import config_from_dict, merge_mappings, read_yaml_mapping
 from netadapt.io import append_jsonl, atomic_write, load_json, read_jsonl
 from netadapt.pipeline.run import RunConfig, run_pipeline
@@ -448,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run only these runs of the experiment (e.g. flow1), to spread one over several processes",
     )
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as the netadapt command does (netadapt.allocator)
     root = args.out or Path("runs") / f"repro-{args.size}"
     if args.experiment == "table":
         sys.stdout.write(tables(root))

@@ -22,7 +22,7 @@ SRC = Path(netadapt.__file__).parent
 # above.  A name is a package (``model``) or a top-level module (``errors``) of netadapt.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
-    ("io", "lock", "progress", "version", "layout"),  # files, locks, progress lines, the run folder
+    ("io", "lock", "progress", "version", "layout", "allocator"),  # files, locks, progress lines, the run folder, malloc
     ("config",),  # typed configs from YAML and --set
     ("arch",),  # the architecture value and its search space
     ("model",),  # super-network, zoo, model registry, extraction

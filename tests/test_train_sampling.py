@@ -9,6 +9,7 @@ import torch
 
 from netadapt import build_supernet
 from netadapt.train import OrderedDropoutSampler, stratified_column
+from netadapt.train.sampling import stratified_columns
 
 
 @pytest.mark.parametrize("batch,n", [(64, 9), (9, 9), (5, 9), (100, 3)])
@@ -18,6 +19,31 @@ def test_stratified_column_counts(batch: int, n: int) -> None:
     counts = Counter(column.tolist())
     assert column.shape == (batch,) and set(counts) <= set(choices)
     assert all(counts.get(c, 0) in (batch // n, batch // n + 1) for c in choices)  # almost equally often (§2.3)
+
+
+@pytest.mark.parametrize("batch", [64, 9, 5, 1])
+def test_stratified_columns_count_every_column_apart(batch: int) -> None:
+    """Columns of different lengths drawn together: each stratified over its own choices (the
+    padding of the shorter ones never drawn), each shuffled on its own."""
+    choices = [list(range(10, 19)), [0, 2, 4], [7], list(range(30, 38))]
+    drawn = stratified_columns(choices, batch, torch.Generator().manual_seed(0))
+    assert drawn.shape == (batch, len(choices)) and drawn.dtype == torch.long
+    for j, options in enumerate(choices):
+        counts = Counter(drawn[:, j].tolist())
+        n = len(options)
+        assert set(counts) <= set(options)
+        assert all(counts.get(c, 0) in (batch // n, batch // n + 1) for c in options)
+    if batch >= 9:  # two 9- and 8-choice columns in the same order would be a shared shuffle
+        assert not torch.equal(drawn[:, 0] - 10, drawn[:, 3] - 30)
+
+
+def test_stratified_columns_leftovers_are_uniform() -> None:
+    gen = torch.Generator().manual_seed(1)
+    totals = Counter()
+    for _ in range(300):
+        totals.update(stratified_columns([list(range(9))], 10, gen)[:, 0].tolist())  # one left-over image per draw
+    extra = [totals[c] - 300 for c in range(9)]
+    assert sum(extra) == 300 and min(extra) > 15 and max(extra) < 55  # expected 33 each
 
 
 def test_leftover_choices_are_not_biased_to_small_widths() -> None:

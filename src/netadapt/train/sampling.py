@@ -44,7 +44,7 @@ from torch import Tensor
 
 from netadapt.arch.space import SearchSpace
 
-__all__ = ["PHASES", "OrderedDropoutSampler", "group_sizes", "stratified_column"]
+__all__ = ["PHASES", "OrderedDropoutSampler", "group_sizes", "stratified_column", "stratified_columns"]
 
 #: What a batch may vary: nothing (the initial network), widths (no layer or block removed), all.
 PHASES = ("full", "width", "all")
@@ -63,6 +63,29 @@ def stratified_column(choices: Sequence[int], batch: int, generator: torch.Gener
     # repeat_interleave costs far more than the list (hundreds of µs with several threads).
     values = torch.tensor([c for c, k in zip(choices, counts, strict=True) for _ in range(k)], dtype=torch.long)  # (batch,)
     return values[torch.randperm(batch, generator=generator)]
+
+
+def stratified_columns(choices: Sequence[Sequence[int]], batch: int, generator: torch.Generator) -> Tensor:
+    """One :func:`stratified_column` per entry of ``choices``, drawn together: a (batch, n) long
+    tensor whose column ``j`` holds every value of ``choices[j]`` ``batch // len`` or
+    ``batch // len + 1`` times (the values getting one more a uniformly random subset), shuffled
+    independently of the other columns.
+
+    The same distribution as one :func:`stratified_column` per layer (other draws), in a handful
+    of tensor operations instead of a few per layer: a training step draws every layer's widths
+    and kernel sizes, and per layer that cost a MobileNetV1 step ~2% of its time on a CPU.
+    """
+    sizes = torch.tensor([len(c) for c in choices])  # (n,)
+    widest = int(sizes.max())
+    table = torch.tensor([list(c) + [0] * (widest - len(c)) for c in choices], dtype=torch.long)  # (n, widest)
+    # a random order of every column's choices (padding sorted last); row r takes entry r mod len
+    keys = torch.rand(len(choices), widest, generator=generator).masked_fill_(torch.arange(widest) >= sizes[:, None], 2.0)
+    order = keys.argsort(1)  # (n, widest)
+    position = torch.arange(batch)[:, None] % sizes  # (batch, n)
+    picked = order.gather(1, position.T)  # (n, batch): index into each column's choices
+    values = table.gather(1, picked)  # (n, batch)
+    shuffle = torch.rand(len(choices), batch, generator=generator).argsort(1)  # (n, batch)
+    return values.gather(1, shuffle).T.contiguous()
 
 
 @dataclass(frozen=True)
@@ -148,27 +171,30 @@ class OrderedDropoutSampler:
         if self.spread is not None:
             top = max(len(c) for c in choices) - 1
             level = stratified_column(range(top + 1), rows, generator).double() / max(top, 1)  # (rows,) in [0, 1]
-        columns: list[Tensor] = [torch.empty(0, dtype=torch.long)] * len(layers)
-        for group, options in zip(groups, choices, strict=True):
-            if self.spread is None:
-                column = stratified_column(options, rows, generator)
-            else:  # this layer's choice at the image's level, moved by up to `spread` choices
-                offset = torch.randint(-self.spread, self.spread + 1, (rows,), generator=generator)
-                index = (torch.round(level * (len(options) - 1)).long() + offset).clamp(0, len(options) - 1)
-                column = torch.as_tensor(options, dtype=torch.long)[index]
-            for i in group:
-                columns[i] = column
-        widths[batch - rows :] = torch.stack(columns, 1)  # one copy, not one per layer
+        if self.spread is None:
+            drawn = stratified_columns(choices, rows, generator)  # (rows, groups)
+        else:
+            drawn = torch.stack([self._spread_column(options, level, rows, generator) for options in choices], 1)
+        owner = torch.empty(len(layers), dtype=torch.long)  # the tie group of every layer
+        for g, group in enumerate(groups):
+            owner[list(group)] = g
+        widths[batch - rows :] = drawn[:, owner]
         kernels = None
         if self.kernels:
             kernels = torch.empty(batch, len(layers), dtype=torch.long)  # (B, L)
-            kernels[batch - rows :] = torch.stack([stratified_column(layer.kernels, rows, generator) for layer in layers], 1)
-        if phase == "all":
-            for group in self.space.removal_groups():
+            kernels[batch - rows :] = stratified_columns([layer.kernels for layer in layers], rows, generator)
+        removal = self.space.removal_groups() if phase == "all" else []
+        if removal:
+            rates = []
+            for group in removal:
                 first = next(i for i in group if layers[i].kind != "se")
-                rate = self.block_drop if self.block_drop is not None else 1 / len(layers[first].widths)
-                gone = batch - rows + _stratified_rows(rate, rows, generator)  # (k,) rows removing the block
-                widths[gone[:, None], torch.tensor(group)] = 0
+                rates.append(self.block_drop if self.block_drop is not None else 1 / len(layers[first].widths))
+            gone = _stratified_rows(torch.tensor(rates, dtype=torch.float64), rows, generator)  # (rows, blocks)
+            members = torch.zeros(len(removal), len(layers), dtype=torch.bool)  # (blocks, L)
+            for b, group in enumerate(removal):
+                members[b, list(group)] = True
+            removed = (gone.to(torch.uint8) @ members.to(torch.uint8)).bool()  # (rows, L): a layer's block is gone
+            widths[batch - rows :].masked_fill_(removed, 0)
         if rows < batch:  # rows 0..n_largest-1 the largest, then (sandwich) one row the smallest
             fixed = [self.largest()] * n_largest + [self.smallest(phase, floor)] * n_smallest
             for row, (w, k) in enumerate(fixed):
@@ -176,6 +202,12 @@ class OrderedDropoutSampler:
                 if kernels is not None:
                     kernels[row] = torch.as_tensor(k)
         return widths, kernels
+
+    def _spread_column(self, options: Sequence[int], level: Tensor, rows: int, generator: torch.Generator) -> Tensor:
+        """A layer's choice at every image's level, moved by up to ``spread`` choices."""
+        offset = torch.randint(-self.spread, self.spread + 1, (rows,), generator=generator)
+        index = (torch.round(level * (len(options) - 1)).long() + offset).clamp(0, len(options) - 1)
+        return torch.as_tensor(options, dtype=torch.long)[index]
 
     def _largest_rows(self, batch: int, n_smallest: int = 0) -> int:
         """How many of ``batch`` rows train the largest sub-network: ``largest_share`` of them
@@ -187,12 +219,13 @@ class OrderedDropoutSampler:
         return min(top, batch - 1)
 
 
-def _stratified_rows(rate: float, rows: int, generator: torch.Generator) -> Tensor:
-    """``rate × rows`` distinct random rows (the fraction rounded up or down at random, so the
-    expected share is exactly ``rate``)."""
-    exact = rate * rows
-    count = int(exact) + int(float(torch.rand((), generator=generator)) < exact - int(exact))
-    return torch.randperm(rows, generator=generator)[:count]
+def _stratified_rows(rates: Tensor, rows: int, generator: torch.Generator) -> Tensor:
+    """A (rows, n) boolean tensor: column ``j`` marks ``rates[j] × rows`` distinct random rows (the
+    count rounded up or down at random, so the expected share is exactly ``rates[j]``)."""
+    exact = rates * rows  # (n,)
+    counts = exact.floor() + (torch.rand(len(rates), generator=generator, dtype=torch.float64) < exact - exact.floor())
+    rank = torch.rand(len(rates), rows, generator=generator).argsort(1).argsort(1)  # a random order of the rows
+    return (rank < counts[:, None]).T
 
 
 def group_sizes(rows: Tensor, group_size: int | None) -> tuple[int, ...] | None:
