@@ -111,9 +111,12 @@ def supernet_and_pretrained(size: dict, data: Path, recipe: str, root: Path, thr
     return supernet, ranking.pretrained_dir(ranking.SIZES[size["ranking"]], recipe, root) / "supernet.pt"
 
 
-def discovered(supernet: Path, target: float, size: dict, root: Path, metric: str = "macs", label: str = "") -> Architecture:
+def discovered(
+    supernet: Path, target: float, size: dict, root: Path, metric: str = "macs", label: str = "", remove_blocks: str = "narrowest"
+) -> Architecture:
     """The searched architecture at ``target`` × the initial network's resource (``netadapt search``
-    with ``metric``), kept in ``search-LABEL`` (LABEL: the target alone for MACs)."""
+    with ``metric``; ``remove_blocks``: the search's option), kept in ``search-LABEL`` (LABEL: the
+    target alone for MACs)."""
     from netadapt.search.config import SearchConfig
     from netadapt.search.evaluate import EvalConfig
     from netadapt.search.run import SearchRunConfig, run_search
@@ -125,7 +128,7 @@ def discovered(supernet: Path, target: float, size: dict, root: Path, metric: st
             SearchRunConfig(
                 supernet=str(supernet), metric=metric, run_dir=str(run_dir), batch_size=size["eval_batch"],
                 search=SearchConfig(samples=size["samples"], layers=size["layers"], initial_reduction=size["initial_reduction"],
-                                    decay=0.98, target=target),
+                                    decay=0.98, target=target, remove_blocks=remove_blocks),
                 eval=EvalConfig(calibration_images=rsize["calibration"]),
             )
         )  # fmt: skip
@@ -146,16 +149,20 @@ class Goal(NamedTuple):  # a NamedTuple: a dataclass needs its module in sys.mod
     table: Path | None = None
 
 
-def mac_goal(supernet: SuperNet, supernet_file: Path, target: float, size: dict, root: Path) -> Goal:
-    """The MAC target: search by MACs, the uniform network matched by MACs (±2%)."""
+def mac_goal(
+    supernet: SuperNet, supernet_file: Path, target: float, size: dict, root: Path, remove_blocks: str = "narrowest"
+) -> Goal:
+    """The MAC target: search by MACs, the uniform network matched by MACs (±2%).  A search with
+    ``remove_blocks="any"`` is labelled ``T-remove-any``."""
     from netadapt.resources.counting import count_macs
     from netadapt.search.baseline import uniform_matching
 
-    arch = discovered(supernet_file, target, size, root)
+    label = f"{target:g}" + ("-remove-any" if remove_blocks == "any" else "")
+    arch = discovered(supernet_file, target, size, root, label=label, remove_blocks=remove_blocks)
     budget = count_macs(supernet, arch)
     uniform = uniform_matching(supernet.space, lambda a: float(count_macs(supernet, a)), float(budget)).arch
     full = count_macs(supernet, supernet.space.full())
-    return Goal("macs", f"{target:g}", arch, uniform, lambda a: count_macs(supernet, a), budget, full)
+    return Goal("macs", label, arch, uniform, lambda a: count_macs(supernet, a), budget, full)
 
 
 def latency_table(supernet: SuperNet, lut: dict, root: Path) -> Path:
@@ -431,7 +438,12 @@ def run(args: argparse.Namespace) -> int:
     from netadapt.resources.counting import count_macs
 
     supernet, _ = load_supernet(supernet_file)
-    goal = (mac_goal if args.metric == "macs" else latency_goal)(supernet, supernet_file, args.target, size, root)
+    if args.metric == "macs":
+        goal = mac_goal(supernet, supernet_file, args.target, size, root, args.remove_blocks)
+    elif args.remove_blocks != "narrowest":
+        raise SystemExit("error: --remove-blocks is for MAC targets here")
+    else:
+        goal = latency_goal(supernet, supernet_file, args.target, size, root)
     folder = root / f"target-{goal.label}"
     specs: dict[str, dict] = {
         "discovered (super-network weights)": {"kind": "netadapt", "weights": str(supernet_file), "arch": goal.arch.to_dict()},
@@ -443,7 +455,7 @@ def run(args: argparse.Namespace) -> int:
         specs.update(pruning_specs(goal, supernet, pretrained_file, size, folder, notes))
     rows = describe(specs, supernet, goal, size["lut"], folder)
     finetune_all(rows, specs, size, data, folder, args)
-    report = {"target": args.target, "recipe": args.recipe, "size": args.size, "budget_macs": count_macs(supernet, goal.arch),
+    report = {"target": args.target, "recipe": args.recipe, "size": args.size, "remove_blocks": args.remove_blocks, "budget_macs": count_macs(supernet, goal.arch),
               "full_macs": count_macs(supernet, supernet.space.full()), "epochs": size["finetune_epochs"], "rows": rows,
               "architecture": goal.arch.to_dict(supernet.space), "uniform": goal.uniform.to_dict(supernet.space),
               "data": str(data), "subset": rsize["subset"]}  # fmt: skip
@@ -645,6 +657,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--jobs", type=int, default=2)
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--no-pruning", action="store_true", help="skip Torch-Pruning")
+    r.add_argument(
+        "--remove-blocks", choices=("narrowest", "any"), default="narrowest",
+        help="the search's remove_blocks option (any: results under target-T-remove-any)",
+    )  # fmt: skip
     t = sub.add_parser("table")
     t.add_argument("--size", choices=sorted(SIZES), default="cpu")
     t.add_argument("--out", default=None)

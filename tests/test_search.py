@@ -449,6 +449,55 @@ def test_shrinking_a_removable_block_past_its_fewest_filters_removes_it_whole():
     assert space.validate(shrinker.minimum(space.full())).filters == space.smallest().filters
 
 
+def test_remove_blocks_any_removes_a_chosen_block_whole_from_any_width():
+    from netadapt import build_supernet
+    from netadapt.search.shrink import REMOVE
+
+    space = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, num_classes=10).space
+    narrowest, anywhere = Shrinker(space), Shrinker(space, remove_blocks="any")
+    group = space.removal_groups()[2]
+    conv = next(i for i in group if space.layers[i].kind != "se")
+    unit = next(u for u, members in enumerate(anywhere.units) if conv in members)
+    outside = next(u for u, members in enumerate(anywhere.units) if all(anywhere._block[i] is None for i in members))
+    full = space.full()
+    base = narrowest.feasible_modes(full, unit)
+    assert base and REMOVE not in base  # the default: no fourth mode
+    assert anywhere.feasible_modes(full, unit) == (*base, REMOVE)
+    assert anywhere.feasible_modes(full, outside) == narrowest.feasible_modes(full, outside)  # only units of removable blocks
+    gone = space.validate(anywhere.step(full, unit, REMOVE))
+    assert space.removed_blocks(gone) == [group]
+    assert [f for i, f in enumerate(gone.filters) if i not in group] == [f for i, f in enumerate(full.filters) if i not in group]
+    assert gone.kernels == full.kernels
+    assert not anywhere.feasible_modes(gone, unit)  # a removed block shrinks no further
+    assert narrowest.step(full, unit, REMOVE) is not None  # without the option, "remove" falls back to filters
+    assert space.removed_blocks(narrowest.step(full, unit, REMOVE)) == []
+
+
+def test_remove_blocks_any_lets_a_search_remove_blocks_and_is_checked(tmp_path):
+    from netadapt import build_supernet
+    from netadapt.search import search
+
+    net = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, num_classes=10, input_size=32)
+    space = net.space
+
+    def macs(arch):
+        return float(net.macs(arch))
+
+    def score(archs):  # favours removed blocks: the search must be able to reach them
+        return [len(space.removed_blocks(a)) - 1e-9 * macs(a) for a in archs]
+
+    found = {}
+    for mode in ("narrowest", "any"):
+        config = SearchConfig(samples=6, layers=3, initial_reduction=0.1, target=0.6, remove_blocks=mode)
+        result = search(space, space.full(), macs, score, config, rng_seed=0, run_dir=tmp_path / mode)
+        found[mode] = len(space.removed_blocks(result.final))
+    assert found["any"] >= found["narrowest"] + 2, found
+    with pytest.raises(NetAdaptError, match="remove_blocks"):
+        SearchConfig(remove_blocks="sometimes")
+    # a folder written with the default still resumes (the default is not stored)
+    assert "remove_blocks" not in json.loads((tmp_path / "narrowest" / "search_config.json").read_text())["config"]
+
+
 @pytest.mark.parametrize(
     "reduction, decay, expected", [(0.1, 0.98, 6), (0.03, 0.98, 21), (0.25, 0.98, 3), (0.1, 1.0, 5), (0.01, 0.9, None)]
 )

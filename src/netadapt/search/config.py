@@ -43,6 +43,11 @@ class SearchConfig:
     # What shrinking a layer may change: "any" = fewer filters, a smaller kernel or both, drawn
     # per layer and sample (§2.4); "filters" = filters only (NetAdaptV1).
     shrink: Literal["any", "filters"] = "any"
+    # When a removable block (model.options.removal: block) may go: "narrowest" = once a chosen
+    # layer of it is at its fewest filters (the next step removes the block); "any" = from any
+    # width, a fourth way of shrinking a chosen layer drawn beside the other three (beyond the
+    # paper; docs/search.md).
+    remove_blocks: Literal["narrowest", "any"] = "narrowest"
     # The last iteration asks for max(previous - reduction, target) so the search stops at the
     # target instead of overshooting it by up to one reduction.
     clip_to_target: bool = True
@@ -85,6 +90,8 @@ class SearchConfig:
             raise NetAdaptError(f"selection must be 'accuracy' or 'ratio', got {self.selection!r}")
         if self.shrink not in ("any", "filters"):
             raise NetAdaptError(f"shrink must be 'any' or 'filters', got {self.shrink!r}")
+        if self.remove_blocks not in ("narrowest", "any"):
+            raise NetAdaptError(f"remove_blocks must be 'narrowest' or 'any', got {self.remove_blocks!r}")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets", tuple(float(b) for b in self.budgets))

@@ -185,7 +185,7 @@ def check_search_inputs(
     first to fail before loading data."""
     config.validate()
     space.validate(initial_arch)
-    shrinker = Shrinker(space, filters_only=config.shrink == "filters")
+    shrinker = Shrinker(space, filters_only=config.shrink == "filters", remove_blocks=config.remove_blocks)
     return _check_inputs(_Resources(resource_fn, config.constrained), shrinker, initial_arch, config)
 
 
@@ -193,8 +193,11 @@ def _settings(
     space: SearchSpace, initial_arch: Architecture, config: SearchConfig, rng_seed: int, metadata: dict[str, Any] | None
 ) -> dict[str, Any]:
     """What identifies a search in its run folder (``search_config.json``)."""
+    settings = asdict(config)
+    if settings["remove_blocks"] == "narrowest":  # the default: folders written before the option still resume
+        del settings["remove_blocks"]
     return {
-        "config": asdict(config),
+        "config": settings,
         "rng_seed": rng_seed,
         "space": space.fingerprint,
         "initial_arch": initial_arch.to_dict(space),
@@ -255,7 +258,7 @@ def optimize(
     config.validate()
     space.validate(initial_arch)
     folder = folder or RunFolder(None, score_name=score_name)
-    shrinker = Shrinker(space, filters_only=config.shrink == "filters")
+    shrinker = Shrinker(space, filters_only=config.shrink == "filters", remove_blocks=config.remove_blocks)
     res = _Resources(resource_fn, config.constrained)
 
     # -- bad input, before any long work --------------------------------------------------------

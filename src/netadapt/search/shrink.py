@@ -6,7 +6,11 @@ fewer filters (the next smaller width of ``LayerSpec.widths``, down to 0 where b
 it), a smaller kernel (the next smaller of ``LayerSpec.kernels``, on every layer of the group)
 or both (paper §2.4: "shrinking a layer involves removing filters, reducing the kernel size, or
 both").  A convolution of a removable block (``SearchSpace.removal_groups``) at its fewest
-filters shrinks by removing the whole block; a removed block shrinks no further.
+filters shrinks by removing the whole block; a removed block shrinks no further.  With
+``remove_blocks="any"`` (beyond the paper) a chosen unit of a removable block may also be
+removed, whole block at once, from any width: a fourth mode, ``"remove"``, drawn beside the
+other three, so that a search reaches block removal without passing through the block at its
+narrowest widths.
 
 Randomness is derived from strings of (seed, iteration, ...) so a sample can be rebuilt exactly
 after a restart, whatever happened before it.
@@ -21,12 +25,14 @@ from dataclasses import dataclass
 
 from netadapt.arch.space import Architecture, SearchSpace
 
-__all__ = ["MODES", "Proposal", "Shrinker", "derive_rng", "describe"]
+__all__ = ["MODES", "REMOVE", "Proposal", "Shrinker", "derive_rng", "describe"]
 
 #: How a chosen unit shrinks in one sample.  A unit whose preferred dimension is exhausted goes
 #: on with the other one, so every chosen unit can reach its minimum (fewest filters and
 #: smallest kernel) before a sample is given up.
 MODES = ("filters", "kernel", "both")
+#: The extra mode of ``remove_blocks="any"``: the chosen unit's whole block removed in one step.
+REMOVE = "remove"
 
 
 def derive_rng(seed: int, *keys: object) -> random.Random:
@@ -46,9 +52,12 @@ class Proposal:
 class Shrinker:
     """Shrinking steps of the units of one search space."""
 
-    def __init__(self, space: SearchSpace, *, filters_only: bool = False) -> None:
+    def __init__(self, space: SearchSpace, *, filters_only: bool = False, remove_blocks: str = "narrowest") -> None:
+        if remove_blocks not in ("narrowest", "any"):
+            raise ValueError(f"remove_blocks must be 'narrowest' or 'any', got {remove_blocks!r}")
         self.space = space
         self.filters_only = filters_only
+        self.remove_any = remove_blocks == "any"
         self.units: list[tuple[int, ...]] = space.tie_groups()
         self._widths = [sorted(layer.widths) for layer in space.layers]
         self._kernels = [sorted(layer.kernels) for layer in space.layers]
@@ -91,11 +100,16 @@ class Shrinker:
             not self._removed(arch, i) and self._smaller(self._kernels[i], arch.kernels[i]) is not None for i in self.units[unit]
         )
 
+    def can_remove(self, arch: Architecture, unit: int) -> bool:
+        """Whether ``remove_blocks="any"`` lets this unit remove its block now (a convolution of
+        a removable block still present)."""
+        i = self.units[unit][0]
+        return self.remove_any and self._block[i] is not None and self.space.layers[i].kind != "se" and not self._removed(arch, i)
+
     def feasible_modes(self, arch: Architecture, unit: int) -> tuple[str, ...]:
         f, k = self.can_shrink_filters(arch, unit), self.can_shrink_kernel(arch, unit)
-        if f and k:
-            return MODES
-        return ("filters",) if f else ("kernel",) if k else ()
+        modes = MODES if f and k else ("filters",) if f else ("kernel",) if k else ()
+        return (*modes, REMOVE) if self.can_remove(arch, unit) else modes
 
     def shrinkable(self, arch: Architecture) -> list[int]:
         """Units of ``arch`` that can still shrink, in space order."""
@@ -104,6 +118,11 @@ class Shrinker:
     def step(self, arch: Architecture, unit: int, mode: str) -> Architecture | None:
         """``arch`` with ``unit`` shrunk one step in ``mode`` (or its other dimension once the
         preferred one is exhausted); ``None`` when the unit is at its minimum."""
+        if mode == REMOVE and self.can_remove(arch, unit):
+            filters = list(arch.filters)
+            for i in self._block[self.units[unit][0]]:
+                filters[i] = 0
+            return arch.replace(filters=filters)
         shrink_f = self.can_shrink_filters(arch, unit) and mode in ("filters", "both")
         shrink_k = self.can_shrink_kernel(arch, unit) and mode in ("kernel", "both")
         if not (shrink_f or shrink_k):  # the preferred dimension is exhausted: use the other
