@@ -70,6 +70,14 @@ def test_smoke_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert compare.main(["table", "--size", "smoke", "--out", str(out)]) == 0
     assert "| Torch-Pruning taylor (trained weights) |" in capsys.readouterr().out
 
+    # the block-removal probe of the finished search scores as the search scored
+    probe = _load("probe_block_removal")
+    supernet = next((out / "supernets").glob("*/supernet.pt"))
+    rows = probe.probe(out / "search-0.5", supernet, "smoke", [1], tmp_path / "probe.jsonl")
+    assert rows and all(1 <= r["rank_by_score"] <= r["samples"] + 1 and r["removed_cut"] > 0 for r in rows)
+    assert all(r["chosen_rescored"] == pytest.approx(r["chosen_score"]) for r in rows)
+    assert len((tmp_path / "probe.jsonl").read_text().splitlines()) == len(rows)
+
 
 def test_smoke_latency_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # PyTorch eager at the smoke size is bound by per-operation overhead: uniform scaling saves ~10%
