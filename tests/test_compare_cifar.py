@@ -78,6 +78,23 @@ def test_smoke_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert all(r["chosen_rescored"] == pytest.approx(r["chosen_score"]) for r in rows)
     assert len((tmp_path / "probe.jsonl").read_text().splitlines()) == len(rows)
 
+    # the paired noise of the same search: rescored image by image, as the search scored
+    noise = _load("search_noise")
+    rows = noise.measure(out / "search-0.5", supernet, "smoke", None, tmp_path / "noise.jsonl")
+    assert rows and all(r["images"] == 30 and r["gap_second"] >= 0 and r["paired_se_second"] >= 0 for r in rows)
+
+
+def test_paired_standard_error_of_two_accuracies() -> None:
+    noise = _load("search_noise")
+    a = torch.tensor([True] * 60 + [False] * 40)
+    assert noise.paired_se(a, a) == 0  # the same predictions: no noise in their difference
+    b = a.clone()
+    b[:10] = False  # ten images only the first gets right
+    assert noise.paired_se(a, b) == pytest.approx((10 - 100 / 100) ** 0.5 / 100)
+    c = ~a  # always disagreeing (anti-correlated): more than two independent scores' noise
+    assert noise.paired_se(a, c) == pytest.approx((100 - 20**2 / 100) ** 0.5 / 100)
+    assert noise.paired_se(a, c) > (2 * 0.6 * 0.4 / 100) ** 0.5
+
 
 def test_smoke_latency_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # PyTorch eager at the smoke size is bound by per-operation overhead: uniform scaling saves ~10%
