@@ -88,7 +88,9 @@ def measure(search: Path, supernet: Path, size: str, iterations: list[int] | Non
         n = best.numel()
         for row, h in zip(trio, (best, second, median), strict=True):  # the search's own scores, image by image
             if abs(float(h.float().mean()) - row["score"]) > 0.5 / n:
-                raise SystemExit(f"error: iteration {it}: rescored {float(h.float().mean()):.4f}, the search had {row['score']:.4f}")
+                raise SystemExit(
+                    f"error: iteration {it}: rescored {float(h.float().mean()):.4f}, the search had {row['score']:.4f}"
+                )
         gap, se = trio[0]["score"] - trio[1]["score"], paired_se(best, second)
         p = trio[0]["score"]
         result.append(
