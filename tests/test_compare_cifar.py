@@ -96,9 +96,37 @@ def test_paired_standard_error_of_two_accuracies() -> None:
     assert noise.paired_se(a, c) > (2 * 0.6 * 0.4 / 100) ** 0.5
 
 
-def test_smoke_latency_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    # PyTorch eager at the smoke size is bound by per-operation overhead: uniform scaling saves ~10%
-    # of the latency at most (removing blocks saves more), so the target is one it can match.
+def _modelled_latency(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]):
+    """A deterministic stand-in for a timer: 2 µs per call plus 1 ms per million multiply-adds
+    (counted by torch.utils.flop_counter), so the test does not depend on the machine's load."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from netadapt.resources.timing import Timing
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(*inputs)
+    ms = 0.002 + counter.get_total_flops() / 2 / 1e6
+    return Timing.from_samples([ms, ms, ms])
+
+
+def _modelled_table(supernet, lut: dict, root: Path) -> Path:
+    """compare_cifar.latency_table with the modelled timer (same file name, same builder)."""
+    from netadapt.resources.lut_build import build_table
+
+    path = root / f"lut-{lut['backend']}-{lut['threads']}t.json"
+    build_table(supernet, path, measure=_modelled_latency, passes=lut["passes"], calibrate=lut["calibrate"],
+                network_rounds=lut["rounds"], progress=False)  # fmt: skip
+    return path
+
+
+def test_smoke_latency_run(
+    cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The table's timings are modelled (_modelled_latency): measured on a loaded 2-core machine, the
+    # smoke network's latency was bound by per-operation overhead and noisy enough that no uniform
+    # width landed within 2% of the discovered network's in one run of four.  The networks'
+    # latencies in the report (and Torch-Pruning's matching) are still measured.
+    monkeypatch.setattr(compare, "latency_table", _modelled_table)
     out = tmp_path / "compare"
     args = ["run", "--size", "smoke", "--data", str(cifar_like), "--out", str(out), "--target", "0.95", "--seeds", "1",
             "--jobs", "1", "--threads", "1", "--metric", "latency"]  # fmt: skip
