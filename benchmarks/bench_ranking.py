@@ -693,6 +693,55 @@ def score_noise(args: argparse.Namespace) -> int:
     return 0
 
 
+def score_loss(args: argparse.Namespace) -> int:
+    """Would the held-out cross-entropy rank better than top-1?  Every architecture of a recipe's
+    sets is scored on the held-out images as the search scores it (same preparation: extracted,
+    BatchNorm recalibrated), keeping top-1 and the mean cross-entropy; both are ranked against the
+    stand-alone truth (the top-1 column reproduces the recipe's report)."""
+    import torch.nn.functional as F
+
+    from netadapt.data import build_search_loaders
+    from netadapt.model.checkpoint import load_supernet
+    from netadapt.search.evaluate import EvalConfig, shared_weight_evaluator, take_images
+
+    root = Path(args.out or f"runs/ranking-{args.size}")
+    size = SIZES[args.size]
+    report = load_json(root / "results" / f"{args.recipe}.json")
+    supernet = Path(args.supernet) if args.supernet else root / "supernets" / args.recipe / "supernet.pt"
+    sets = {name: [Architecture.from_dict(d["arch"]) for d in rows] for name, rows in
+            load_json(root / "spaces" / str(report["space"]) / "archs.json").items()}  # fmt: skip
+    out = root / "supernets" / args.recipe / "shared_losses.json"
+    cached = load_json(out) if out.exists() else {}
+    todo = [a for rows in sets.values() for a in rows if arch_key(a) not in cached]
+    if todo:
+        torch.set_num_threads(args.threads)
+        net, _ = load_supernet(supernet)
+        heldout, calibration = build_search_loaders(supernet.parent, batch_size=500, calibration_images=size["calibration"])
+        heldout = take_images(heldout, len(heldout.dataset))
+        with shared_weight_evaluator(net, heldout, calibration, EvalConfig(calibration_images=size["calibration"])) as ev:
+            for arch in todo:
+                with ev.prepare(ev.supernet, arch, ev.device) as forward, torch.inference_mode():
+                    outs = [(forward(x).float(), y) for x, y in heldout]
+                n = sum(len(y) for _, y in outs)
+                cached[arch_key(arch)] = {
+                    "top1": float(sum(int((o.argmax(1) == y).sum()) for o, y in outs)) / n,
+                    "loss": float(sum(float(F.cross_entropy(o, y, reduction="sum")) for o, y in outs)) / n,
+                }
+                save_json(out, cached)
+    lines = ["| set | N | τ top-1 vs truth | τ −cross-entropy vs truth | τ top-1 vs −cross-entropy |", "|---|---|---|---|---|"]
+    for name, rows in sets.items():
+        keys = [arch_key(a) for a in rows]
+        truth = np.asarray(report["sets"][name]["finetune_accuracy"], dtype=float).mean(0)
+        top1 = np.asarray([cached[k]["top1"] for k in keys])
+        loss = -np.asarray([cached[k]["loss"] for k in keys])
+        lines.append(f"| {name} | {len(keys)} | {kendall_tau(top1, truth):+.2f} {_ci(bootstrap(kendall_tau, top1, truth))} | "
+                     f"{kendall_tau(loss, truth):+.2f} {_ci(bootstrap(kendall_tau, loss, truth))} | "
+                     f"{kendall_tau(top1, loss):+.2f} |")  # fmt: skip
+    print("\n".join(lines))
+    save_json(root / "supernets" / args.recipe / "score_loss.json", {"table": lines})
+    return 0
+
+
 def _ci(pair: tuple[float, float]) -> str:
     return f"[{pair[0]:+.2f}, {pair[1]:+.2f}]"
 
@@ -732,10 +781,16 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--size", choices=sorted(SIZES), default="cpu")
     n.add_argument("--out", default=None)
     n.add_argument("--threads", type=int, default=1)
+    lo = sub.add_parser("score-loss", help="rank a recipe's architectures by held-out cross-entropy as well as top-1")
+    lo.add_argument("--recipe", choices=sorted(RECIPES), default="pre-spread-prog")
+    lo.add_argument("--size", choices=sorted(SIZES), default="cpu")
+    lo.add_argument("--out", default=None)
+    lo.add_argument("--supernet", default=None, help="the super-network file (default OUT/supernets/RECIPE/supernet.pt)")
+    lo.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     retain_freed_memory()  # as the netadapt command does (netadapt.allocator)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    return {"run": run, "table": table, "score-noise": score_noise}[args.command](args)
+    return {"run": run, "table": table, "score-noise": score_noise, "score-loss": score_loss}[args.command](args)
 
 
 if __name__ == "__main__":

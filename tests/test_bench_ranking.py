@@ -78,6 +78,15 @@ def test_smoke_run_resumes_and_tables(cifar_like: Path, tmp_path: Path, capsys: 
     assert bench.main(["table", "--size", "smoke", "--out", str(out)]) == 0
     assert "| block-sd | wide | 4 | finetune |" in capsys.readouterr().out
 
+    # the held-out cross-entropy beside top-1, scored as the search scores: top-1 as the report's
+    assert bench.main(["score-loss", "--recipe", "block-sd", "--size", "smoke", "--out", str(out)]) == 0
+    assert "τ −cross-entropy vs truth" in capsys.readouterr().out
+    losses = json.loads((out / "supernets" / "block-sd" / "shared_losses.json").read_text())
+    archs = json.loads(next((out / "spaces").glob("*/archs.json")).read_text())["wide"]
+    keys = [bench.arch_key(bench.Architecture.from_dict(d["arch"])) for d in archs]
+    assert [losses[k]["top1"] for k in keys] == pytest.approx(report["sets"]["wide"]["shared"])
+    assert all(losses[k]["loss"] > 0 for k in keys)
+
     # another recipe ranked against the stored truth: nothing trained stand-alone, same accuracies
     again = tmp_path / "again"
     earlier = out / "results" / "block-sd.json"
