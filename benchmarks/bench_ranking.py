@@ -685,9 +685,7 @@ def score_noise(args: argparse.Namespace) -> int:
         keys = [arch_key(a) for a in rows]
         truth = np.asarray(report["sets"][name]["finetune_accuracy"], dtype=float).mean(0)
         held, test_ = np.asarray([scores[k] for k in keys]), np.asarray([cached[k] for k in keys])
-        lines.append(f"| {name} | {len(keys)} | {kendall_tau(held, truth):+.2f} {_ci(bootstrap(kendall_tau, held, truth))} | "
-                     f"{kendall_tau(test_, truth):+.2f} {_ci(bootstrap(kendall_tau, test_, truth))} | "
-                     f"{kendall_tau(held, test_):+.2f} |")  # fmt: skip
+        lines.append(_two_scores_row(name, held, test_, truth))
     print("\n".join(lines))
     save_json(root / "supernets" / args.recipe / "score_noise.json", {"table": lines})
     return 0
@@ -734,12 +732,16 @@ def score_loss(args: argparse.Namespace) -> int:
         truth = np.asarray(report["sets"][name]["finetune_accuracy"], dtype=float).mean(0)
         top1 = np.asarray([cached[k]["top1"] for k in keys])
         loss = -np.asarray([cached[k]["loss"] for k in keys])
-        lines.append(f"| {name} | {len(keys)} | {kendall_tau(top1, truth):+.2f} {_ci(bootstrap(kendall_tau, top1, truth))} | "
-                     f"{kendall_tau(loss, truth):+.2f} {_ci(bootstrap(kendall_tau, loss, truth))} | "
-                     f"{kendall_tau(top1, loss):+.2f} |")  # fmt: skip
+        lines.append(_two_scores_row(name, top1, loss, truth))
     print("\n".join(lines))
     save_json(root / "supernets" / args.recipe / "score_loss.json", {"table": lines})
     return 0
+
+
+def _two_scores_row(name: str, first: np.ndarray, second: np.ndarray, truth: np.ndarray) -> str:
+    """A table row: set, N, τ of each score against the truth (bootstrap interval), τ between them."""
+    taus = [f"{kendall_tau(s, truth):+.2f} {_ci(bootstrap(kendall_tau, s, truth))}" for s in (first, second)]
+    return f"| {name} | {len(truth)} | {taus[0]} | {taus[1]} | {kendall_tau(first, second):+.2f} |"
 
 
 def _ci(pair: tuple[float, float]) -> str:

@@ -70,22 +70,21 @@ def test_smoke_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert compare.main(["table", "--size", "smoke", "--out", str(out)]) == 0
     assert "| Torch-Pruning taylor (trained weights) |" in capsys.readouterr().out
 
-    # the block-removal probe of the finished search scores as the search scored
-    probe = _load("probe_block_removal")
+    # search_diagnostics' block-removal probe of the finished search scores as the search scored
+    diagnostics = _load("search_diagnostics")
     supernet = next((out / "supernets").glob("*/supernet.pt"))
-    rows = probe.probe(out / "search-0.5", supernet, "smoke", [1], tmp_path / "probe.jsonl")
+    rows = diagnostics.probe(out / "search-0.5", supernet, "smoke", [1], tmp_path / "probe.jsonl")
     assert rows and all(1 <= r["rank_by_score"] <= r["samples"] + 1 and r["removed_cut"] > 0 for r in rows)
     assert all(r["chosen_rescored"] == pytest.approx(r["chosen_score"]) for r in rows)
     assert len((tmp_path / "probe.jsonl").read_text().splitlines()) == len(rows)
 
     # the paired noise of the same search: rescored image by image, as the search scored
-    noise = _load("search_noise")
-    rows = noise.measure(out / "search-0.5", supernet, "smoke", None, tmp_path / "noise.jsonl")
+    rows = diagnostics.noise(out / "search-0.5", supernet, "smoke", None, tmp_path / "noise.jsonl")
     assert rows and all(r["images"] == 30 and r["gap_second"] >= 0 and r["paired_se_second"] >= 0 for r in rows)
 
 
 def test_paired_standard_error_of_two_accuracies() -> None:
-    noise = _load("search_noise")
+    noise = _load("search_diagnostics")
     a = torch.tensor([True] * 60 + [False] * 40)
     assert noise.paired_se(a, a) == 0  # the same predictions: no noise in their difference
     b = a.clone()
