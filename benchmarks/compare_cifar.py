@@ -137,16 +137,69 @@ def discovered(
 
 class Goal(NamedTuple):  # a NamedTuple: a dataclass needs its module in sys.modules, which a file loaded by path is not
     """What every network is matched on: the discovered architecture, its resource (the budget),
-    the initial network's, and the uniform network at the budget."""
+    the initial network's, and the uniform network at the budget -- or, where no uniform network
+    lands within 2% of it, the two just below and above (``neighbours``), trained both and
+    interpolated (issue 15: "train the two neighbours and interpolate, and say so")."""
 
     metric: str  # "macs" or "latency" (predicted by the lookup table ``table``)
     label: str  # names the search, the results folder and file: "0.5", "latency-0.5"
     arch: Architecture
-    uniform: Architecture
+    uniform: Architecture | None
     resource: Callable[[Architecture], float]
     budget: float
     full: float
     table: Path | None = None
+    neighbours: tuple[Architecture, Architecture] | None = None  # (below, above) when ``uniform`` is None
+
+
+def uniform_at(space, resource: Callable[[Architecture], float], budget: float) -> dict:
+    """``{"uniform": arch}`` matched within 2% of ``budget``, else ``{"uniform": None,
+    "neighbours": (below, above)}``: the closest uniform networks on either side."""
+    from netadapt.search.baseline import uniform_matching, uniform_neighbours
+
+    try:
+        return {"uniform": uniform_matching(space, resource, budget).arch}
+    except NetAdaptError:  # e.g. latency that rises for some channel counts (docs/resources.md)
+        try:
+            below, above = uniform_neighbours(space, resource, budget)
+        except NetAdaptError as exc:
+            raise SystemExit(f"error: {exc}: uniform scaling cannot reach the discovered network's resource") from None
+        log.info("no uniform network within 2%% of %g: training the neighbours at %g and %g and interpolating",
+                 budget, below.resource, above.resource)  # fmt: skip
+        return {"uniform": None, "neighbours": (below.arch, above.arch)}
+
+
+def uniform_specs(goal: Goal, pretrained: Path, supernet: Path) -> dict[str, dict]:
+    """The uniform networks to fine-tune: the matched one from each weights, or both neighbours."""
+    if goal.uniform is not None:
+        pairs = [("uniform", goal.uniform)]
+    else:
+        pairs = list(zip(("uniform below", "uniform above"), goal.neighbours, strict=True))
+    specs = {}
+    for weights, path in (("trained", pretrained), ("super-network", supernet)):
+        for name, arch in pairs:
+            specs[f"{name} ({weights} weights)"] = {"kind": "netadapt", "weights": str(path), "arch": arch.to_dict()}
+    return specs
+
+
+def interpolate_uniform(rows: dict[str, dict], goal: Goal) -> list[str]:
+    """Add ``uniform, interpolated (… weights)`` rows: each seed's top-1 (and the MACs, parameters
+    and measured latency) linear in the resource between the two neighbours, at the budget; notes."""
+    below, above = (goal.resource(a) for a in goal.neighbours)
+    w = (goal.budget - below) / (above - below)
+    for weights in ("trained", "super-network"):
+        lo, hi = rows[f"uniform below ({weights} weights)"], rows[f"uniform above ({weights} weights)"]
+        row = {k: lo[k] + w * (hi[k] - lo[k]) for k in ("macs", "params", "latency_measured_ms") if k in lo}
+        row["params"] = round(row["params"])
+        if "latency_predicted_ms" in lo:
+            row["latency_predicted_ms"] = goal.budget
+        row["top1"] = [a + w * (b - a) for a, b in zip(lo["top1"], hi["top1"], strict=True)]
+        row["interpolated"] = {"weight_of_above": w, "below": below, "above": above}
+        rows[f"uniform, interpolated ({weights} weights)"] = row
+    unit = "ms predicted" if goal.metric == "latency" else "MACs"
+    return [f"no uniformly scaled network lies within 2% of the budget; the uniform rows are interpolated linearly "
+            f"in {unit} between the uniform networks just below ({below:.4g}) and just above ({above:.4g}) it, "
+            f"each trained for every seed"]  # fmt: skip
 
 
 def mac_goal(
@@ -155,14 +208,13 @@ def mac_goal(
     """The MAC target: search by MACs, the uniform network matched by MACs (±2%).  A search with
     ``remove_blocks="any"`` is labelled ``T-remove-any``."""
     from netadapt.resources.counting import count_macs
-    from netadapt.search.baseline import uniform_matching
 
     label = f"{target:g}" + ("-remove-any" if remove_blocks == "any" else "")
     arch = discovered(supernet_file, target, size, root, label=label, remove_blocks=remove_blocks)
     budget = count_macs(supernet, arch)
-    uniform = uniform_matching(supernet.space, lambda a: float(count_macs(supernet, a)), float(budget)).arch
+    matched = uniform_at(supernet.space, lambda a: float(count_macs(supernet, a)), float(budget))
     full = count_macs(supernet, supernet.space.full())
-    return Goal("macs", label, arch, uniform, lambda a: count_macs(supernet, a), budget, full)
+    return Goal("macs", label, arch, resource=lambda a: count_macs(supernet, a), budget=budget, full=full, **matched)
 
 
 def latency_table(supernet: SuperNet, lut: dict, root: Path) -> Path:
@@ -184,18 +236,15 @@ def latency_goal(supernet: SuperNet, supernet_file: Path, target: float, size: d
     """The latency target: search with ``latency:TABLE.json`` to ``target`` × the initial network's
     predicted latency, the uniform network matched by the same predicted latency (±2%)."""
     from netadapt.resources.lut import LatencyTableMetric
-    from netadapt.search.baseline import uniform_matching
 
     table = latency_table(supernet, size["lut"], root)
     predict = LatencyTableMetric(table, supernet)
     label = f"latency-{target:g}"
     arch = discovered(supernet_file, target, size, root, metric=f"latency:{table}", label=label)
     budget = predict(arch)
-    try:
-        uniform = uniform_matching(supernet.space, predict, budget).arch
-    except NetAdaptError as exc:  # widths do not shrink a network's per-operation costs; removed blocks do
-        raise SystemExit(f"error: {exc}: uniform scaling cannot reach the discovered network's latency; raise --target") from None
-    return Goal("latency", label, arch, uniform, predict, budget, predict(supernet.space.full()), table)
+    matched = uniform_at(supernet.space, predict, budget)
+    return Goal("latency", label, arch, resource=predict, budget=budget, full=predict(supernet.space.full()), table=table,
+                **matched)  # fmt: skip
 
 
 def measure_latency(modules: list[nn.Module], input_size: int, lut: dict) -> list[float]:
@@ -447,22 +496,40 @@ def run(args: argparse.Namespace) -> int:
     folder = root / f"target-{goal.label}"
     specs: dict[str, dict] = {
         "discovered (super-network weights)": {"kind": "netadapt", "weights": str(supernet_file), "arch": goal.arch.to_dict()},
-        "uniform (trained weights)": {"kind": "netadapt", "weights": str(pretrained_file), "arch": goal.uniform.to_dict()},
-        "uniform (super-network weights)": {"kind": "netadapt", "weights": str(supernet_file), "arch": goal.uniform.to_dict()},
+        **uniform_specs(goal, pretrained_file, supernet_file),
     }
     notes: list[str] = []
     if not args.no_pruning:
         specs.update(pruning_specs(goal, supernet, pretrained_file, size, folder, notes))
     rows = describe(specs, supernet, goal, size["lut"], folder)
     finetune_all(rows, specs, size, data, folder, args)
-    report = {"target": args.target, "recipe": args.recipe, "size": args.size, "remove_blocks": args.remove_blocks, "budget_macs": count_macs(supernet, goal.arch),
-              "full_macs": count_macs(supernet, supernet.space.full()), "epochs": size["finetune_epochs"], "rows": rows,
-              "architecture": goal.arch.to_dict(supernet.space), "uniform": goal.uniform.to_dict(supernet.space),
-              "data": str(data), "subset": rsize["subset"]}  # fmt: skip
+    if goal.uniform is None:
+        notes += interpolate_uniform(rows, goal)
+        order = ["discovered (super-network weights)", "uniform, interpolated (trained weights)",
+                 "uniform, interpolated (super-network weights)"]  # fmt: skip
+        rows = {name: rows[name] for name in order + [n for n in rows if n not in order]}
+    report = {
+        "target": args.target,
+        "recipe": args.recipe,
+        "size": args.size,
+        "remove_blocks": args.remove_blocks,
+        "budget_macs": count_macs(supernet, goal.arch),
+        "full_macs": count_macs(supernet, supernet.space.full()),
+        "epochs": size["finetune_epochs"],
+        "rows": rows,
+        "architecture": goal.arch.to_dict(supernet.space),
+        "data": str(data),
+        "subset": rsize["subset"],
+        "notes": notes,
+    }
+    if goal.uniform is not None:
+        report["uniform"] = goal.uniform.to_dict(supernet.space)
+    else:
+        report["uniform_neighbours"] = [a.to_dict(supernet.space) for a in goal.neighbours]
     if goal.metric == "latency":
         lut = size["lut"]
         report.update(metric="latency", table=str(goal.table), backend=lut["backend"], threads=lut["threads"],
-                      budget_latency_ms=goal.budget, full_latency_ms=goal.full, notes=notes)  # fmt: skip
+                      budget_latency_ms=goal.budget, full_latency_ms=goal.full)  # fmt: skip
     save_json(root / "results" / f"target-{goal.label}.json", report)
     print(format_table([report]))
     return 0
@@ -597,7 +664,7 @@ def format_table(reports: list[dict]) -> str:
             lines.append(
                 f"| {name} | {row['macs'] / 1e6:.2f} | {row['params']:,} | {_top1(row)} | {_difference(name, ours, row)} |"
             )
-        lines.append("")
+        lines += ["", *(f"Note: {note}." for note in report.get("notes", []))]
     return "\n".join(lines)
 
 
@@ -625,7 +692,7 @@ def format_latency_table(report: dict) -> list[str]:
         "Matched on the predicted latency (±2%): the uniform networks.  Matched on the measured latency (±2%, "
         "timed together with the discovered network): Torch-Pruning's, whose widths the table does not hold "
         "(no prediction).  Measured: every network in the same interleaved rounds, minimum, batch 1.",
-        *(f"Note: {note}." for note in report["notes"]),
+        *(f"Note: {note}." for note in report.get("notes", [])),
         "",
     ]
     return lines

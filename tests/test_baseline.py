@@ -37,3 +37,24 @@ def test_a_budget_below_the_smallest_uniform_network_is_an_error() -> None:
     net = build_supernet("mobilenet_v1_cifar", width_mult=0.25, num_classes=10)
     with pytest.raises(NetAdaptError, match="no uniformly scaled network"):
         uniform_matching(net.space, lambda a: float(count_macs(net, a)), 10.0)
+
+
+def test_uniform_neighbours_bracket_a_budget_of_a_resource_that_does_not_fall_with_width() -> None:
+    """A latency-like resource, three times higher for odd channel counts (as ONNX Runtime's CPU
+    kernels for counts off multiples of 8): no uniform network may match, the neighbours bracket."""
+    from netadapt.search.baseline import _rounded, uniform_neighbours
+
+    net = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, num_classes=10)
+
+    def jagged(a):
+        return float(count_macs(net, a)) * (3.0 if any(f % 2 for f in a.filters) else 1.0)
+
+    full = jagged(net.space.full())
+    budget = 0.45 * full
+    below, above = uniform_neighbours(net.space, jagged, budget)
+    assert below.resource <= budget < above.resource
+    assert below.resource == jagged(below.arch) and above.resource == jagged(above.arch)
+    others = [jagged(_rounded(net.space, k / 64, frozenset())) for k in range(1, 65)]
+    assert not any(below.resource < v <= budget or budget < v < above.resource for v in others)  # the closest ones
+    with pytest.raises(NetAdaptError, match="outside the uniform networks' range"):
+        uniform_neighbours(net.space, jagged, 10 * full)

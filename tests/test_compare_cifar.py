@@ -152,3 +152,37 @@ def test_smoke_latency_run(
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     assert compare.main(["table", "--size", "smoke", "--out", str(out)]) == 0
     assert "| latency predicted (ms) | latency measured (ms) |" in capsys.readouterr().out
+
+
+def test_uniform_neighbours_are_trained_and_interpolated_where_none_matches(
+    cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no uniform network lands within 2% (forced here), the two neighbours are fine-tuned
+    for every seed and the uniform rows interpolate them at the budget, saying so."""
+    import netadapt.search.baseline as baseline
+    from netadapt.errors import NetAdaptError
+
+    def no_match(*args, **kwargs):
+        raise NetAdaptError("no uniformly scaled network lies within 2% of the budget (forced by the test)")
+
+    monkeypatch.setattr(baseline, "uniform_matching", no_match)
+    out = tmp_path / "compare"
+    args = ["run", "--size", "smoke", "--data", str(cifar_like), "--out", str(out), "--target", "0.5", "--seeds", "2",
+            "--jobs", "1", "--threads", "1", "--no-pruning"]  # fmt: skip
+    assert compare.main(args) == 0
+    report = json.loads((out / "results" / "target-0.5.json").read_text())
+    rows = report["rows"]
+    assert list(rows)[:3] == ["discovered (super-network weights)", "uniform, interpolated (trained weights)",
+                              "uniform, interpolated (super-network weights)"]  # fmt: skip
+    assert "uniform" not in report and len(report["uniform_neighbours"]) == 2
+    budget = report["budget_macs"]
+    for weights in ("trained", "super-network"):
+        lo, hi = rows[f"uniform below ({weights} weights)"], rows[f"uniform above ({weights} weights)"]
+        mid = rows[f"uniform, interpolated ({weights} weights)"]
+        assert lo["macs"] <= budget < hi["macs"] and mid["macs"] == pytest.approx(budget)
+        w = mid["interpolated"]["weight_of_above"]
+        assert 0 <= w < 1
+        assert mid["top1"] == pytest.approx([a + w * (b - a) for a, b in zip(lo["top1"], hi["top1"], strict=True)])
+    assert any("interpolated" in note for note in report["notes"])
+    assert compare.main(["table", "--size", "smoke", "--out", str(out)]) == 0
+    assert "Note: no uniformly scaled network lies within 2% of the budget" in capsys.readouterr().out

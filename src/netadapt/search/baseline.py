@@ -6,6 +6,11 @@ width multiplier jump between resource levels, so :func:`uniform_matching` picks
 *and* the rounding of each layer: every layer keeps a width next to ``multiplier × full`` on its
 grid (the one below or the one above), and the roundings are chosen so that the network's
 resource lands within a tolerance of the budget.
+
+Where no uniformly scaled network lands that close -- a resource that does not fall with the
+width, such as latency on kernels that are slow for some channel counts (docs/resources.md) --
+:func:`uniform_neighbours` gives the uniform networks just below and just above the budget, to be
+trained both and interpolated (and said so).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 from netadapt.arch.space import Architecture, SearchSpace
 from netadapt.errors import NetAdaptError
 
-__all__ = ["UniformMatch", "uniform_matching"]
+__all__ = ["UniformMatch", "uniform_matching", "uniform_neighbours"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +110,25 @@ def uniform_matching(
             f"(the closest uses {best.resource:g}, {100 * best.error:+.1f}%)"
         )
     return best
+
+
+def uniform_neighbours(
+    space: SearchSpace, resource: Callable[[Architecture], float], budget: float, *, steps: int = 64
+) -> tuple[UniformMatch, UniformMatch]:
+    """The uniformly scaled networks (every layer at its grid width just below ``multiplier ×
+    full``, multipliers ``1/steps … 1``) whose resources lie closest below and closest above
+    ``budget``: (below, above).  No monotonicity assumed; each distinct network is evaluated
+    once.  Raises when the budget lies outside the range they cover."""
+    if budget <= 0 or not math.isfinite(budget):
+        raise NetAdaptError(f"the budget of a uniform baseline must be a positive number, got {budget}")
+    seen: dict[Architecture, UniformMatch] = {}
+    for k in range(1, steps + 1):
+        arch = _rounded(space, k / steps, frozenset())
+        if arch not in seen:
+            seen[arch] = UniformMatch(arch, k / steps, resource(arch), budget)
+    below = [m for m in seen.values() if m.resource <= budget]
+    above = [m for m in seen.values() if m.resource > budget]
+    if not below or not above:
+        values = sorted(m.resource for m in seen.values())
+        raise NetAdaptError(f"the budget {budget:g} lies outside the uniform networks' range {values[0]:g}-{values[-1]:g}")
+    return max(below, key=lambda m: m.resource), min(above, key=lambda m: m.resource)
