@@ -58,3 +58,30 @@ def test_uniform_neighbours_bracket_a_budget_of_a_resource_that_does_not_fall_wi
     assert not any(below.resource < v <= budget or budget < v < above.resource for v in others)  # the closest ones
     with pytest.raises(NetAdaptError, match="outside the uniform networks' range"):
         uniform_neighbours(net.space, jagged, 10 * full)
+
+
+def test_the_pipeline_baseline_falls_back_to_the_closest_uniform_network_below(caplog: pytest.LogCaptureFixture) -> None:
+    """``netadapt run`` does not fail at its last stage when no uniform network lands within 2%:
+    it takes the closest one below the budget and warns; no baseline when none fits."""
+    from netadapt.pipeline.run import _uniform_match
+    from netadapt.search.baseline import uniform_neighbours
+
+    net = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, num_classes=10)
+
+    def jagged(a):
+        return float(count_macs(net, a)) * (3.0 if any(f % 2 for f in a.filters) else 1.0)
+
+    budget = 0.45 * jagged(net.space.full())
+    with pytest.raises(NetAdaptError):
+        uniform_matching(net.space, jagged, budget)
+    with caplog.at_level("WARNING"):
+        arch = _uniform_match(net, jagged, budget)
+    assert arch == uniform_neighbours(net.space, jagged, budget)[0].arch and jagged(arch) <= budget
+    assert "closest one below" in caplog.text
+    assert _uniform_match(net, jagged, 1.0) is None  # below every uniform network: no baseline
+    # where one matches, the fallback is not taken
+    macs = lambda a: float(count_macs(net, a))  # noqa: E731
+    assert (
+        _uniform_match(net, macs, 0.5 * macs(net.space.full()))
+        == uniform_matching(net.space, macs, 0.5 * macs(net.space.full())).arch
+    )

@@ -29,7 +29,7 @@ from netadapt.layout import RunLayout
 from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, load_supernet_extra
 from netadapt.model.supernet import SuperNet
-from netadapt.search.baseline import uniform_matching
+from netadapt.search.baseline import uniform_matching, uniform_neighbours
 from netadapt.search.config import SearchConfig
 from netadapt.search.evaluate import EvalConfig
 from netadapt.search.run import SearchRunConfig, build_resource_fn, run_search
@@ -366,10 +366,23 @@ def _train_comparisons(
     return comparisons
 
 
-def _uniform_match(net: SuperNet, resource_fn: Any, budget: float) -> Architecture:
+def _uniform_match(net: SuperNet, resource_fn: Any, budget: float) -> Architecture | None:
     """The uniformly scaled initial network at the discovered network's resource (within ±2%:
-    the multiplier and each layer's rounding on the width grid are chosen to meet it)."""
-    match = uniform_matching(net.space, resource_fn, budget)
+    the multiplier and each layer's rounding on the width grid are chosen to meet it).
+
+    A resource that does not fall with the width (latency on kernels slow for some channel
+    counts, docs/resources.md) may leave no uniform network that close: the baseline is then the
+    closest one *below* the budget (never more resource than the discovered network), with a
+    warning; ``None`` (no baseline, warned) when even the narrowest one is above it."""
+    try:
+        match = uniform_matching(net.space, resource_fn, budget)
+    except NetAdaptError as exc:
+        try:
+            match, _ = uniform_neighbours(net.space, resource_fn, budget)
+        except NetAdaptError:
+            log.warning("no uniform baseline: %s, and no uniformly scaled network fits the budget", exc)
+            return None
+        log.warning("%s; the uniform baseline is the closest one below it (%+.1f%%)", exc, 100 * match.error)
     log.info("uniform baseline: multiplier %.3f, resource %g (%+.1f%% of the discovered network's)",
              match.multiplier, match.resource, 100 * match.error)  # fmt: skip
     return match.arch
