@@ -49,7 +49,7 @@ from netadapt.model.supernet import SuperNet
 from netadapt.search.baseline import uniform_matching
 from netadapt.tasks import task_named
 from netadapt.train import SupernetTrainConfig
-from netadapt.train.loop import _forward_backward  # the loop's own micro-batch step (private on purpose)
+from netadapt.train.loop import _forward_backward, memory_channels_last  # the loop's own micro-batch step (private on purpose)
 from netadapt.train.optim import ModelEma, build_optimizer, scaled_lr
 
 KINDS = ("initial", "compact", "masked")
@@ -72,13 +72,17 @@ def discovered_like(net: SuperNet, fraction: float, removed: int, *, tolerance: 
     return net.space.validate(without_blocks(match.arch))
 
 
-def _setup(model: str, width_mult: float, input_size: int, fraction: float, removed: int, recipe: str):
+def _setup(
+    model: str, width_mult: float, input_size: int, fraction: float, removed: int, recipe: str, channels_last: bool = True
+):
     """The super-network (seeded), the discovered-like architecture and the training config."""
     torch.manual_seed(0)
     net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10)
     arch = discovered_like(net, fraction, removed)
     # The recipe's optimizer, label smoothing and weight average; the space stays the zoo's own.
-    config = config_from_dict(SupernetTrainConfig, {"recipe": recipe, "ordered_dropout": {"enabled": False}})
+    config = config_from_dict(
+        SupernetTrainConfig, {"recipe": recipe, "ordered_dropout": {"enabled": False}, "channels_last": channels_last}
+    )
     return net, arch, config
 
 
@@ -91,6 +95,10 @@ def _make_step(kind: str, net: SuperNet, arch: Architecture, config: SupernetTra
     else:
         raw = net.extract(arch if kind == "compact" else net.space.full())
         widths = kernels = None
+    # the memory format train/loop.py trains it in on a CPU (channels-last for compact networks)
+    channels_last = memory_channels_last(config, on_gpu=False, compact=kind != "masked")
+    if channels_last:
+        raw.to(memory_format=torch.channels_last)
     raw.train()
     optimizer = build_optimizer(raw, config.optim, scaled_lr(config.optim, batch))
     ema = ModelEma(raw, config.ema_decay) if config.ema_decay else None
@@ -102,7 +110,7 @@ def _make_step(kind: str, net: SuperNet, arch: Architecture, config: SupernetTra
         faults = minor_faults()
         t0 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        _forward_backward(raw, raw, task, (images, labels), widths, kernels, config, None, None)
+        _forward_backward(raw, raw, task, (images, labels), widths, kernels, config, None, None, None, None, channels_last)
         optimizer.step()
         if ema is not None:
             ema.update(raw)
@@ -133,17 +141,21 @@ def measure(
     recipe: str = "small",
     processes: bool = False,
     allocator: str = "retained",
+    channels_last: bool = True,
 ) -> dict:
     """The three kinds of final-training steps, interleaved step by step; the figures as a dict.
 
     ``processes=True`` runs each kind in its own process (own allocator heap, as separate
     training runs would), still alternating step by step (see ``bench_train_step.py``).
     ``allocator``: ``"retained"`` (freed memory kept in the process, as the ``netadapt`` command
-    runs) or ``"system"`` (glibc's defaults).
+    runs) or ``"system"`` (glibc's defaults).  ``channels_last=False``: every kind in the contiguous
+    memory format (the compact and initial networks train channels-last on a CPU otherwise, as
+    ``train/loop.py`` trains them).
     """
     if allocator not in ("retained", "system"):
         raise ValueError(f"allocator must be retained or system, got {allocator!r}")
-    setup = dict(model=model, width_mult=width_mult, input_size=input_size, fraction=fraction, removed=removed, recipe=recipe)
+    setup = dict(model=model, width_mult=width_mult, input_size=input_size, fraction=fraction, removed=removed, recipe=recipe,
+                 channels_last=channels_last)  # fmt: skip
     net, arch, _ = _setup(**setup)  # the steps build their own (seeded alike), in this process or in theirs
     make_steps = functools.partial(_steps, setup, batch, allocator == "retained")
     times, faults = interleave(KINDS, make_steps, steps=steps, warmup=warmup, processes=processes)
@@ -161,6 +173,7 @@ def measure(
         "threads": torch.get_num_threads(),
         "processes": processes,
         "allocator": allocator,
+        "channels_last": channels_last,
         "torch": torch.__version__,
         "macs_fraction": round(net.macs(arch) / full_macs, 3),
         "removed_blocks": len(net.space.removed_blocks(arch)),
@@ -189,6 +202,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     p.add_argument("--processes", action="store_true", help="each kind in its own process, still alternating step by step")
     p.add_argument("--allocator", choices=("retained", "system"), default="retained", help="see netadapt.allocator")
+    p.add_argument("--contiguous", action="store_true", help="every network in the contiguous memory format (before session 10)")
     args = p.parse_args()
 
     if args.threads:
@@ -205,6 +219,7 @@ def main() -> None:
         recipe=args.recipe,
         processes=args.processes,
         allocator=args.allocator,
+        channels_last=not args.contiguous,
     )
     print(json.dumps(result))
 

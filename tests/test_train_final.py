@@ -57,7 +57,8 @@ def start(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_compact_training_equals_masked_training(start: tuple[Path, Path], tmp_path: Path) -> None:
     supernet, arch_file = start
-    args = ["epochs=2", f"architecture={arch_file}", f"init_from={supernet}"]
+    # the compact network in the masked one's memory format: the same arithmetic, to rounding
+    args = ["epochs=2", f"architecture={arch_file}", f"init_from={supernet}", "channels_last=false"]
     compact = train_supernet(config(tmp_path / "compact", *args))
     masked = train_supernet(config(tmp_path / "masked", *args, "masked=true"))
     a, _ = load_supernet(compact)
@@ -73,6 +74,23 @@ def test_compact_training_equals_masked_training(start: tuple[Path, Path], tmp_p
     for ra, rb in zip(ma, mb, strict=True):
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4)
         assert ra["val_top1"] == pytest.approx(rb["val_top1"], abs=1 / 100)  # one image of ~100 may flip
+
+
+def test_compact_training_in_channels_last_follows_the_same_path(start: tuple[Path, Path], tmp_path: Path) -> None:
+    """On a CPU a compact network trains channels-last by default (faster there): the same
+    training as in the contiguous format up to the rounding of other convolution kernels, which
+    training amplifies step by step (so the first epoch is compared, not the end)."""
+    from netadapt.train.loop import memory_channels_last
+
+    supernet, arch_file = start
+    args = ["epochs=1", f"architecture={arch_file}", f"init_from={supernet}"]
+    fast = config(tmp_path / "fast", *args)
+    assert memory_channels_last(fast, on_gpu=False, compact=True) and not memory_channels_last(fast, False, False)
+    train_supernet(fast)
+    train_supernet(config(tmp_path / "plain", *args, "channels_last=false"))
+    a, b = read_jsonl(tmp_path / "fast" / "metrics.jsonl")[-1], read_jsonl(tmp_path / "plain" / "metrics.jsonl")[-1]
+    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)  # measured: 1.5e-5 apart
+    assert a["val_top1"] == pytest.approx(b["val_top1"], abs=5 / 100)
 
 
 def test_compact_training_resumes_and_refuses_a_masked_checkpoint(start: tuple[Path, Path], tmp_path: Path) -> None:

@@ -146,7 +146,7 @@ class SupernetTrainConfig:
     ema_decay: float | None = 0.9998  # paper: exponential moving average 0.9998; None: off
     accumulate: int = 1  # micro-batches per optimizer step (per process)
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # autocast on GPU; CPU always trains in fp32
-    channels_last: bool = True  # GPU only
+    channels_last: bool = True  # on GPUs; on CPUs for a fixed network trained compact (faster there)
     compile: bool = False  # torch.compile the training forward (opt-in)
     # Training one discovered network instead of the whole super-network (netadapt run's final
     # stage): only the sub-network of this architecture JSON file is trained (every image runs

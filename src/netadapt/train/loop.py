@@ -215,6 +215,7 @@ class _Run:
     ema: ModelEma | None
     scaler: torch.amp.GradScaler | None
     autocast_dtype: torch.dtype | None
+    channels_last: bool  # raw's weights and every input in the channels-last memory format
     batches: TrainBatchSampler
     sampler: OrderedDropoutSampler
     loader: Iterable
@@ -290,7 +291,8 @@ def _set_up(
     raw.to(device)
     if saved is None and config.init_from is not None and not config.ordered_dropout.enabled:
         _recalibrate_start(config, sets, supernet, arch, raw, device, info)
-    if on_gpu and config.channels_last:
+    channels_last = memory_channels_last(config, on_gpu, compact)
+    if channels_last:
         raw.to(memory_format=torch.channels_last)
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision) if on_gpu else None
     if config.precision != "fp32" and not on_gpu:
@@ -329,7 +331,7 @@ def _set_up(
         config=config, ctx=ctx, info=info, label=label, resolved=resolved, task=task_for(config.data), sets=sets,
         supernet=supernet, arch=arch, compact=compact, raw=raw, model=model, ddp=ddp, fixed=fixed, teacher=teacher,
         optimizer=optimizer, base_lr=base_lr, ema=ema, scaler=scaler, autocast_dtype=autocast_dtype, batches=batches,
-        sampler=sampler, loader=loader, val_loader=val_loader, calibration=calibration, metrics=metrics,
+        channels_last=channels_last, sampler=sampler, loader=loader, val_loader=val_loader, calibration=calibration, metrics=metrics,
         began=time.perf_counter(), eta=Eta(config.epochs * batches.steps_per_epoch, state.global_step),
     )  # fmt: skip
     return run, state
@@ -514,7 +516,18 @@ def _train_step(run: _Run, state: TrainState, window: _Window, data: Iterator, e
         with nullcontext() if sync else run.ddp.no_sync():
             window.pending.add_(
                 _forward_backward(
-                    run.model, run.raw, run.task, batch, w, k, config, run.autocast_dtype, run.scaler, run.teacher, groups
+                    run.model,
+                    run.raw,
+                    run.task,
+                    batch,
+                    w,
+                    k,
+                    config,
+                    run.autocast_dtype,
+                    run.scaler,
+                    run.teacher,
+                    groups,
+                    run.channels_last,
                 )
             )
     if run.scaler is not None:
@@ -636,6 +649,15 @@ def _save_result(run: _Run, state: TrainState, out_path: Path) -> None:
         run.info("%s written to %s", "super-network" if config.ordered_dropout.enabled else "trained initial network", out_path)
 
 
+def memory_channels_last(config: SupernetTrainConfig, on_gpu: bool, compact: bool) -> bool:
+    """Whether training runs in the channels-last memory format: with ``config.channels_last``,
+    on a GPU, and on a CPU for a compact (extracted, fixed) network -- there oneDNN's
+    channels-last convolutions made a MobileNetV1 ×0.5 step 1.4–1.5× faster
+    (docs/benchmarks.md), while the full-size super-network with ordered dropout gained nothing
+    (its channel slices for the bypass become strided in that format)."""
+    return config.channels_last and (on_gpu or compact)
+
+
 def _forward_backward(
     model: nn.Module,
     raw: nn.Module,
@@ -648,9 +670,11 @@ def _forward_backward(
     scaler: torch.amp.GradScaler | None,
     teacher: SuperNet | None = None,
     groups: tuple[int, ...] | None = None,
+    channels_last: bool = False,
 ) -> Tensor:
     """One micro-batch: forward with per-image choices (``groups``: runs of images sharing one
-    sub-network, normalized apart), the task's loss, backward.
+    sub-network, normalized apart), the task's loss, backward.  ``channels_last``: the model's
+    weights are in that memory format (:func:`memory_channels_last`), and so is the input.
 
     Returns a float64 (3,) tensor on the model's device: loss sum, the task's per-image
     statistic summed (correct predictions; for depth Σ δ1), images.
@@ -666,7 +690,7 @@ def _forward_backward(
         weight = 0.0
     x = x.to(device, non_blocking=True)
     y = y.to(device, non_blocking=True)
-    if device.type == "cuda" and config.channels_last:
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     od = config.ordered_dropout
     autocast = torch.autocast("cuda", dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
