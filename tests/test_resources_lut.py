@@ -415,3 +415,20 @@ def test_check_reports_drift_and_refits(tmp_path):
     assert check_table(bare, net, samples=2, measure=fake_macs, rounds=1, progress=False).drift is None
     with pytest.raises(NetAdaptError, match="no calibration networks to refit"):
         check_table(bare, net, samples=2, measure=fake_macs, rounds=1, refit=True, progress=False)
+
+
+def test_onnxruntime_tables_warn_about_widths_off_multiples_of_8(caplog):
+    """Channel counts off multiples of 8 run far slower on ONNX Runtime's CPU kernels
+    (docs/resources.md): building such a table says so; a space of multiples of 8 does not."""
+    from netadapt.resources.lut_build import _warn_odd_widths
+
+    odd = build_supernet("mobilenet_v3_small_cifar", width_mult=0.75, input_size=32, num_classes=10)
+    even = build_supernet("mobilenet_v3_small_cifar", width_mult=0.75, input_size=32, num_classes=10, width_divisor=8)
+    with caplog.at_level("WARNING"):
+        _warn_odd_widths(odd, "onnxruntime")
+    assert "width_divisor: 8" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _warn_odd_widths(even, "onnxruntime")
+        _warn_odd_widths(odd, "torch")
+    assert caplog.text == ""

@@ -142,6 +142,21 @@ def _check_build_settings(statistic: str, fit: str, passes: int, network_time: f
         )
 
 
+def _warn_odd_widths(supernet: SuperNet, backend: str) -> None:
+    """On ONNX Runtime's CPU kernels channel counts off multiples of 8 measured up to 3x slower
+    than the full network (docs/resources.md): say so when the space offers such widths."""
+    if backend != "onnxruntime":
+        return
+    odd = sum(any(w % 8 for w in layer.widths if w > 0) for layer in supernet.space.layers if layer.kind != "se")
+    if odd:
+        log.warning(
+            "%d of %d searchable layers of %s offer channel counts that are not multiples of 8, which ONNX Runtime's "
+            "CPU kernels may run far slower; for a latency search there, consider model.options.width_divisor: 8 "
+            "(docs/resources.md)",
+            odd, len(supernet.space.layers), supernet.name,
+        )  # fmt: skip
+
+
 def build_table(
     supernet: SuperNet,
     path: str | os.PathLike,
@@ -184,6 +199,7 @@ def build_table(
     path = Path(path)
     env = _env(measure)
     _check_build_settings(statistic, fit, passes, network_time, network_rounds)
+    _warn_odd_widths(supernet, env["backend"])
     table = _resume(path, supernet, env, grid, statistic)
     if table is None:
         table = LatencyTable(
