@@ -164,10 +164,7 @@ def test_depth_export_loads_and_agrees(finished_run):
 
     run_dir, _ = finished_run
     model = load_compact(run_dir / "export" / "model.pt")
-    # scenes like the ones it was trained on (new ones), preprocessed as the file says: on
-    # uniform noise, far from them, its BatchNorm statistics (recomputed on 64 scenes, some channels
-    # with variance ~1e-10) amplify the input to outputs of ~1e5, where float32 rounding differs
-    # between runtimes by more than any absolute bound
+    # scenes like the ones it was trained on (new ones), preprocessed as the file says
     pixels = torch.stack([render_scene(32, torch.Generator().manual_seed(1000 + i))[0] for i in range(2)])
     x = model.metadata.preprocess(pixels)
     with torch.no_grad():
@@ -179,7 +176,10 @@ def test_depth_export_loads_and_agrees(finished_run):
         assert torch.allclose(trained.eval()(x, arch), expected, atol=1e-5)
     session = ort.InferenceSession(str(run_dir / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
     (onnx_out,) = session.run(None, {"input": x.numpy()})
-    assert torch.allclose(torch.from_numpy(onnx_out), expected, atol=1e-4)
+    # relative: the briefly trained network's depths reach ~1e4 on some runs (its BatchNorm
+    # statistics, recomputed on 64 scenes, have channels of variance ~1e-10), where float32
+    # rounding between runtimes is ~1e-6 relative and no absolute bound holds
+    assert torch.allclose(torch.from_numpy(onnx_out), expected, rtol=1e-4, atol=1e-4)
     assert torch.allclose(torch.jit.load(str(run_dir / "export" / "model.ts"))(x), expected, atol=1e-5, rtol=1e-5)
 
 
