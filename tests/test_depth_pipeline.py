@@ -176,10 +176,12 @@ def test_depth_export_loads_and_agrees(finished_run):
         assert torch.allclose(trained.eval()(x, arch), expected, atol=1e-5)
     session = ort.InferenceSession(str(run_dir / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
     (onnx_out,) = session.run(None, {"input": x.numpy()})
-    # relative: the briefly trained network's depths reach ~1e4 on some runs (its BatchNorm
-    # statistics, recomputed on 64 scenes, have channels of variance ~1e-10), where float32
-    # rounding between runtimes is ~1e-6 relative and no absolute bound holds
-    assert torch.allclose(torch.from_numpy(onnx_out), expected, rtol=1e-4, atol=1e-4)
+    # to 1e-5 of the output's scale: the briefly trained network's depths reach ~1e5 on some runs
+    # (its BatchNorm statistics, recomputed on 64 scenes, have channels of variance ~1e-10), where
+    # float32 rounding between runtimes differs by ~1e-6 of that scale (measured: 0.08 at 9.5e4),
+    # also on outputs near 0 (cancellation), so no bound per element holds
+    scale = float(expected.abs().max())
+    assert torch.allclose(torch.from_numpy(onnx_out), expected, rtol=0, atol=1e-5 * scale)
     assert torch.allclose(torch.jit.load(str(run_dir / "export" / "model.ts"))(x), expected, atol=1e-5, rtol=1e-5)
 
 
