@@ -39,7 +39,9 @@ import random
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -429,19 +431,36 @@ def architecture_sets(
     return net.space.fingerprint, {name: [Architecture.from_dict(r["arch"]) for r in rows] for name, rows in saved.items()}
 
 
-def shared_scores(supernet: Path, archs: list[Architecture], size: dict, out: Path) -> dict[str, float]:
-    """Shared-weight scores exactly as ``netadapt search`` computes them (cached in ``out``)."""
+@contextmanager
+def shared_evaluator(supernet: Path, size: dict) -> Iterator[tuple[Any, list]]:
+    """(evaluator, held-out batches): the super-network's held-out split decoded once and its
+    samples prepared exactly as ``netadapt search`` prepares them (BatchNorm recalibrated)."""
     from netadapt.data import build_search_loaders
     from netadapt.model.checkpoint import load_supernet
     from netadapt.search.evaluate import EvalConfig, shared_weight_evaluator, take_images
 
+    net, _ = load_supernet(supernet)
+    heldout, calibration = build_search_loaders(supernet.parent, batch_size=500, calibration_images=size["calibration"])
+    heldout = take_images(heldout, len(heldout.dataset))  # decoded once, as the search does
+    with shared_weight_evaluator(net, heldout, calibration, EvalConfig(calibration_images=size["calibration"])) as ev:
+        yield ev, heldout
+
+
+def shared_outputs(supernet: Path, archs: list[Architecture], size: dict) -> Iterator[tuple[Architecture, list]]:
+    """Each architecture with its (logits, labels) batches on the held-out split, the network
+    prepared as the search prepares a sample (:func:`shared_evaluator`)."""
+    with shared_evaluator(supernet, size) as (ev, heldout):
+        for arch in archs:
+            with ev.prepare(ev.supernet, arch, ev.device) as forward, torch.inference_mode():
+                yield arch, [(forward(x).float(), y) for x, y in heldout]
+
+
+def shared_scores(supernet: Path, archs: list[Architecture], size: dict, out: Path) -> dict[str, float]:
+    """Shared-weight scores exactly as ``netadapt search`` computes them (cached in ``out``)."""
     cached = load_json(out) if out.exists() else {}
     todo = [a for a in archs if arch_key(a) not in cached]
     if todo:
-        net, _ = load_supernet(supernet)
-        heldout, calibration = build_search_loaders(supernet.parent, batch_size=500, calibration_images=size["calibration"])
-        heldout = take_images(heldout, len(heldout.dataset))  # decoded once, as the search does
-        with shared_weight_evaluator(net, heldout, calibration, EvalConfig(calibration_images=size["calibration"])) as ev:
+        with shared_evaluator(supernet, size) as (ev, _):
             for arch, score in zip(todo, ev(todo), strict=True):
                 cached[arch_key(arch)] = score
                 save_json(out, cached)
@@ -698,10 +717,6 @@ def score_loss(args: argparse.Namespace) -> int:
     stand-alone truth (the top-1 column reproduces the recipe's report)."""
     import torch.nn.functional as F
 
-    from netadapt.data import build_search_loaders
-    from netadapt.model.checkpoint import load_supernet
-    from netadapt.search.evaluate import EvalConfig, shared_weight_evaluator, take_images
-
     root = Path(args.out or f"runs/ranking-{args.size}")
     size = SIZES[args.size]
     report = load_json(root / "results" / f"{args.recipe}.json")
@@ -713,19 +728,13 @@ def score_loss(args: argparse.Namespace) -> int:
     todo = [a for rows in sets.values() for a in rows if arch_key(a) not in cached]
     if todo:
         torch.set_num_threads(args.threads)
-        net, _ = load_supernet(supernet)
-        heldout, calibration = build_search_loaders(supernet.parent, batch_size=500, calibration_images=size["calibration"])
-        heldout = take_images(heldout, len(heldout.dataset))
-        with shared_weight_evaluator(net, heldout, calibration, EvalConfig(calibration_images=size["calibration"])) as ev:
-            for arch in todo:
-                with ev.prepare(ev.supernet, arch, ev.device) as forward, torch.inference_mode():
-                    outs = [(forward(x).float(), y) for x, y in heldout]
-                n = sum(len(y) for _, y in outs)
-                cached[arch_key(arch)] = {
-                    "top1": float(sum(int((o.argmax(1) == y).sum()) for o, y in outs)) / n,
-                    "loss": float(sum(float(F.cross_entropy(o, y, reduction="sum")) for o, y in outs)) / n,
-                }
-                save_json(out, cached)
+        for arch, outs in shared_outputs(supernet, todo, size):
+            n = sum(len(y) for _, y in outs)
+            cached[arch_key(arch)] = {
+                "top1": float(sum(int((o.argmax(1) == y).sum()) for o, y in outs)) / n,
+                "loss": float(sum(float(F.cross_entropy(o, y, reduction="sum")) for o, y in outs)) / n,
+            }
+            save_json(out, cached)
     lines = ["| set | N | τ top-1 vs truth | τ −cross-entropy vs truth | τ top-1 vs −cross-entropy |", "|---|---|---|---|---|"]
     for name, rows in sets.items():
         keys = [arch_key(a) for a in rows]

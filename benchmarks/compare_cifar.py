@@ -469,7 +469,6 @@ def _finetune_job(args: tuple) -> tuple[str, float | None, str | None]:
             return path, load_json(out)["top1"], None
         torch.set_num_threads(1)
         started = time.perf_counter()
-        retain_freed_memory()  # as the netadapt command does (netadapt.allocator)
         top1 = finetune(build_network(spec), size, Path(data), seed, size["finetune_epochs"])
         save_json(out, {"top1": top1, "seconds": time.perf_counter() - started})
         return path, top1, None
@@ -604,7 +603,9 @@ def finetune_all(
             jobs.append((name, (str(folder / "results" / f"{slug}-s{seed}.json"), spec, size, str(data), seed)))
     (folder / "results").mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) if args.jobs > 1 else _Serial() as pool:
+    # every worker keeps freed memory as the netadapt command does (this process did so in main())
+    pool_args = {"max_workers": args.jobs, "mp_context": context, "initializer": retain_freed_memory}
+    with ProcessPoolExecutor(**pool_args) if args.jobs > 1 else _Serial() as pool:
         for (name, _), (path, top1, error) in zip(jobs, pool.map(_finetune_job, [j[1] for j in jobs]), strict=True):
             if error is not None:
                 raise SystemExit(f"error: fine-tuning {path} failed: {error}")

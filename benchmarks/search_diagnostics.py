@@ -30,6 +30,7 @@ search:
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import math
@@ -45,7 +46,9 @@ from netadapt.io import atomic_write, read_jsonl
 from netadapt.model.checkpoint import load_supernet
 
 
+@functools.cache
 def _ranking():
+    """benchmarks/bench_ranking.py (its sizes and shared-weight scoring), loaded once by path."""
     spec = importlib.util.spec_from_file_location("bench_ranking", Path(__file__).with_name("bench_ranking.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -69,18 +72,8 @@ def paired_se(first: torch.Tensor, second: torch.Tensor) -> float:
 def correctness(supernet_file: Path, archs: list[Architecture], size: dict) -> list[torch.Tensor]:
     """Per-image top-1 correctness of every architecture on the super-network's held-out split,
     prepared as the search prepares a sample (BatchNorm recalibrated on its calibration images)."""
-    from netadapt.data import build_search_loaders
-    from netadapt.search.evaluate import EvalConfig, shared_weight_evaluator, take_images
-
-    net, _ = load_supernet(supernet_file)
-    heldout, calibration = build_search_loaders(supernet_file.parent, batch_size=500, calibration_images=size["calibration"])
-    heldout = take_images(heldout, len(heldout.dataset))
-    out = []
-    with shared_weight_evaluator(net, heldout, calibration, EvalConfig(calibration_images=size["calibration"])) as ev:
-        for arch in archs:
-            with ev.prepare(ev.supernet, arch, ev.device) as forward, torch.inference_mode():
-                out.append(torch.cat([forward(x).argmax(1) == y for x, y in heldout]))
-    return out
+    outputs = _ranking().shared_outputs(supernet_file, archs, size)
+    return [torch.cat([logits.argmax(1) == y for logits, y in batches]) for _, batches in outputs]
 
 
 def noise(search: Path, supernet: Path, size: str, iterations: list[int] | None, out: Path) -> list[dict]:

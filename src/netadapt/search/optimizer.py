@@ -185,8 +185,13 @@ def check_search_inputs(
     first to fail before loading data."""
     config.validate()
     space.validate(initial_arch)
-    shrinker = Shrinker(space, filters_only=config.shrink == "filters", remove_blocks=config.remove_blocks)
+    shrinker = _shrinker(space, config)
     return _check_inputs(_Resources(resource_fn, config.constrained), shrinker, initial_arch, config)
+
+
+def _shrinker(space: SearchSpace, config: SearchConfig) -> Shrinker:
+    """The shrinking steps ``config`` allows (``shrink``, ``remove_blocks``)."""
+    return Shrinker(space, filters_only=config.shrink == "filters", remove_blocks=config.remove_blocks)
 
 
 def _settings(
@@ -258,7 +263,7 @@ def optimize(
     config.validate()
     space.validate(initial_arch)
     folder = folder or RunFolder(None, score_name=score_name)
-    shrinker = Shrinker(space, filters_only=config.shrink == "filters", remove_blocks=config.remove_blocks)
+    shrinker = _shrinker(space, config)
     res = _Resources(resource_fn, config.constrained)
 
     # -- bad input, before any long work --------------------------------------------------------

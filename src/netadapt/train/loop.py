@@ -514,22 +514,11 @@ def _train_step(run: _Run, state: TrainState, window: _Window, data: Iterator, e
         state.meters["skipped"] += len(batch.skipped)
         sync = run.ddp is None or m == config.accumulate - 1
         with nullcontext() if sync else run.ddp.no_sync():
-            window.pending.add_(
-                _forward_backward(
-                    run.model,
-                    run.raw,
-                    run.task,
-                    batch,
-                    w,
-                    k,
-                    config,
-                    run.autocast_dtype,
-                    run.scaler,
-                    run.teacher,
-                    groups,
-                    run.channels_last,
-                )
-            )
+            sums = _forward_backward(
+                run.model, run.raw, run.task, batch, w, k, config, run.autocast_dtype, run.scaler, run.teacher, groups,
+                run.channels_last,
+            )  # fmt: skip
+            window.pending.add_(sums)
     if run.scaler is not None:
         run.scaler.unscale_(run.optimizer)
     if config.optim.grad_clip is not None:

@@ -36,6 +36,7 @@ so the stratification holds over the global batch.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -166,35 +167,23 @@ class OrderedDropoutSampler:
         n_largest = self._largest_rows(batch, n_smallest)
         rows = batch - n_largest - n_smallest
         widths = torch.empty(batch, len(layers), dtype=torch.long)  # (B, L)
-        groups = self.space.tie_groups()
-        choices = [self._widths(group[0], phase, floor) for group in groups]
-        if self.spread is not None:
-            top = max(len(c) for c in choices) - 1
-            level = stratified_column(range(top + 1), rows, generator).double() / max(top, 1)  # (rows,) in [0, 1]
+        owner, block_of, rates = self._layout
+        choices = [self._widths(group[0], phase, floor) for group in self.space.tie_groups()]
         if self.spread is None:
             drawn = stratified_columns(choices, rows, generator)  # (rows, groups)
         else:
+            top = max(len(c) for c in choices) - 1
+            level = stratified_column(range(top + 1), rows, generator).double() / max(top, 1)  # (rows,) in [0, 1]
             drawn = torch.stack([self._spread_column(options, level, rows, generator) for options in choices], 1)
-        owner = torch.empty(len(layers), dtype=torch.long)  # the tie group of every layer
-        for g, group in enumerate(groups):
-            owner[list(group)] = g
         widths[batch - rows :] = drawn[:, owner]
         kernels = None
         if self.kernels:
             kernels = torch.empty(batch, len(layers), dtype=torch.long)  # (B, L)
             kernels[batch - rows :] = stratified_columns([layer.kernels for layer in layers], rows, generator)
-        removal = self.space.removal_groups() if phase == "all" else []
-        if removal:
-            rates = []
-            for group in removal:
-                first = next(i for i in group if layers[i].kind != "se")
-                rates.append(self.block_drop if self.block_drop is not None else 1 / len(layers[first].widths))
-            gone = _stratified_rows(torch.tensor(rates, dtype=torch.float64), rows, generator)  # (rows, blocks)
-            members = torch.zeros(len(removal), len(layers), dtype=torch.bool)  # (blocks, L)
-            for b, group in enumerate(removal):
-                members[b, list(group)] = True
-            removed = (gone.to(torch.uint8) @ members.to(torch.uint8)).bool()  # (rows, L): a layer's block is gone
-            widths[batch - rows :].masked_fill_(removed, 0)
+        if phase == "all" and len(rates):
+            gone = _stratified_rows(rates, rows, generator)  # (rows, blocks)
+            gone = torch.cat([gone, gone.new_zeros(rows, 1)], 1)  # the last column: no block
+            widths[batch - rows :].masked_fill_(gone[:, block_of], 0)  # (rows, L): the layer's block is gone
         if rows < batch:  # rows 0..n_largest-1 the largest, then (sandwich) one row the smallest
             fixed = [self.largest()] * n_largest + [self.smallest(phase, floor)] * n_smallest
             for row, (w, k) in enumerate(fixed):
@@ -202,6 +191,24 @@ class OrderedDropoutSampler:
                 if kernels is not None:
                     kernels[row] = torch.as_tensor(k)
         return widths, kernels
+
+    @functools.cached_property
+    def _layout(self) -> tuple[Tensor, Tensor, Tensor]:
+        """What every draw needs of the space, computed once: the tie group of every layer (L,),
+        the removable block of every layer (L,; the number of blocks for none) and each block's
+        removal rate (blocks,)."""
+        layers = self.space.layers
+        owner = torch.empty(len(layers), dtype=torch.long)
+        for g, group in enumerate(self.space.tie_groups()):
+            owner[list(group)] = g
+        removal = self.space.removal_groups()
+        block_of = torch.full((len(layers),), len(removal), dtype=torch.long)
+        rates = []
+        for b, group in enumerate(removal):
+            block_of[list(group)] = b
+            first = next(i for i in group if layers[i].kind != "se")
+            rates.append(self.block_drop if self.block_drop is not None else 1 / len(layers[first].widths))
+        return owner, block_of, torch.tensor(rates, dtype=torch.float64)
 
     def _spread_column(self, options: Sequence[int], level: Tensor, rows: int, generator: torch.Generator) -> Tensor:
         """A layer's choice at every image's level, moved by up to ``spread`` choices."""
