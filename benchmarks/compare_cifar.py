@@ -28,11 +28,22 @@ out and the table says so.  Every network's predicted and measured latency (all 
 interleaved rounds) stands beside its MACs.  Results go to ``target-latency-T/`` and
 ``results/target-latency-T.json``, beside the MAC targets' ``target-T/``.
 
+``v1`` runs NetAdaptV1 on the same trained network to a MAC target (issue 15, item 5): single
+coordinate descent (one sample per layer per iteration), filters only, every sample fine-tuned
+``--steps`` batches of 64 from the trained network's weights (BatchNorm then recomputed, as
+NetAdaptV2's samples) before it is scored on the same held-out images; its network is fine-tuned
+like the others from the trained network's weights.  It prints accuracy and total search time
+against NetAdaptV2's run at the same target (super-network training + sample evaluation, from
+that search's ``timing.json``), and projects NetAdaptV1's time with the paper's per-sample
+budget (four epochs of the training subset, §4.1.4) from per-sample times measured in the same
+process -- projected, not run, and labelled so.
+
 Every result is a file written atomically; rerunning skips what exists.
 
     python benchmarks/compare_cifar.py run --size cpu --data data/cifar10-jpg --target 0.5
     python benchmarks/compare_cifar.py run --size cpu --data data/cifar10-jpg --target 0.3
     python benchmarks/compare_cifar.py run --size cpu --data data/cifar10-jpg --target 0.5 --metric latency
+    python benchmarks/compare_cifar.py v1 --size cpu-v3 --data data/cifar10-jpg --target 0.5 --steps 10
     python benchmarks/compare_cifar.py table --size cpu
 """
 
@@ -708,6 +719,138 @@ def table(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- NetAdaptV1 against NetAdaptV2 (issue 15, item 5) ---------------------------------------------
+V1_BATCH = 64  # fine-tuning batch of every NetAdaptV1 sample
+
+
+def v1_search(pretrained: Path, target: float, steps: int, size: dict, root: Path, reduction: float | None = None) -> Path:
+    """NetAdaptV1's search of the trained network to ``target`` of its MACs, each sample
+    fine-tuned ``steps`` batches: SCD, filters only, the same reduction schedule and held-out
+    images as NetAdaptV2's search (kept in ``search-v1-kSTEPS-TARGET``; ``reduction``: another
+    first reduction, for a space where no single layer can give the size's)."""
+    from netadapt.search.config import SearchConfig
+    from netadapt.search.evaluate import EvalConfig
+    from netadapt.search.run import SearchRunConfig, run_search
+
+    run_dir = root / f"search-v1-k{steps}-{target:g}"
+    if not (run_dir / "final_arch.json").exists():
+        rsize = ranking.SIZES[size["ranking"]]
+        run_search(
+            SearchRunConfig(
+                supernet=str(pretrained), metric="macs", run_dir=str(run_dir), batch_size=V1_BATCH, finetune_steps=steps,
+                search=SearchConfig(optimizer="scd", shrink="filters", initial_reduction=reduction or size["initial_reduction"],
+                                    decay=0.98, target=target),
+                eval=EvalConfig(calibration_images=rsize["calibration"]),
+            )
+        )  # fmt: skip
+    return run_dir
+
+
+def step_seconds(pretrained: Path, archs: list[Architecture], batches: int = 20) -> list[float]:
+    """Seconds of one NetAdaptV1 fine-tuning batch of 64 on each of ``archs`` (the initial and the
+    found network: the projection's upper and lower bound), measured here back to back."""
+    from netadapt.model.checkpoint import load_supernet
+    from netadapt.search.finetune import FineTune
+    from netadapt.search.run import SearchRunConfig, _finetune_batches
+
+    net, extra = load_supernet(pretrained)
+    config = SearchRunConfig(supernet=str(pretrained), batch_size=V1_BATCH, finetune_steps=batches)
+    train = _finetune_batches(config, pretrained.parent / extra["heldout"])
+    out = []
+    for arch in archs:
+        sub = net.extract(arch)
+        FineTune(train, steps=2).finetune_(sub, torch.device("cpu"))  # warm-up
+        started = time.perf_counter()
+        FineTune(train, steps=batches).finetune_(sub, torch.device("cpu"))
+        out.append((time.perf_counter() - started) / batches)
+    return out
+
+
+def v1(args: argparse.Namespace) -> int:
+    from netadapt.model.checkpoint import load_supernet
+    from netadapt.resources.counting import count_macs
+    from netadapt.io import read_jsonl
+
+    size = SIZES[args.size]
+    root = Path(args.out or f"runs/compare-{args.size}")
+    rsize = ranking.SIZES[size["ranking"]]
+    data = ranking._extract_data(Path(args.data), root)
+    supernet_file, pretrained_file = supernet_and_pretrained(size, data, args.recipe, root, args.threads)
+    v2_report_file = root / "results" / f"target-{args.target:g}.json"
+    if not v2_report_file.exists():
+        raise SystemExit(f"error: run NetAdaptV2 at this target first (compare_cifar.py run --target {args.target:g})")
+    v2_report = load_json(v2_report_file)
+    v2_timing = load_json(root / f"search-{args.target:g}" / "timing.json")["steps"]
+    supernet, _ = load_supernet(pretrained_file)
+    folder = root / f"v1-{args.target:g}"
+    rows = {}
+    for steps in args.steps:
+        run_dir = v1_search(pretrained_file, args.target, steps, size, root, args.initial_reduction)
+        arch = Architecture.from_dict(load_json(run_dir / "final_arch.json"))
+        history = read_jsonl(run_dir / "history.jsonl")  # one line per scored sample
+        samples, iterations = len(history), 1 + max(record["iteration"] for record in history)
+        name = f"NetAdaptV1, {steps} batches per sample"
+        spec = {"kind": "netadapt", "weights": str(pretrained_file), "arch": arch.to_dict()}
+        row = {"macs": count_macs(supernet, arch), "params": sum(p.numel() for p in supernet.extract(arch).parameters()),
+               "steps": steps, "samples": samples, "iterations": iterations,
+               "search_seconds": load_json(run_dir / "timing.json")["steps"]["sample_evaluation"]["wall_seconds"]}  # fmt: skip
+        measured = folder / f"step-seconds-k{steps}.json"
+        if not measured.exists():
+            save_json(measured, {"step_seconds": step_seconds(pretrained_file, [supernet.space.full(), arch])})
+        row.update(load_json(measured))
+        finetune_all({name: row}, {name: spec}, size, data, folder, args)
+        rows[name] = row
+    report = {
+        "target": args.target, "size": args.size, "recipe": args.recipe, "epochs": size["finetune_epochs"],
+        "subset": rsize["subset"], "rows": rows, "full_macs": count_macs(supernet, supernet.space.full()),
+        "v2": {"top1": v2_report["rows"]["discovered (super-network weights)"]["top1"],
+               "macs": v2_report["rows"]["discovered (super-network weights)"]["macs"],
+               "supernet_seconds": v2_timing["supernet_training"]["wall_seconds"],
+               "search_seconds": v2_timing["sample_evaluation"]["wall_seconds"]},
+        "paper_steps": 4 * math.ceil(rsize["subset"] / V1_BATCH),
+    }  # fmt: skip
+    save_json(root / "results" / f"v1-{args.target:g}.json", report)
+    print("\n".join(format_v1_table(report)))
+    return 0
+
+
+def format_v1_table(report: dict) -> list[str]:
+    """NetAdaptV1's rows against NetAdaptV2's: top-1, MACs, search time, time ratio, and the time
+    projected with the paper's four epochs per sample."""
+    v2 = report["v2"]
+    v2_total = v2["supernet_seconds"] + v2["search_seconds"]
+    lines = [
+        f"Target {100 * report['target']:g}% of the initial network's MACs, every network fine-tuned "
+        f"{report['epochs']} epochs, {len(v2['top1'])} seeds",
+        "",
+        "| method | MACs (M) | samples (iterations) | search min | top-1 % (mean ± std) | V2 − this, points [95% CI] "
+        "| V1 / V2 search time |",
+        "|---|---|---|---|---|---|---|",
+        f"| NetAdaptV2 (super-network {v2['supernet_seconds'] / 60:.1f} min + samples {v2['search_seconds'] / 60:.1f} min) "
+        f"| {v2['macs'] / 1e6:.2f} | – | {v2_total / 60:.1f} | {_top1(v2)} | – | – |",
+    ]
+    for name, row in report["rows"].items():
+        diff = "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(100 * v for v in paired(v2["top1"], row["top1"])))
+        lines.append(
+            f"| {name} | {row['macs'] / 1e6:.2f} | {row['samples']} ({row['iterations']}) | {row['search_seconds'] / 60:.1f} "
+            f"| {_top1(row)} | {diff} | {row['search_seconds'] / v2_total:.2f}x |"
+        )
+    for name, row in report["rows"].items():
+        if row["macs"] > report["target"] * report["full_macs"] * 1.02:
+            lines += ["", f"Note: {name} stopped short of the target (no single layer gave an iteration's reduction)."]
+        extra = report["paper_steps"] - row["steps"]
+        low, high = (row["search_seconds"] + row["samples"] * extra * t for t in sorted(row["step_seconds"]))
+        lines += [
+            "",
+            f"Projected (not run) from {name}: with the paper's {report['paper_steps']} batches of {V1_BATCH} per sample "
+            f"(four epochs of {report['subset']:,} images) its {row['samples']} samples would take "
+            f"{low / 3600:.1f}-{high / 3600:.1f} h (one fine-tuning batch measured at "
+            f"{1000 * min(row['step_seconds']):.0f}-{1000 * max(row['step_seconds']):.0f} ms on the last and the "
+            f"initial network): {low / v2_total:.0f}-{high / v2_total:.0f}x NetAdaptV2's search time.",
+        ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -729,13 +872,27 @@ def main(argv: list[str] | None = None) -> int:
         "--remove-blocks", choices=("narrowest", "any"), default="narrowest",
         help="the search's remove_blocks option (any: results under target-T-remove-any)",
     )  # fmt: skip
+    v = sub.add_parser("v1", help="NetAdaptV1 on the same trained network to a MAC target, against NetAdaptV2's run")
+    v.add_argument("--target", type=float, default=0.5, help="fraction of the initial network's MACs")
+    v.add_argument("--steps", type=int, nargs="+", default=[10], help="fine-tuning batches per sample (one search each)")
+    v.add_argument(
+        "--initial-reduction", type=float, default=None,
+        help="first reduction (default: the size's, as NetAdaptV2's search); SCD shrinks one layer per sample",
+    )  # fmt: skip
+    v.add_argument("--recipe", choices=sorted(ranking.RECIPES), default="pre-spread-prog")
+    v.add_argument("--size", choices=sorted(SIZES), default="cpu")
+    v.add_argument("--data", default="data/cifar10-jpg")
+    v.add_argument("--out", default=None, help="results folder (default runs/compare-SIZE)")
+    v.add_argument("--seeds", type=int, default=3)
+    v.add_argument("--jobs", type=int, default=2)
+    v.add_argument("--threads", type=int, default=2)
     t = sub.add_parser("table")
     t.add_argument("--size", choices=sorted(SIZES), default="cpu")
     t.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     retain_freed_memory()  # as the netadapt command does (netadapt.allocator)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    return run(args) if args.command == "run" else table(args)
+    return {"run": run, "v1": v1, "table": table}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,24 @@ def test_smoke_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     rows = diagnostics.noise(out / "search-0.5", supernet, "smoke", None, tmp_path / "noise.jsonl")
     assert rows and all(r["images"] == 30 and r["gap_second"] >= 0 and r["paired_se_second"] >= 0 for r in rows)
 
+    # NetAdaptV1 on the same trained network, against this NetAdaptV2 run: SCD over filters only,
+    # its network at the target, fine-tuned for the same seeds, the time ratio and the projection
+    capsys.readouterr()
+    v1_args = ["v1", "--size", "smoke", "--data", str(cifar_like), "--out", str(out), "--target", "0.5", "--steps", "1",
+               "--seeds", "2", "--jobs", "1", "--threads", "1", "--initial-reduction", "0.05"]  # fmt: skip
+    assert compare.main(v1_args) == 0
+    report = json.loads((out / "results" / "v1-0.5.json").read_text())
+    (row,) = report["rows"].values()
+    assert len(row["top1"]) == 2 and row["samples"] >= row["iterations"] >= 1 and row["search_seconds"] > 0
+    assert row["macs"] <= 0.5 * json.loads((out / "results" / "target-0.5.json").read_text())["full_macs"] * 1.0001
+    history = [json.loads(line) for line in (out / "search-v1-k1-0.5" / "history.jsonl").read_text().splitlines()]
+    (initial,) = [h["arch"]["layers"] for h in history if h["iteration"] == 0]
+    first = [h["arch"]["layers"] for h in history if h["iteration"] == 1]
+    assert len(first) > 1  # SCD: one sample per layer, filters only
+    assert all([lay["kernel"] for lay in layers] == [lay["kernel"] for lay in initial] for layers in first)
+    text = capsys.readouterr().out
+    assert "NetAdaptV1, 1 batches per sample" in text and "Projected (not run)" in text
+
 
 def test_paired_standard_error_of_two_accuracies() -> None:
     noise = _load("search_diagnostics")

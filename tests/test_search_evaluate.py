@@ -186,6 +186,30 @@ def test_finetune_evaluator_trains_each_sample_from_the_same_weights():
         assert torch.equal(v, state[k]), k
 
 
+def test_finetune_evaluator_recomputes_batchnorm_after_the_fine_tuning():
+    # NetAdaptV1's few fine-tuning batches barely move running statistics (momentum 0.01 in
+    # MobileNetV3): with calibration images the fine-tuned network is scored with its own, i.e.
+    # exactly the fine-tuned weights recalibrated on those images.
+    from netadapt.search.finetune import FineTune
+
+    net = tiny()
+    train, heldout, calibration = batches(2, seed=5), batches(2, seed=6), batches(2, seed=7)
+    arch = half(net)
+
+    def mean_logit(outputs, targets):
+        return float(outputs.sum()), outputs.numel()
+
+    recalibrated = finetune_evaluator(net, train, heldout, steps=3, lr=0.1, metric_fn=mean_logit, calibration=calibration)
+    stale = finetune_evaluator(net, train, heldout, steps=3, lr=0.1, metric_fn=mean_logit)
+    assert recalibrated([arch]) != stale([arch])
+
+    sub = FineTune(train, steps=3, lr=0.1).finetune_(net.extract(arch), torch.device("cpu"))
+    recalibrate_bn_(sub, (x for x, _ in calibration))
+    with torch.no_grad():
+        expected = sum(float(sub(x).sum()) for x, _ in heldout) / sum(x.shape[0] * 10 for x, _ in heldout)
+    assert recalibrated([arch])[0] == pytest.approx(expected, rel=1e-5)
+
+
 def test_a_small_real_search_with_shared_weights(tmp_path):
     net = tiny()
     evaluator = shared_weight_evaluator(net, batches(2, seed=1), batches(2, seed=2), EvalConfig(calibration_images=16))

@@ -265,6 +265,7 @@ def _evaluator(
             device=device,
             workers=eval_config.workers,
             threads_per_worker=eval_config.threads_per_worker,
+            calibration=take_images(calibration, eval_config.calibration_images) if eval_config.recalibrate_bn else None,
         )
     return shared_weight_evaluator(
         supernet, heldout, calibration, eval_config, metric_fn=score.metric_fn, finalize=score.finalize
