@@ -133,6 +133,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "pre-spread-prog-g8": {**SPREAD_PROG, "ordered_dropout.group_size": 8},
     # the same with another seed of the super-network's training (its repeatability)
     "pre-spread-prog-g8-s1": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "seed": 1},
+    # the "without CBC" ablation (paper Table 4) of the same recipe: no channel-level bypass, so no
+    # layer keeps 0 filters on its own and each depthwise layer is tied to the layer feeding it;
+    # residual blocks stay removable whole (their own skip connection carries the input)
+    "pre-spread-prog-g8-nocbc": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "model.options": {"bypass": "none"}},
     # ... with in-place distillation from the initial network, with more depth in training
     "pre-spread-prog-g8-kd": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.distill": 0.5},
     "pre-spread-deep-g8": {**SPREAD_DEEP, "ordered_dropout.group_size": 8},

@@ -508,12 +508,14 @@ def run(args: argparse.Namespace) -> int:
         "discovered (super-network weights)": {"kind": "netadapt", "weights": str(supernet_file), "arch": goal.arch.to_dict()},
         **uniform_specs(goal, pretrained_file, supernet_file),
     }
+    if args.discovered_only:  # an ablation: only the discovered network is fine-tuned
+        specs = {name: spec for name, spec in specs.items() if name.startswith("discovered")}
     notes: list[str] = []
-    if not args.no_pruning:
+    if not args.no_pruning and not args.discovered_only:
         specs.update(pruning_specs(goal, supernet, pretrained_file, size, folder, notes))
     rows = describe(specs, supernet, goal, size["lut"], folder)
     finetune_all(rows, specs, size, data, folder, args)
-    if goal.uniform is None:
+    if goal.uniform is None and not args.discovered_only:
         notes += interpolate_uniform(rows, goal)
         order = ["discovered (super-network weights)", "uniform, interpolated (trained weights)",
                  "uniform, interpolated (super-network weights)"]  # fmt: skip
@@ -540,7 +542,8 @@ def run(args: argparse.Namespace) -> int:
         lut = size["lut"]
         report.update(metric="latency", table=str(goal.table), backend=lut["backend"], threads=lut["threads"],
                       budget_latency_ms=goal.budget, full_latency_ms=goal.full)  # fmt: skip
-    save_json(root / "results" / f"target-{goal.label}.json", report)
+    # a discovered-only report does not replace the whole comparison of the same target
+    save_json(root / "results" / f"target-{goal.label}{'-discovered' if args.discovered_only else ''}.json", report)
     print(format_table([report]))
     return 0
 
@@ -868,6 +871,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--jobs", type=int, default=2)
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--no-pruning", action="store_true", help="skip Torch-Pruning")
+    r.add_argument(
+        "--discovered-only", action="store_true",
+        help="fine-tune the discovered network alone (ablations: e.g. --recipe pre-spread-prog-g8-nocbc)",
+    )  # fmt: skip
     r.add_argument(
         "--remove-blocks", choices=("narrowest", "any"), default="narrowest",
         help="the search's remove_blocks option (any: results under target-T-remove-any)",

@@ -67,6 +67,12 @@ def test_smoke_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     stamp = {p: p.stat().st_mtime_ns for p in results}
     assert compare.main(args) == 0  # a rerun fine-tunes nothing again
     assert {p: p.stat().st_mtime_ns for p in results} == stamp
+    assert compare.main([*args, "--discovered-only"]) == 0  # an ablation's form: its own report, nothing retrained
+    assert list(json.loads((out / "results" / "target-0.5-discovered.json").read_text())["rows"]) == [
+        "discovered (super-network weights)"
+    ]
+    assert len(json.loads((out / "results" / "target-0.5.json").read_text())["rows"]) == 5
+    assert {p: p.stat().st_mtime_ns for p in results} == stamp
     assert compare.main(["table", "--size", "smoke", "--out", str(out)]) == 0
     assert "| Torch-Pruning taylor (trained weights) |" in capsys.readouterr().out
 

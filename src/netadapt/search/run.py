@@ -202,7 +202,7 @@ def _run_search(config: SearchRunConfig, run_dir: Path) -> SearchResult:
         "%s samples per iteration",
         100 * search_config.initial_reduction, name, search_config.decay,
         "more iterations than it can make (a sample may still shrink further)" if expected is None else f"about {expected} iterations",
-        search_config.samples or "one per layer: the",
+        "one per layer: the" if search_config.optimizer == "scd" or not search_config.samples else search_config.samples,
     )  # fmt: skip
 
     with distributed(config.device) as ctx:
