@@ -166,3 +166,20 @@ def test_training_from_a_file_starts_from_its_own_batchnorm_statistics(start: tu
         arch = trained.space.validate(load_architecture(arch_file, trained.space))
         norms = [m for m in trained.extract(arch).modules() if isinstance(m, _BatchNorm)]
         assert norms and all(float(bn.running_mean.abs().max()) < 100 for bn in norms), masked
+
+
+def test_starting_weights_may_come_from_another_space_of_the_same_network(tmp_path: Path) -> None:
+    # One trained network, several search spaces (e.g. the without-CBC ablation): the weights load
+    # when the network and its parameter shapes are the same; another width is an error naming it.
+    from netadapt import build_supernet
+    from netadapt.model.checkpoint import save_supernet
+    from netadapt.train.loop import _load_weights
+
+    source = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, num_classes=10)
+    path = save_supernet(tmp_path / "trained.pt", source)
+    other_space = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, num_classes=10, bypass="none")
+    _load_weights(other_space, str(path))
+    assert all(torch.equal(a, b) for a, b in zip(other_space.state_dict().values(), source.state_dict().values(), strict=True))
+    wider = build_supernet("mobilenet_v3_small_cifar", width_mult=0.75, num_classes=10)
+    with pytest.raises(NetAdaptError, match="width_mult 0.5 .config: 0.75."):
+        _load_weights(wider, str(path))

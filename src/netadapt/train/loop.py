@@ -771,10 +771,20 @@ def _fixed_architecture(config: SupernetTrainConfig, net: SuperNet) -> Architect
 
 
 def _load_weights(net: SuperNet, path: str) -> None:
-    """Start from the weights of a super-network file of the same shape."""
+    """Start from the weights of a super-network file of the same network: the same model,
+    classes, input and width, and the same parameter shapes.  Its search-space options may differ
+    (another bypass, width grid or removal rule over the same weights: one trained network, several
+    spaces); a difference that changes the weights is an error naming it."""
     source, _ = load_supernet(path)
-    if source.build_config() != net.build_config():
-        raise NetAdaptError(f"{path} holds a {source.name} super-network of another shape than the config's")
+    mine, theirs = net.build_config(), source.build_config()
+    differing = [k for k in mine if k != "options" and mine[k] != theirs.get(k)]
+    shapes = {k: v.shape for k, v in net.state_dict().items()}
+    if differing or shapes != {k: v.shape for k, v in source.state_dict().items()}:
+        what = ", ".join(f"{k} {theirs.get(k)!r} (config: {mine[k]!r})" for k in differing) or "other parameter shapes"
+        raise NetAdaptError(f"{path} holds a {source.name} super-network of another shape than the config's: {what}")
+    if mine["options"] != theirs["options"]:
+        options = {k: v for k, v in mine["options"].items() if theirs["options"].get(k) != v}
+        log.info("starting from %s, trained with other search-space options than %s", path, options)
     net.load_state_dict(source.state_dict())
 
 
