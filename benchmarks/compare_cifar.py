@@ -487,12 +487,18 @@ def _finetune_job(args: tuple) -> tuple[str, float | None, str | None]:
         return path, None, f"{type(exc).__name__}: {exc}"
 
 
-def run(args: argparse.Namespace) -> int:
+def _setup(args: argparse.Namespace) -> tuple[dict, Path, dict, Path, Path, Path]:
+    """(size, results folder, ranking size, data folder, super-network file, trained network
+    file) of ``run`` and ``v1``: the data extracted and both networks trained once."""
     size = SIZES[args.size]
     root = Path(args.out or f"runs/compare-{args.size}")
-    rsize = ranking.SIZES[size["ranking"]]
     data = ranking._extract_data(Path(args.data), root)
     supernet_file, pretrained_file = supernet_and_pretrained(size, data, args.recipe, root, args.threads)
+    return size, root, ranking.SIZES[size["ranking"]], data, supernet_file, pretrained_file
+
+
+def run(args: argparse.Namespace) -> int:
+    size, root, rsize, data, supernet_file, pretrained_file = _setup(args)
     from netadapt.model.checkpoint import load_supernet
     from netadapt.resources.counting import count_macs
 
@@ -770,15 +776,11 @@ def step_seconds(pretrained: Path, archs: list[Architecture], batches: int = 20)
 
 
 def v1(args: argparse.Namespace) -> int:
+    from netadapt.io import read_jsonl
     from netadapt.model.checkpoint import load_supernet
     from netadapt.resources.counting import count_macs
-    from netadapt.io import read_jsonl
 
-    size = SIZES[args.size]
-    root = Path(args.out or f"runs/compare-{args.size}")
-    rsize = ranking.SIZES[size["ranking"]]
-    data = ranking._extract_data(Path(args.data), root)
-    supernet_file, pretrained_file = supernet_and_pretrained(size, data, args.recipe, root, args.threads)
+    size, root, rsize, data, _, pretrained_file = _setup(args)
     v2_report_file = root / "results" / f"target-{args.target:g}.json"
     if not v2_report_file.exists():
         raise SystemExit(f"error: run NetAdaptV2 at this target first (compare_cifar.py run --target {args.target:g})")
@@ -854,6 +856,17 @@ def format_v1_table(report: dict) -> list[str]:
     return lines
 
 
+def _common(parser: argparse.ArgumentParser) -> None:
+    """The options ``run`` and ``v1`` share: which trained network, data, results and workers."""
+    parser.add_argument("--recipe", choices=sorted(ranking.RECIPES), default="pre-spread-prog")
+    parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
+    parser.add_argument("--data", default="data/cifar10-jpg")
+    parser.add_argument("--out", default=None, help="results folder (default runs/compare-SIZE)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -863,13 +876,7 @@ def main(argv: list[str] | None = None) -> int:
         "--metric", choices=("macs", "latency"), default="macs",
         help="what the target constrains: MACs (default) or the latency a lookup table predicts (built once here)",
     )  # fmt: skip
-    r.add_argument("--recipe", choices=sorted(ranking.RECIPES), default="pre-spread-prog")
-    r.add_argument("--size", choices=sorted(SIZES), default="cpu")
-    r.add_argument("--data", default="data/cifar10-jpg")
-    r.add_argument("--out", default=None, help="results folder (default runs/compare-SIZE)")
-    r.add_argument("--seeds", type=int, default=3)
-    r.add_argument("--jobs", type=int, default=2)
-    r.add_argument("--threads", type=int, default=2)
+    _common(r)
     r.add_argument("--no-pruning", action="store_true", help="skip Torch-Pruning")
     r.add_argument(
         "--discovered-only", action="store_true",
@@ -886,13 +893,7 @@ def main(argv: list[str] | None = None) -> int:
         "--initial-reduction", type=float, default=None,
         help="first reduction (default: the size's, as NetAdaptV2's search); SCD shrinks one layer per sample",
     )  # fmt: skip
-    v.add_argument("--recipe", choices=sorted(ranking.RECIPES), default="pre-spread-prog")
-    v.add_argument("--size", choices=sorted(SIZES), default="cpu")
-    v.add_argument("--data", default="data/cifar10-jpg")
-    v.add_argument("--out", default=None, help="results folder (default runs/compare-SIZE)")
-    v.add_argument("--seeds", type=int, default=3)
-    v.add_argument("--jobs", type=int, default=2)
-    v.add_argument("--threads", type=int, default=2)
+    _common(v)
     t = sub.add_parser("table")
     t.add_argument("--size", choices=sorted(SIZES), default="cpu")
     t.add_argument("--out", default=None)
