@@ -110,6 +110,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "smoke": {"ranking": "smoke", "finetune_epochs": 1, "samples": 3, "layers": 4, "initial_reduction": 0.2,
               "eval_batch": 30, "prune_steps": 2, "lut": LUT_SMOKE},
 }  # fmt: skip
+LATENCY_ROUND_TO = 8  # Torch-Pruning's channel multiple at a latency goal (pruning_specs)
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
@@ -328,9 +329,12 @@ class _Residual(nn.Module):
         return x + self.body(x)
 
 
-def torch_pruned(pretrained: Path, importance: str, ratio: float, batches: list, steps: int) -> nn.Module:
+def torch_pruned(
+    pretrained: Path, importance: str, ratio: float, batches: list, steps: int, round_to: int | None = None
+) -> nn.Module:
     """The trained initial network pruned by Torch-Pruning at ``ratio`` of every layer's channels,
-    iteratively in ``steps`` rounds (as Torch-Pruning's documentation recommends).
+    iteratively in ``steps`` rounds (as Torch-Pruning's documentation recommends); ``round_to``:
+    every pruned layer keeps a multiple of that many channels (Torch-Pruning's own option).
 
     ``importance``: ``magnitude`` (L2 norm of each channel group's weights) or ``taylor``
     (first-order Taylor: weight × gradient of the training loss on fixed, seeded batches).
@@ -346,8 +350,9 @@ def torch_pruned(pretrained: Path, importance: str, ratio: float, batches: list,
     imp = tp.importance.GroupMagnitudeImportance(p=2) if importance == "magnitude" else tp.importance.GroupTaylorImportance()
     classifier = [m for m in model.modules() if isinstance(m, nn.Linear)]
     pruner = tp.pruner.MetaPruner(
-        model, example, importance=imp, iterative_steps=steps, pruning_ratio=ratio, ignored_layers=classifier
-    )
+        model, example, importance=imp, iterative_steps=steps, pruning_ratio=ratio, ignored_layers=classifier,
+        round_to=round_to,
+    )  # fmt: skip
     for _ in range(steps):
         if importance == "taylor":
             model.zero_grad()
@@ -359,7 +364,12 @@ def torch_pruned(pretrained: Path, importance: str, ratio: float, batches: list,
 
 
 def bisect_ratio(
-    pretrained: Path, importance: str, error: Callable[[nn.Module], tuple[float, dict]], batches: list, steps: int
+    pretrained: Path,
+    importance: str,
+    error: Callable[[nn.Module], tuple[float, dict]],
+    batches: list,
+    steps: int,
+    round_to: int | None = None,
 ) -> tuple[float, float, dict]:
     """(ratio, error, record) of the channel ratio whose pruned network is closest to the budget, by
     bisection (stopping within ±1%); ``error(model)`` is (resource / budget - 1, what to record)."""
@@ -367,7 +377,7 @@ def bisect_ratio(
     best: tuple[float, float, dict] = (0.0, math.inf, {})
     for _ in range(16):
         ratio = (low + high) / 2
-        err, record = error(torch_pruned(pretrained, importance, ratio, batches, steps))
+        err, record = error(torch_pruned(pretrained, importance, ratio, batches, steps, round_to))
         if abs(err) < abs(best[1]):
             best = (ratio, err, record)
         if abs(err) <= 0.01:
@@ -393,7 +403,14 @@ def pruning_ratio(
 
 
 def latency_pruning_ratio(
-    pretrained: Path, importance: str, reference: nn.Module, batches: list, steps: int, input_size: int, lut: dict
+    pretrained: Path,
+    importance: str,
+    reference: nn.Module,
+    batches: list,
+    steps: int,
+    input_size: int,
+    lut: dict,
+    round_to: int | None = None,
 ) -> dict:
     """The channel ratio at which Torch-Pruning's network runs as fast as ``reference`` (the
     discovered network), *measured*: each bisection step times the candidate and ``reference``
@@ -408,8 +425,8 @@ def latency_pruning_ratio(
         pruned, ours = measure_latency([model, reference], input_size, lut)
         return pruned / ours - 1, {"latency_ms": pruned, "reference_ms": ours}
 
-    ratio, err, record = bisect_ratio(pretrained, importance, error, batches, steps)
-    return {"ratio": ratio, "error": err, "matched": abs(err) <= 0.02, **record}
+    ratio, err, record = bisect_ratio(pretrained, importance, error, batches, steps, round_to)
+    return {"ratio": ratio, "error": err, "matched": abs(err) <= 0.02, "round_to": round_to, **record}
 
 
 def _calibration_batches(run_dir: Path, count: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -469,7 +486,7 @@ def build_network(spec: dict) -> nn.Module:
         net, _ = load_supernet(spec["weights"])
         return net.extract(net.space.validate(Architecture.from_dict(spec["arch"])))
     batches = _calibration_batches(Path(spec["weights"]).parent)
-    return torch_pruned(Path(spec["weights"]), spec["importance"], spec["ratio"], batches, spec["steps"])
+    return torch_pruned(Path(spec["weights"]), spec["importance"], spec["ratio"], batches, spec["steps"], spec.get("round_to"))
 
 
 def _finetune_job(args: tuple) -> tuple[str, float | None, str | None]:
@@ -559,11 +576,15 @@ def pruning_specs(
 ) -> dict[str, dict]:
     """Torch-Pruning's networks (magnitude and Taylor importance) at the goal's resource, each
     ratio found once and kept in ``folder``.  At a latency goal a network whose measured latency
-    misses the discovered network's by more than 2% is left out, and ``notes`` says so."""
+    misses the discovered network's by more than 2% is left out, and ``notes`` says so; there every
+    pruned layer keeps a multiple of 8 channels (Torch-Pruning's ``round_to``), as a practitioner
+    targeting a CPU backend does: ONNX Runtime runs other channel counts up to 3× slower
+    (docs/resources.md), and latency then jumps with the ratio, which the bisection cannot follow."""
     batches = _calibration_batches(pretrained.parent)
+    round_to = LATENCY_ROUND_TO if goal.metric == "latency" else None
     specs = {}
     for importance in ("magnitude", "taylor"):
-        found = folder / f"pruning-{importance}.json"
+        found = folder / f"pruning-{importance}{f'-r{round_to}' if round_to else ''}.json"
         if not found.exists():
             if goal.metric == "macs":
                 ratio, macs = pruning_ratio(
@@ -573,7 +594,7 @@ def pruning_specs(
             else:
                 reference = supernet.extract(goal.arch)
                 save_json(found, latency_pruning_ratio(pretrained, importance, reference, batches, size["prune_steps"],
-                                                       supernet.input_size, size["lut"]))  # fmt: skip
+                                                       supernet.input_size, size["lut"], round_to))  # fmt: skip
         result = load_json(found)
         if not result.get("matched", True):
             notes.append(
@@ -581,9 +602,10 @@ def pruning_specs(
                 "from the discovered network's latency (tolerance ±2%)"
             )
             continue
-        specs[f"Torch-Pruning {importance} (trained weights)"] = {
+        name = f"Torch-Pruning {importance}{f', multiples of {round_to}' if round_to else ''} (trained weights)"
+        specs[name] = {
             "kind": "torch-pruning", "weights": str(pretrained), "importance": importance,
-            "ratio": result["ratio"], "steps": size["prune_steps"],
+            "ratio": result["ratio"], "steps": size["prune_steps"], "round_to": round_to,
         }  # fmt: skip
     return specs
 

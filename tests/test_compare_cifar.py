@@ -165,10 +165,18 @@ def test_smoke_latency_run(
         assert abs(rows[name]["latency_predicted_ms"] / report["budget_latency_ms"] - 1) <= 0.02, name
     assert rows["discovered (super-network weights)"]["latency_predicted_ms"] == pytest.approx(report["budget_latency_ms"])
     for importance in ("magnitude", "taylor"):  # matched on measured latency, or left out with a note saying so
-        found = json.loads((out / "target-latency-0.95" / f"pruning-{importance}.json").read_text())
-        name = f"Torch-Pruning {importance} (trained weights)"
+        found = json.loads((out / "target-latency-0.95" / f"pruning-{importance}-r8.json").read_text())
+        name = f"Torch-Pruning {importance}, multiples of 8 (trained weights)"
         assert (name in rows) == found["matched"] == (abs(found["error"]) <= 0.02)
         assert found["matched"] or any(importance in note for note in report["notes"])
+    # at a latency goal the pruned layers keep multiples of 8 channels (fast on CPU backends)
+    pruned = compare.torch_pruned(out / "supernets" / "_pretrained" / "supernet.pt", "magnitude", 0.4, [],
+                                  compare.SIZES["smoke"]["prune_steps"], compare.LATENCY_ROUND_TO)  # fmt: skip
+    convs = [m.out_channels for m in pruned.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c % 8 == 0 for c in convs) and sum(convs) < sum(
+        m.out_channels for m in compare.torch_pruned(out / "supernets" / "_pretrained" / "supernet.pt", "magnitude", 0.0,
+                                                     [], 1).modules() if isinstance(m, torch.nn.Conv2d)
+    )  # fmt: skip
     assert all(row["latency_measured_ms"] > 0 and len(row["top1"]) == 1 for row in rows.values())
     assert set(json.loads((out / "target-latency-0.95" / "latency.json").read_text())) == set(rows)
     stamp = {p: p.stat().st_mtime_ns for p in [out / "lut-torch-1t.json", *(out / "target-latency-0.95").rglob("*.json")]}
