@@ -86,8 +86,12 @@ def _setup(
     return net, arch, config
 
 
-def _make_step(kind: str, net: SuperNet, arch: Architecture, config: SupernetTrainConfig, batch: int) -> Step:
-    """``step()`` running one training step of ``kind`` and returning (seconds, minor page faults)."""
+def _make_step(
+    kind: str, net: SuperNet, arch: Architecture, config: SupernetTrainConfig, batch: int, compiled: bool = False
+) -> Step:
+    """``step()`` running one training step of ``kind`` and returning (seconds, minor page faults);
+    ``compiled``: the forward runs through ``torch.compile`` (``compile: true`` of the training
+    config, which ``train/loop.py`` applies the same way; the first warm-up steps compile it)."""
     task = task_named("classification")
     if kind == "masked":
         raw = net
@@ -102,6 +106,7 @@ def _make_step(kind: str, net: SuperNet, arch: Architecture, config: SupernetTra
     raw.train()
     optimizer = build_optimizer(raw, config.optim, scaled_lr(config.optim, batch))
     ema = ModelEma(raw, config.ema_decay) if config.ema_decay else None
+    model = torch.compile(raw) if compiled else raw
     gen = torch.Generator().manual_seed(1)
     images = torch.randn(batch, 3, net.input_size, net.input_size, generator=gen)
     labels = torch.randint(10, (batch,), generator=gen)
@@ -110,7 +115,7 @@ def _make_step(kind: str, net: SuperNet, arch: Architecture, config: SupernetTra
         faults = minor_faults()
         t0 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        _forward_backward(raw, raw, task, (images, labels), widths, kernels, config, None, None, None, None, channels_last)
+        _forward_backward(model, raw, task, (images, labels), widths, kernels, config, None, None, None, None, channels_last)
         optimizer.step()
         if ema is not None:
             ema.update(raw)
@@ -119,13 +124,13 @@ def _make_step(kind: str, net: SuperNet, arch: Architecture, config: SupernetTra
     return step
 
 
-def _steps(setup: dict, batch: int, retained: bool, kinds: Sequence[str]) -> dict[str, Step]:
+def _steps(setup: dict, batch: int, retained: bool, compiled: bool, kinds: Sequence[str]) -> dict[str, Step]:
     """The steps of ``kinds``, each training its own copy of the same starting weights;
     ``retained``: this process keeps freed memory (:mod:`netadapt.allocator`, as ``netadapt`` does)."""
     if retained:
         retain_freed_memory()
     net, arch, config = _setup(**setup)
-    return {kind: _make_step(kind, copy.deepcopy(net), arch, config, batch) for kind in kinds}
+    return {kind: _make_step(kind, copy.deepcopy(net), arch, config, batch, compiled) for kind in kinds}
 
 
 def measure(
@@ -142,6 +147,7 @@ def measure(
     processes: bool = False,
     allocator: str = "retained",
     channels_last: bool = True,
+    compiled: bool = False,
 ) -> dict:
     """The three kinds of final-training steps, interleaved step by step; the figures as a dict.
 
@@ -150,14 +156,15 @@ def measure(
     ``allocator``: ``"retained"`` (freed memory kept in the process, as the ``netadapt`` command
     runs) or ``"system"`` (glibc's defaults).  ``channels_last=False``: every kind in the contiguous
     memory format (the compact and initial networks train channels-last on a CPU otherwise, as
-    ``train/loop.py`` trains them).
+    ``train/loop.py`` trains them).  ``compiled``: every kind's forward through ``torch.compile``
+    (compiled during the warm-up steps, which should then be at least 2).
     """
     if allocator not in ("retained", "system"):
         raise ValueError(f"allocator must be retained or system, got {allocator!r}")
     setup = dict(model=model, width_mult=width_mult, input_size=input_size, fraction=fraction, removed=removed, recipe=recipe,
                  channels_last=channels_last)  # fmt: skip
     net, arch, _ = _setup(**setup)  # the steps build their own (seeded alike), in this process or in theirs
-    make_steps = functools.partial(_steps, setup, batch, allocator == "retained")
+    make_steps = functools.partial(_steps, setup, batch, allocator == "retained", compiled)
     times, faults = interleave(KINDS, make_steps, steps=steps, warmup=warmup, processes=processes)
     median = {k: statistics.median(times[k]) for k in KINDS}
     least = {k: min(times[k]) for k in KINDS}
@@ -174,6 +181,7 @@ def measure(
         "processes": processes,
         "allocator": allocator,
         "channels_last": channels_last,
+        "compiled": compiled,
         "torch": torch.__version__,
         "macs_fraction": round(net.macs(arch) / full_macs, 3),
         "removed_blocks": len(net.space.removed_blocks(arch)),
@@ -203,6 +211,7 @@ def main() -> None:
     p.add_argument("--processes", action="store_true", help="each kind in its own process, still alternating step by step")
     p.add_argument("--allocator", choices=("retained", "system"), default="retained", help="see netadapt.allocator")
     p.add_argument("--contiguous", action="store_true", help="every network in the contiguous memory format (before session 10)")
+    p.add_argument("--compile", action="store_true", help="torch.compile every kind's forward (compile: true)")
     args = p.parse_args()
 
     if args.threads:
@@ -220,6 +229,7 @@ def main() -> None:
         processes=args.processes,
         allocator=args.allocator,
         channels_last=not args.contiguous,
+        compiled=args.compile,
     )
     print(json.dumps(result))
 

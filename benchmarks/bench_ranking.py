@@ -394,6 +394,19 @@ def _extract_data(data: Path, out: Path) -> Path:
     raise SystemExit(f"error: data folder {data} does not exist")
 
 
+def train_pretrained(size: dict, data: Path, recipe: str, root: Path) -> Path:
+    """The plainly trained initial network that the ``pre-*`` ``recipe`` starts from, trained once
+    (an interrupted training resumes, a finished one is reused); its file."""
+    from netadapt.train.config import SupernetTrainConfig
+    from netadapt.train.loop import train_supernet
+
+    if not RECIPES[recipe].get("pretrain"):
+        raise SystemExit(f"error: recipe {recipe!r} does not start from a trained network; choose a pre-* recipe")
+    epochs = epoch_split(size, recipe)[0]
+    folder = pretrained_dir(size, recipe, root)
+    return train_supernet(config_from_dict(SupernetTrainConfig, pretrain_config(size, data, folder, epochs)))
+
+
 def train_recipe_supernet(size: dict, data: Path, recipe: str, root: Path, threads: int) -> Path:
     from netadapt.train.config import SupernetTrainConfig
     from netadapt.train.loop import train_supernet
@@ -401,10 +414,7 @@ def train_recipe_supernet(size: dict, data: Path, recipe: str, root: Path, threa
     torch.set_num_threads(threads)
     started = time.perf_counter()
     if RECIPES[recipe].get("pretrain"):
-        epochs = epoch_split(size, recipe)[0]
-        train_supernet(
-            config_from_dict(SupernetTrainConfig, pretrain_config(size, data, pretrained_dir(size, recipe, root), epochs))
-        )
+        train_pretrained(size, data, recipe, root)
     mapping = supernet_config(size, data, recipe, root / "supernets" / recipe)
     path = train_supernet(config_from_dict(SupernetTrainConfig, mapping))
     log.info("super-network of %s: %s (%.0f s this call)", recipe, path, time.perf_counter() - started)

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import logging
 import math
 import multiprocessing
@@ -115,12 +116,16 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 
 
 # -- the networks ----------------------------------------------------------------------------------
-def supernet_and_pretrained(size: dict, data: Path, recipe: str, root: Path, threads: int) -> tuple[Path, Path]:
-    """(super-network file, trained initial network file), trained once and kept."""
-    if not ranking.RECIPES[recipe].get("pretrain"):
-        raise SystemExit(f"error: recipe {recipe!r} does not start from a trained network; choose a pre-* recipe")
-    supernet = ranking.train_recipe_supernet(ranking.SIZES[size["ranking"]], data, recipe, root, threads)
-    return supernet, ranking.pretrained_dir(ranking.SIZES[size["ranking"]], recipe, root) / "supernet.pt"
+def supernet_and_pretrained(
+    size: dict, data: Path, recipe: str, root: Path, threads: int, supernet: bool = True
+) -> tuple[Path | None, Path]:
+    """(super-network file, trained initial network file), trained once and kept; ``supernet=False``:
+    the trained network alone (NetAdaptV1 starts from it), the super-network file ``None``."""
+    rsize = ranking.SIZES[size["ranking"]]
+    pretrained = ranking.train_pretrained(rsize, data, recipe, root)  # checks that the recipe starts from it
+    if not supernet:
+        return None, pretrained
+    return ranking.train_recipe_supernet(rsize, data, recipe, root, threads), pretrained
 
 
 def discovered(
@@ -491,26 +496,33 @@ def build_network(spec: dict) -> nn.Module:
 
 def _finetune_job(args: tuple) -> tuple[str, float | None, str | None]:
     path, spec, size, data, seed = args
+    # what the result is of, in any results folder (as JSON reads it back: lists, not tuples)
+    network = json.loads(json.dumps({key: value for key, value in spec.items() if key != "weights"}))
     try:
         out = Path(path)
         if out.exists():
-            return path, load_json(out)["top1"], None
+            saved = load_json(out)
+            if saved.get("network", network) != network:  # files of older versions name no network
+                raise NetAdaptError(f"{out} holds the result of another network than this run's; delete it to fine-tune again")
+            return path, saved["top1"], None
         torch.set_num_threads(1)
         started = time.perf_counter()
         top1 = finetune(build_network(spec), size, Path(data), seed, size["finetune_epochs"])
-        save_json(out, {"top1": top1, "seconds": time.perf_counter() - started})
+        save_json(out, {"top1": top1, "seconds": time.perf_counter() - started, "network": network})
         return path, top1, None
     except Exception as exc:  # reported by the parent
         return path, None, f"{type(exc).__name__}: {exc}"
 
 
-def _setup(args: argparse.Namespace) -> tuple[dict, Path, dict, Path, Path, Path]:
+def _setup(args: argparse.Namespace, supernet: bool = True) -> tuple[dict, Path, dict, Path, Path | None, Path]:
     """(size, results folder, ranking size, data folder, super-network file, trained network
-    file) of ``run`` and ``v1``: the data extracted and both networks trained once."""
+    file) of ``run`` and ``v1``: the data extracted and both networks trained once (``supernet=False``:
+    the trained network alone, the super-network file ``None``)."""
     size = SIZES[args.size]
     root = Path(args.out or f"runs/compare-{args.size}")
     data = ranking._extract_data(Path(args.data), root)
-    supernet_file, pretrained_file = supernet_and_pretrained(size, data, args.recipe, root, args.threads)
+    torch.set_num_threads(args.threads)
+    supernet_file, pretrained_file = supernet_and_pretrained(size, data, args.recipe, root, args.threads, supernet)
     return size, root, ranking.SIZES[size["ranking"]], data, supernet_file, pretrained_file
 
 
@@ -802,7 +814,7 @@ def v1(args: argparse.Namespace) -> int:
     from netadapt.model.checkpoint import load_supernet
     from netadapt.resources.counting import count_macs
 
-    size, root, rsize, data, _, pretrained_file = _setup(args)
+    size, root, rsize, data, _, pretrained_file = _setup(args, supernet=False)  # V1 needs no super-network
     v2_report_file = root / "results" / f"target-{args.target:g}.json"
     if not v2_report_file.exists():
         raise SystemExit(f"error: run NetAdaptV2 at this target first (compare_cifar.py run --target {args.target:g})")

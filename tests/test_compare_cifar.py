@@ -67,6 +67,13 @@ def test_smoke_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     stamp = {p: p.stat().st_mtime_ns for p in results}
     assert compare.main(args) == 0  # a rerun fine-tunes nothing again
     assert {p: p.stat().st_mtime_ns for p in results} == stamp
+    saved = json.loads(results[0].read_text())
+    assert saved["network"]["kind"] in ("netadapt", "torch-pruning") and "weights" not in saved["network"]
+    results[0].write_text(json.dumps({**saved, "network": {**saved["network"], "kind": "another"}}))
+    with pytest.raises(SystemExit, match="holds the result of another network"):  # never a stale result
+        compare.main(args)
+    results[0].write_text(json.dumps(saved))
+    stamp = {p: p.stat().st_mtime_ns for p in results}
     assert compare.main([*args, "--discovered-only"]) == 0  # an ablation's form: its own report, nothing retrained
     assert list(json.loads((out / "results" / "target-0.5-discovered.json").read_text())["rows"]) == [
         "discovered (super-network weights)"
