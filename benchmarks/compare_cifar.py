@@ -753,12 +753,47 @@ def format_latency_table(report: dict) -> list[str]:
     return lines
 
 
+def format_ablation_table(report: dict, ablations: list[dict]) -> list[str]:
+    """The discovered network of ``report`` against those of ablation runs (``run --discovered-only``
+    with another super-network recipe) at the same target: paired by seed."""
+    ours = report["rows"]["discovered (super-network weights)"]
+
+    def line(source: dict, diff: str) -> str:
+        row = source["rows"]["discovered (super-network weights)"]
+        zero = sum(1 for layer in source["architecture"]["layers"] if layer["filters"] == 0)
+        return (f"| `{source['recipe']}` | {row['macs'] / 1e6:.2f} | {row['params']:,} | {zero} | {_top1(row)} "
+                f"| {diff} |")  # fmt: skip
+
+    lines = [
+        f"Ablations at {100 * report['target']:g}% of the MACs: the discovered network of each super-network recipe "
+        f"(same trained network, search settings and fine-tuning), {len(ours['top1'])} seeds",
+        "",
+        f"| super-network recipe | MACs (M) | params | layers with 0 filters | top-1 % (mean ± std) "
+        f"| `{report['recipe']}` − this, points [95% CI] |",
+        "|---|---|---|---|---|---|",
+        line(report, "–"),
+    ]
+    for ablation in ablations:
+        found = ablation["rows"]["discovered (super-network weights)"]["top1"]
+        lines.append(line(ablation, "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(100 * v for v in paired(ours["top1"], found)))))
+    return [*lines, ""]
+
+
 def table(args: argparse.Namespace) -> int:
+    """Every table of a results folder: each target's comparison, NetAdaptV1's runs, and (with
+    ``--ablation``) the discovered networks of other results folders' recipes at the same targets."""
     root = Path(args.out or f"runs/compare-{args.size}")
-    reports = [load_json(p) for p in sorted((root / "results").glob("target-*.json"))]
-    if not reports:
+    paths = sorted((root / "results").glob("target-*.json"))
+    if not paths:
         raise SystemExit(f"error: no results under {root / 'results'}")
-    print(format_table(reports))
+    print(format_table([load_json(p) for p in paths]))
+    for path in sorted((root / "results").glob("v1-*.json")):
+        print("\n".join(["", *format_v1_table(load_json(path))]))
+    for path in paths:
+        report = load_json(path)
+        found = [Path(folder) / "results" / f"{path.stem}-discovered.json" for folder in args.ablation]
+        if report.get("metric") != "latency" and not path.stem.endswith("-discovered") and any(f.exists() for f in found):
+            print("\n".join(["", *format_ablation_table(report, [load_json(f) for f in found if f.exists()])]))
     return 0
 
 
@@ -931,6 +966,10 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("table")
     t.add_argument("--size", choices=sorted(SIZES), default="cpu")
     t.add_argument("--out", default=None)
+    t.add_argument(
+        "--ablation", nargs="*", default=[],
+        help="results folders of ablations (run --discovered-only --recipe R --out DIR) to set beside each MAC target",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     retain_freed_memory()  # as the netadapt command does (netadapt.allocator)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")

@@ -113,6 +113,12 @@ def test_smoke_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     text = capsys.readouterr().out
     assert "NetAdaptV1, 1 batches per sample" in text and "Projected (not run)" in text
 
+    # the table of the folder: every target, NetAdaptV1's report, an ablation folder's discovered network
+    assert compare.main(["table", "--size", "smoke", "--out", str(out), "--ablation", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "NetAdaptV1, 1 batches per sample" in text and "Ablations at 50% of the MACs" in text
+    assert "+0.00 [+0.00, +0.00] |" in text  # its own discovered-only report: the same networks
+
 
 def test_paired_standard_error_of_two_accuracies() -> None:
     noise = _load("search_diagnostics")
