@@ -103,16 +103,18 @@ def bench_throughput(name: str, args: argparse.Namespace, device: torch.device) 
     }
 
 
-def bench_samples_per_minute(name: str, args: argparse.Namespace, device: torch.device, recalibrate: bool) -> dict:
+def bench_samples_per_minute(
+    name: str, args: argparse.Namespace, device: torch.device, recalibrate: bool, batch: int = 250
+) -> dict:
+    """Whole-sample evaluations per minute with held-out and calibration images in batches of
+    ``batch`` (the search's ``batch_size``; the last batch holds the remainder)."""
     torch.manual_seed(0)
     net = netadapt.build_supernet(name, input_size=32, num_classes=10).eval()
     g = torch.Generator().manual_seed(0)
-    batch = 250
 
     def data(images: int) -> list:
-        return [
-            (torch.randn(batch, 3, 32, 32, generator=g), torch.randint(10, (batch,), generator=g)) for _ in range(images // batch)
-        ]
+        sizes = [batch] * (images // batch) + ([images % batch] if images % batch else [])
+        return [(torch.randn(n, 3, 32, 32, generator=g), torch.randint(10, (n,), generator=g)) for n in sizes]
 
     heldout, calibration = data(args.heldout), data(args.calibration)
     config = EvalConfig(recalibrate_bn=recalibrate, calibration_images=args.calibration, device=str(device))
@@ -131,6 +133,7 @@ def bench_samples_per_minute(name: str, args: argparse.Namespace, device: torch.
         "model": name,
         "heldout_images": args.heldout,
         "calibration_images": args.calibration if recalibrate else 0,
+        "eval_batch": batch,
         "seconds_per_sample": round(seconds, 3),
         "samples_per_minute": round(60 / seconds, 1),
     }
@@ -149,6 +152,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4, help="samples timed for samples/minute (first is warm-up)")
     parser.add_argument("--heldout", type=int, default=2000)
     parser.add_argument("--calibration", type=int, default=2000)
+    parser.add_argument(
+        "--eval-batch",
+        type=int,
+        nargs="+",
+        default=[250],
+        help="batch of the held-out and calibration images for samples/minute (several: each in turn)",
+    )
     parser.add_argument("--skip-samples", action="store_true", help="only the throughput comparison")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
@@ -176,14 +186,16 @@ def main() -> None:
         )
     per_minute = []
     if not args.skip_samples:
-        print(f"\n{'model':<26} {'BN recal.':>9} {'s/sample':>9} {'samples/min':>11}")
+        print(f"\n{'model':<26} {'BN recal.':>9} {'batch':>5} {'s/sample':>9} {'samples/min':>11}")
         for name in [m for m in args.models if m in CIFAR]:
             for recalibrate in (True, False):
-                row = bench_samples_per_minute(name, args, device, recalibrate)
-                per_minute.append(row)
-                print(
-                    f"{name:<26} {row['calibration_images']:>9} {row['seconds_per_sample']:>9.3f} {row['samples_per_minute']:>11.1f}"
-                )
+                for batch in args.eval_batch:
+                    row = bench_samples_per_minute(name, args, device, recalibrate, batch)
+                    per_minute.append(row)
+                    print(
+                        f"{name:<26} {row['calibration_images']:>9} {batch:>5} {row['seconds_per_sample']:>9.3f} "
+                        f"{row['samples_per_minute']:>11.1f}"
+                    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"machine": machine, "throughput": rows, "samples_per_minute": per_minute}, f, indent=1)

@@ -141,3 +141,18 @@ def test_netadapt_v1_baseline_fine_tunes_each_sample(supernet_file, tmp_path):
     net, _ = netadapt.model.checkpoint.load_supernet(supernet_file)
     assert len([r for r in history if r["iteration"] == 1]) == len(net.space.tie_groups())
     assert (run_dir / "run_config.yaml").read_text().count("finetune_steps: 2") == 1
+
+
+def test_search_batch_defaults_to_the_device_kind() -> None:
+    """search.batch_size null: 64 images per batch on a CPU (faster there), 256 on a GPU."""
+    import torch
+
+    from netadapt.errors import NetAdaptError
+    from netadapt.search.run import SearchRunConfig, eval_batch_size
+
+    assert eval_batch_size(None, torch.device("cpu")) == 64
+    assert eval_batch_size(None, torch.device("cuda", 0)) == 256
+    assert eval_batch_size(500, torch.device("cpu")) == 500
+    SearchRunConfig(supernet="net.pt").validate()
+    with pytest.raises(NetAdaptError, match="batch_size must be positive"):
+        SearchRunConfig(supernet="net.pt", batch_size=0).validate()

@@ -134,7 +134,6 @@ def run_config_for_data(
         },
         "search": {
             "metric": metric,
-            "batch_size": 256,
             "search": {
                 "samples": b.samples,
                 "layers": b.layers,
