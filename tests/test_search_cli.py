@@ -142,6 +142,18 @@ def test_netadapt_v1_baseline_fine_tunes_each_sample(supernet_file, tmp_path):
     assert len([r for r in history if r["iteration"] == 1]) == len(net.space.tie_groups())
     assert (run_dir / "run_config.yaml").read_text().count("finetune_steps: 2") == 1
 
+    # its fine-tuning batch is part of the method: 256 images unless given, whatever the device
+    from netadapt.search.run import SearchRunConfig, _finetune_batches
+
+    heldout = supernet_file.parent / netadapt.model.checkpoint.load_supernet(supernet_file)[1]["heldout"]
+    default = _finetune_batches(SearchRunConfig(supernet=str(supernet_file), finetune_steps=1), heldout)
+    given = _finetune_batches(SearchRunConfig(supernet=str(supernet_file), finetune_steps=1, batch_size=8), heldout)
+    assert [len(y) for _, y in given] == [8]
+    everything = _finetune_batches(SearchRunConfig(supernet=str(supernet_file), finetune_steps=1, batch_size=10**6), heldout)
+    images = sum(len(y) for _, y in everything)
+    assert images > 64  # so that the default below tells 256 from a CPU's scoring batch of 64
+    assert sum(len(y) for _, y in default) == min(images, 256)
+
 
 def test_search_batch_defaults_to_the_device_kind() -> None:
     """search.batch_size null: 64 images per batch on a CPU (faster there), 256 on a GPU."""

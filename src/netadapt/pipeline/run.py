@@ -79,7 +79,8 @@ class SearchStage:
     score: str | None = None  # how samples are compared; None: top1, or rmse for depth (SearchRunConfig.score)
     seed: int = 0  # seeds the samples of every iteration and the calibration images
     device: str = "auto"  # auto: cuda when available, else cpu
-    batch_size: int | None = None  # held-out and calibration batches; None: 64 on a CPU, 256 on a GPU
+    # held-out and calibration batches (and NetAdaptV1's fine-tuning batches); None: see SearchRunConfig
+    batch_size: int | None = None
     # > 0: NetAdaptV1's sample evaluation (each sample fine-tuned this many batches from the
     # trained network's weights) instead of the super-network's shared weights.
     finetune_steps: int = 0

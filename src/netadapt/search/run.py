@@ -53,8 +53,9 @@ class SearchRunConfig:
     seed: int = 0  # seeds the samples of every iteration and the calibration images
     initial_arch: str | None = None  # an architecture JSON to start from (default: the full network)
     device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
-    # held-out and calibration batches; None: 64 on a CPU, 256 on a GPU (a CPU scores a sample
-    # 1.5-2x faster in batches of 32-128 than of 256-500: benchmarks/bench_sample_eval.py)
+    # held-out and calibration batches, and NetAdaptV1's fine-tuning batches; None: scoring in
+    # batches of 64 on a CPU, 256 on a GPU (a CPU scores a sample 1.5-2x faster in batches of 32-128
+    # than of 256-500: benchmarks/bench_sample_eval.py), fine-tuning in batches of 256 on any device
     batch_size: int | None = None
     data_root: str | None = None  # the data folder, when it moved since training
     metric_timeout: float = 600.0  # seconds one run of a command: metric may take (then it is killed and retried)
@@ -80,6 +81,8 @@ class SearchRunConfig:
 
 
 EVAL_BATCH = {"cpu": 64, "cuda": 256}  # the search's default batch of held-out and calibration images
+# NetAdaptV1's default fine-tuning batch: part of its per-sample budget, so the same on every device
+FINETUNE_BATCH = 256
 
 
 def eval_batch_size(requested: int | None, device: torch.device) -> int:
@@ -108,9 +111,11 @@ def build_resource_fn(spec: str, supernet: SuperNet, *, timeout: float = 600.0) 
     return resources, name
 
 
-def _load_data(config: SearchRunConfig, extra: dict, image_size: int) -> tuple[Batches, Batches, Path, list[str]]:
+def _load_data(
+    config: SearchRunConfig, extra: dict, image_size: int, batch_size: int
+) -> tuple[Batches, Batches, Path, list[str]]:
     """(held-out batches, calibration batches, held-out file, unreadable held-out images) named
-    by a super-network file."""
+    by a super-network file, in batches of ``batch_size``."""
     from netadapt.data import build_search_loaders
 
     heldout_file = extra.get("heldout")
@@ -121,7 +126,7 @@ def _load_data(config: SearchRunConfig, extra: dict, image_size: int) -> tuple[B
     path = Path(config.supernet).parent / heldout_file
     heldout, calibration = build_search_loaders(
         path,
-        batch_size=config.batch_size,
+        batch_size=batch_size,
         calibration_images=config.eval.calibration_images,
         seed=config.seed,
         root=config.data_root,
@@ -162,9 +167,10 @@ def _finetune_batches(config: SearchRunConfig, heldout_path: Path) -> list:
     data_config = config_from_dict(DataConfig, data, prefix="data.")
     sets = build_datasets(data_config, split)
     generator = torch.Generator().manual_seed(config.seed)
-    count = min(len(sets.train), config.finetune_steps * config.batch_size)
+    batch = config.batch_size or FINETUNE_BATCH
+    count = min(len(sets.train), config.finetune_steps * batch)
     order = torch.randperm(len(sets.train), generator=generator)[:count].tolist()
-    loader = make_eval_loader(sets.train, data_config, batch_size=config.batch_size, sampler=order)
+    loader = make_eval_loader(sets.train, data_config, batch_size=batch, sampler=order)
     return take_images(loader, count)
 
 
@@ -216,8 +222,8 @@ def _run_search(config: SearchRunConfig, run_dir: Path) -> SearchResult:
     )  # fmt: skip
 
     with distributed(config.device) as ctx:
-        config = replace(config, batch_size=eval_batch_size(config.batch_size, ctx.device))
-        heldout, calibration, heldout_path, unreadable = _load_data(config, extra, supernet.input_size)
+        batch = eval_batch_size(config.batch_size, ctx.device)
+        heldout, calibration, heldout_path, unreadable = _load_data(config, extra, supernet.input_size, batch)
         eval_config = replace(config.eval, device=str(ctx.device))
         evaluator = _evaluator(config, supernet, task, score, heldout, calibration, heldout_path, eval_config, ctx.device)
         supernet_time = _supernet_time(config, extra)
