@@ -783,14 +783,13 @@ def table(args: argparse.Namespace) -> int:
     """Every table of a results folder: each target's comparison, NetAdaptV1's runs, and (with
     ``--ablation``) the discovered networks of other results folders' recipes at the same targets."""
     root = Path(args.out or f"runs/compare-{args.size}")
-    paths = sorted((root / "results").glob("target-*.json"))
-    if not paths:
+    reports = {path: load_json(path) for path in sorted((root / "results").glob("target-*.json"))}
+    if not reports:
         raise SystemExit(f"error: no results under {root / 'results'}")
-    print(format_table([load_json(p) for p in paths]))
+    print(format_table(list(reports.values())))
     for path in sorted((root / "results").glob("v1-*.json")):
         print("\n".join(["", *format_v1_table(load_json(path))]))
-    for path in paths:
-        report = load_json(path)
+    for path, report in reports.items():
         found = [Path(folder) / "results" / f"{path.stem}-discovered.json" for folder in args.ablation]
         if report.get("metric") != "latency" and not path.stem.endswith("-discovered") and any(f.exists() for f in found):
             print("\n".join(["", *format_ablation_table(report, [load_json(f) for f in found if f.exists()])]))
