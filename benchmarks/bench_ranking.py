@@ -137,6 +137,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # layer keeps 0 filters on its own and each depthwise layer is tied to the layer feeding it;
     # residual blocks stay removable whole (their own skip connection carries the input)
     "pre-spread-prog-g8-nocbc": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "model.options": {"bypass": "none"}},
+    # the same over a grid of widths in multiples of 8 (``width_divisor: 8``): the grid on which
+    # ONNX Runtime's x86 kernels run fast (docs/resources.md), fair to uniform scaling at a latency target
+    "pre-spread-prog-g8-wd8": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "model.options": {"width_divisor": 8}},
     # ... with in-place distillation from the initial network, with more depth in training
     "pre-spread-prog-g8-kd": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.distill": 0.5},
     "pre-spread-deep-g8": {**SPREAD_DEEP, "ordered_dropout.group_size": 8},
@@ -225,13 +228,16 @@ def pretrain_config(size: dict[str, Any], data: Path, run_dir: Path, epochs: int
     return mapping
 
 
-def standalone_config(size: dict[str, Any], data: Path, run_dir: Path, arch_file: Path, init: str | None, seed: int) -> dict:
+def standalone_config(
+    size: dict[str, Any], data: Path, run_dir: Path, arch_file: Path, init: str | None, seed: int, options: dict | None = None
+) -> dict:
     """Stand-alone training of one architecture (its compact network): fine-tuned from ``init``
-    (a super-network file) or from scratch (``init=None``)."""
+    (a super-network file) or from scratch (``init=None``); ``options``: the search space's
+    (a recipe's ``model.options``) where it is not the default one."""
     epochs = size["finetune_epochs"] if init else size["scratch_epochs"]
     return {
         "run_dir": str(run_dir), "seed": seed, "epochs": epochs, "device": "cpu" if size["device"] == "cpu" else "auto",
-        "model": {"name": size["model"], "width_mult": size["width_mult"], "options": {}},
+        "model": {"name": size["model"], "width_mult": size["width_mult"], "options": options or {}},
         "data": data_config(size, data),
         # fine-tuning starts from trained weights: a smaller learning rate, no warm-up
         "optim": {"name": "sgd", "lr": 0.2 if init else 0.8, "lr_batch": 1024, "weight_decay": 4.0e-5},
@@ -512,15 +518,21 @@ def _init_worker() -> None:
 
 
 def standalone(
-    jobs_spec: list[tuple[str, Architecture, str | None, int]], size: dict, data: Path, root: Path, jobs: int
+    jobs_spec: list[tuple[str, Architecture, str | None, int]],
+    size: dict,
+    data: Path,
+    root: Path,
+    jobs: int,
+    options: dict | None = None,
 ) -> dict[tuple[str, str, int], float]:
-    """Train every (column, architecture, init, seed) of ``jobs_spec``; results by (column, key, seed)."""
+    """Train every (column, architecture, init, seed) of ``jobs_spec``; results by (column, key, seed);
+    ``options``: the search space's where it is not the default one."""
     work, keys = [], []
     for column, arch, init, seed in jobs_spec:
         key = arch_key(arch)
         folder = root / "standalone" / (column if init else f"scratch-{arch.space}") / f"{key}-s{seed}"
         arch_file = folder / "architecture.json"
-        mapping = standalone_config(size, data, folder, arch_file, init, seed)
+        mapping = standalone_config(size, data, folder, arch_file, init, seed, options)
         work.append((mapping, arch.to_json(), str(folder)))
         keys.append((column, key, seed))
     results: dict[tuple[str, str, int], float] = {}

@@ -50,7 +50,7 @@ Every result is a file written atomically; rerunning skips what exists.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import logging
 import math
@@ -80,10 +80,11 @@ HERE = Path(__file__).resolve().parent
 
 
 def _ranking_module():
-    spec = importlib.util.spec_from_file_location("bench_ranking", HERE / "bench_ranking.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """bench_ranking.py, imported by name so that its functions reach spawned workers (its
+    stand-alone trainings' pool pickles them by module name)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    return importlib.import_module("bench_ranking")
 
 
 ranking = _ranking_module()
@@ -789,6 +790,8 @@ def table(args: argparse.Namespace) -> int:
     print(format_table(list(reports.values())))
     for path in sorted((root / "results").glob("v1-*.json")):
         print("\n".join(["", *format_v1_table(load_json(path))]))
+    for path in sorted((root / "results").glob("scratch-*.json")):
+        print("\n".join(["", *format_scratch_table(load_json(path))]))
     for path, report in reports.items():
         found = [Path(folder) / "results" / f"{path.stem}-discovered.json" for folder in args.ablation]
         if report.get("metric") != "latency" and not path.stem.endswith("-discovered") and any(f.exists() for f in found):
@@ -924,6 +927,79 @@ def format_v1_table(report: dict) -> list[str]:
     return lines
 
 
+# -- the from-scratch table (issue 15, item 2's second table) --------------------------------------
+def scratch(args: argparse.Namespace) -> int:
+    """The discovered and the uniform architecture of a finished target (``run``'s report) trained
+    from random weights, the same schedule and epochs each, ``--seeds`` seeds: does the searched
+    shape win on its own, without the super-network's weights?  Each network trains with
+    ``bench_ranking.py``'s from-scratch stand-alone config (warm-up, cosine), evaluated on the test
+    images; results under ``scratch-eE/`` and ``results/scratch-e{E}-TARGET.json``."""
+    from netadapt.model.supernet import build_supernet
+
+    size = SIZES[args.size]
+    root = Path(args.out or f"runs/compare-{args.size}")
+    label = f"{'latency-' if args.metric == 'latency' else ''}{args.target:g}"
+    report_file = root / "results" / f"target-{label}.json"
+    if not report_file.exists():
+        raise SystemExit(f"error: {report_file} does not exist; run this target first (compare_cifar.py run)")
+    report = load_json(report_file)
+    rsize = {**ranking.SIZES[size["ranking"]], "scratch_epochs": args.epochs}
+    data = ranking._extract_data(Path(args.data), root)
+    classes = sum(1 for folder in (data / "train").iterdir() if folder.is_dir())  # as the training builds its head
+    options = ranking.RECIPES[report["recipe"]].get("model.options", {})  # the searched space's
+    space = build_supernet(rsize["model"], width_mult=rsize["width_mult"], num_classes=classes, input_size=32, **options)
+    archs = {"discovered": space.space.validate(Architecture.from_dict(report["architecture"]))}
+    uniform = [report["uniform"]] if "uniform" in report else report["uniform_neighbours"]
+    for k, found in enumerate(uniform):
+        name = "uniform" if len(uniform) == 1 else f"uniform neighbour {k + 1}"
+        archs[name] = space.space.validate(Architecture.from_dict(found))
+    spec = [("scratch", arch, None, seed) for arch in archs.values() for seed in range(args.seeds)]
+    results = ranking.standalone(spec, rsize, data, root / f"scratch-e{args.epochs}", args.jobs, options)
+    rows = {
+        name: {"macs": macs_of_module(space.extract(arch), space.input_size),
+               "params": sum(p.numel() for p in space.extract(arch).parameters()),
+               "top1": [results[("scratch", ranking.arch_key(arch), seed)] for seed in range(args.seeds)]}
+        for name, arch in archs.items()
+    }  # fmt: skip
+    notes = []
+    if len(uniform) > 1:  # no uniform network within 2% of the MACs: each seed interpolated between the two
+        if args.metric != "macs":
+            raise SystemExit("error: no uniform network matches this latency target; from scratch needs a matched one")
+        lo, hi = rows["uniform neighbour 1"], rows["uniform neighbour 2"]
+        w = (rows["discovered"]["macs"] - lo["macs"]) / (hi["macs"] - lo["macs"])
+        rows["uniform, interpolated"] = {
+            "macs": lo["macs"] + w * (hi["macs"] - lo["macs"]), "params": round(lo["params"] + w * (hi["params"] - lo["params"])),
+            "top1": [a + w * (b - a) for a, b in zip(lo["top1"], hi["top1"], strict=True)],
+        }  # fmt: skip
+        notes.append("no uniformly scaled network lies within 2% of the MACs; the interpolated row is linear in MACs "
+                     "between the two neighbours, each trained for every seed")  # fmt: skip
+    out = {
+        "target": args.target, "metric": args.metric, "size": args.size, "epochs": args.epochs, "subset": rsize["subset"],
+        "from": str(report_file), "rows": rows, "full_macs": report["full_macs"], "notes": notes,
+        "machine": ranking._machine(),
+    }  # fmt: skip
+    save_json(root / "results" / f"scratch-e{args.epochs}-{label}.json", out)
+    print("\n".join(format_scratch_table(out)))
+    return 0
+
+
+def format_scratch_table(report: dict) -> list[str]:
+    rows = report["rows"]
+    ours = rows["discovered"]["top1"]
+    lines = [
+        f"From scratch: target {100 * report['target']:g}% of the initial network's "
+        f"{'MACs' if report['metric'] == 'macs' else 'predicted latency'}, "
+        f"every network trained {report['epochs']} epochs from random weights on {report['subset']:,} images, {len(ours)} seeds",
+        "",
+        "| network | MACs (M) | params | top-1 % (mean ± std) | discovered − this, points [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        diff = "–" if name == "discovered" else "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(100 * v for v in paired(ours, row["top1"])))
+        lines.append(f"| {name} | {row['macs'] / 1e6:.2f} | {row['params']:,} | {_top1(row)} | {diff} |")
+    return [*lines, "", *(f"Note: {note}." for note in report.get("notes", []))]
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     """The options ``run`` and ``v1`` share: which trained network, data, results and workers."""
     parser.add_argument("--recipe", choices=sorted(ranking.RECIPES), default="pre-spread-prog")
@@ -962,6 +1038,14 @@ def main(argv: list[str] | None = None) -> int:
         help="first reduction (default: the size's, as NetAdaptV2's search); SCD shrinks one layer per sample",
     )  # fmt: skip
     _common(v)
+    s = sub.add_parser("scratch", help="a finished target's discovered and uniform architectures trained from random weights")
+    s.add_argument("--target", type=float, default=0.5, help="the target of a finished run (its report is read)")
+    s.add_argument("--metric", choices=("macs", "latency"), default="macs")
+    s.add_argument("--epochs", type=int, default=10, help="training epochs of every network (from random weights)")
+    for option, default in (("--size", "cpu"), ("--data", "data/cifar10-jpg"), ("--out", None)):
+        s.add_argument(option, default=default, **({"choices": sorted(SIZES)} if option == "--size" else {}))
+    s.add_argument("--seeds", type=int, default=3)
+    s.add_argument("--jobs", type=int, default=2)
     t = sub.add_parser("table")
     t.add_argument("--size", choices=sorted(SIZES), default="cpu")
     t.add_argument("--out", default=None)
@@ -972,7 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     retain_freed_memory()  # as the netadapt command does (netadapt.allocator)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    return {"run": run, "v1": v1, "table": table}[args.command](args)
+    return {"run": run, "v1": v1, "table": table, "scratch": scratch}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -113,10 +113,30 @@ def test_smoke_run(cifar_like: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     text = capsys.readouterr().out
     assert "NetAdaptV1, 1 batches per sample" in text and "Projected (not run)" in text
 
+    # the target's two architectures from random weights (the from-scratch table): the same MACs as
+    # in the target's report, every seed trained once, a rerun reads the results back
+    scratch = ["scratch", "--size", "smoke", "--data", str(cifar_like), "--out", str(out), "--target", "0.5",
+               "--seeds", "2", "--jobs", "1", "--epochs", "1"]  # fmt: skip
+    assert compare.main(scratch) == 0
+    report = json.loads((out / "results" / "scratch-e1-0.5.json").read_text())
+    target = json.loads((out / "results" / "target-0.5.json").read_text())["rows"]
+    assert list(report["rows"]) == ["discovered", "uniform"]
+    assert report["rows"]["discovered"]["macs"] == target["discovered (super-network weights)"]["macs"]
+    assert report["rows"]["uniform"]["macs"] == target["uniform (trained weights)"]["macs"]
+    assert all(len(row["top1"]) == 2 for row in report["rows"].values())
+    trained = sorted((out / "scratch-e1").rglob("result.json"))
+    assert len(trained) == 4
+    stamp = {p: p.stat().st_mtime_ns for p in trained}
+    assert compare.main(scratch) == 0
+    assert {p: p.stat().st_mtime_ns for p in trained} == stamp
+    with pytest.raises(SystemExit, match="run this target first"):
+        compare.main([*scratch, "--target", "0.3"])
+
     # the table of the folder: every target, NetAdaptV1's report, an ablation folder's discovered network
     assert compare.main(["table", "--size", "smoke", "--out", str(out), "--ablation", str(out)]) == 0
     text = capsys.readouterr().out
     assert "NetAdaptV1, 1 batches per sample" in text and "Ablations at 50% of the MACs" in text
+    assert "From scratch: target 50% of the initial network's MACs, every network trained 1 epochs" in text
     assert "+0.00 [+0.00, +0.00] |" in text  # its own discovered-only report: the same networks
 
 
@@ -231,3 +251,11 @@ def test_uniform_neighbours_are_trained_and_interpolated_where_none_matches(
     assert any("interpolated" in note for note in report["notes"])
     assert compare.main(["table", "--size", "smoke", "--out", str(out)]) == 0
     assert "Note: no uniformly scaled network lies within 2% of the budget" in capsys.readouterr().out
+
+    # from scratch: both neighbours trained for every seed, interpolated at the discovered MACs
+    assert compare.main(["scratch", "--size", "smoke", "--data", str(cifar_like), "--out", str(out), "--seeds", "2",
+                         "--jobs", "1", "--epochs", "1"]) == 0  # fmt: skip
+    rows = json.loads((out / "results" / "scratch-e1-0.5.json").read_text())["rows"]
+    assert list(rows) == ["discovered", "uniform neighbour 1", "uniform neighbour 2", "uniform, interpolated"]
+    assert rows["uniform, interpolated"]["macs"] == pytest.approx(rows["discovered"]["macs"])
+    assert rows["uniform neighbour 1"]["macs"] <= rows["discovered"]["macs"] < rows["uniform neighbour 2"]["macs"]
