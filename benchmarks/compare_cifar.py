@@ -984,6 +984,7 @@ def scratch(args: argparse.Namespace) -> int:
 
 
 def format_scratch_table(report: dict) -> list[str]:
+    """The lines of one from-scratch table (``scratch``): discovered − each uniform row, by seed."""
     rows = report["rows"]
     ours = rows["discovered"]["top1"]
     lines = [
@@ -995,8 +996,7 @@ def format_scratch_table(report: dict) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for name, row in rows.items():
-        diff = "–" if name == "discovered" else "{:+.2f} [{:+.2f}, {:+.2f}]".format(*(100 * v for v in paired(ours, row["top1"])))
-        lines.append(f"| {name} | {row['macs'] / 1e6:.2f} | {row['params']:,} | {_top1(row)} | {diff} |")
+        lines.append(f"| {name} | {row['macs'] / 1e6:.2f} | {row['params']:,} | {_top1(row)} | {_difference(name, ours, row)} |")
     return [*lines, "", *(f"Note: {note}." for note in report.get("notes", []))]
 
 
