@@ -153,6 +153,19 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the same total budget split otherwise: 9 plain epochs (not 5), then 4 with ordered dropout
     # (not 8) -- the full network trained longer alone, the sub-networks shorter
     "pre9-spread-prog-g8": {**SPREAD_PROG, "pretrain": 9, "ordered_dropout.group_size": 8},
+    # the same 13 epochs (5 + 8) in one run and one learning-rate schedule, not a trained network
+    # then a restarted schedule: the first 5 epochs train the initial network alone, the next 4
+    # widths only, the last 4 everything (the phases of pre-spread-prog-g8, without the restart;
+    # phase lengths are fractions of the size's 8 epochs: 0.625 x 8 = 5); with half the groups
+    # training the initial network (-top50)
+    "cont-spread-prog-g8": {
+        "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True, "ordered_dropout.group_size": 8, "epochs_total": True,
+        "ordered_dropout.full_epochs": 0.625, "ordered_dropout.width_epochs": 0.5,
+    },
+    "cont-spread-prog-g8-top50": {
+        "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True, "ordered_dropout.group_size": 8, "epochs_total": True,
+        "ordered_dropout.full_epochs": 0.625, "ordered_dropout.width_epochs": 0.5, "ordered_dropout.largest_share": 0.5,
+    },
     # from scratch (no pre-training, no progressive shrinking): one width level per image and the
     # sandwich rule, with one batch statistic or groups of 8 images normalized apart
     "spread": {"ordered_dropout.spread": 1, "ordered_dropout.sandwich": True},
