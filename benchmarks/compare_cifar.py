@@ -187,8 +187,11 @@ def uniform_at(space, resource: Callable[[Architecture], float], budget: float) 
         return {"uniform": None, "neighbours": (below.arch, above.arch)}
 
 
-def uniform_specs(goal: Goal, pretrained: Path, supernet: Path) -> dict[str, dict]:
-    """The uniform networks to fine-tune: the matched one from each weights, or both neighbours."""
+def uniform_specs(goal: Goal, pretrained: Path, supernet: Path, other_space: bool = False) -> dict[str, dict]:
+    """The uniform networks to fine-tune: the matched one from each weights, or both neighbours.
+    ``other_space``: the trained network's file has other search-space options than the
+    super-network's (a recipe's ``model.options``); its weights are then put on the super-network's
+    space (:func:`trained_over_space`)."""
     if goal.uniform is not None:
         pairs = [("uniform", goal.uniform)]
     else:
@@ -196,7 +199,10 @@ def uniform_specs(goal: Goal, pretrained: Path, supernet: Path) -> dict[str, dic
     specs = {}
     for weights, path in (("trained", pretrained), ("super-network", supernet)):
         for name, arch in pairs:
-            specs[f"{name} ({weights} weights)"] = {"kind": "netadapt", "weights": str(path), "arch": arch.to_dict()}
+            spec = {"kind": "netadapt", "weights": str(path), "arch": arch.to_dict()}
+            if other_space and weights == "trained":
+                spec["space"] = str(supernet)
+            specs[f"{name} ({weights} weights)"] = spec
     return specs
 
 
@@ -489,10 +495,22 @@ def build_network(spec: dict) -> nn.Module:
     from netadapt.model.checkpoint import load_supernet
 
     if spec["kind"] == "netadapt":
-        net, _ = load_supernet(spec["weights"])
+        net = trained_over_space(spec["weights"], spec["space"]) if "space" in spec else load_supernet(spec["weights"])[0]
         return net.extract(net.space.validate(Architecture.from_dict(spec["arch"])))
     batches = _calibration_batches(Path(spec["weights"]).parent)
     return torch_pruned(Path(spec["weights"]), spec["importance"], spec["ratio"], batches, spec["steps"], spec.get("round_to"))
+
+
+def trained_over_space(weights: str, space_of: str) -> SuperNet:
+    """The weights of the network file ``weights`` over the search space of the super-network file
+    ``space_of``: one trained network, the recipe's search-space options (``width_divisor`` ...),
+    as the super-network's training started from it."""
+    from netadapt.model.checkpoint import load_supernet
+
+    net, _ = load_supernet(space_of)
+    trained, _ = load_supernet(weights)
+    net.load_state_dict(trained.state_dict())
+    return net
 
 
 def _finetune_job(args: tuple) -> tuple[str, float | None, str | None]:
@@ -542,7 +560,12 @@ def run(args: argparse.Namespace) -> int:
     folder = root / f"target-{goal.label}"
     specs: dict[str, dict] = {
         "discovered (super-network weights)": {"kind": "netadapt", "weights": str(supernet_file), "arch": goal.arch.to_dict()},
-        **uniform_specs(goal, pretrained_file, supernet_file),
+        **uniform_specs(
+            goal,
+            pretrained_file,
+            supernet_file,
+            other_space=load_supernet(pretrained_file)[0].space.fingerprint != supernet.space.fingerprint,
+        ),
     }
     if args.discovered_only:  # an ablation: only the discovered network is fine-tuned
         specs = {name: spec for name, spec in specs.items() if name.startswith("discovered")}

@@ -259,3 +259,30 @@ def test_uniform_neighbours_are_trained_and_interpolated_where_none_matches(
     assert list(rows) == ["discovered", "uniform neighbour 1", "uniform neighbour 2", "uniform, interpolated"]
     assert rows["uniform, interpolated"]["macs"] == pytest.approx(rows["discovered"]["macs"])
     assert rows["uniform neighbour 1"]["macs"] <= rows["discovered"]["macs"] < rows["uniform neighbour 2"]["macs"]
+
+
+def test_trained_weights_over_a_recipes_space(tmp_path: Path) -> None:
+    """A recipe with other search-space options (``width_divisor: 8``) starts its super-network from
+    the trained network; the uniform network "from the trained weights" is taken from that file's
+    weights over the recipe's space, not refused as an architecture of another space."""
+    from netadapt import build_supernet
+    from netadapt.model.checkpoint import save_supernet
+    from netadapt.model.checks import randomize_norm_
+
+    trained = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, num_classes=10)
+    randomize_norm_(trained, torch.Generator().manual_seed(0))
+    space = build_supernet("mobilenet_v3_small_cifar", width_mult=0.5, num_classes=10, width_divisor=8)
+    assert space.space.fingerprint != trained.space.fingerprint
+    save_supernet(tmp_path / "trained.pt", trained)
+    save_supernet(tmp_path / "supernet.pt", space)
+    arch = space.space.uniform(0.5)
+    spec = {"kind": "netadapt", "weights": str(tmp_path / "trained.pt"), "arch": arch.to_dict()}
+    with pytest.raises(Exception, match="another search space"):
+        compare.build_network(spec)
+    net = compare.build_network({**spec, "space": str(tmp_path / "supernet.pt")}).eval()
+    over = compare.trained_over_space(str(tmp_path / "trained.pt"), str(tmp_path / "supernet.pt"))
+    assert over.space.fingerprint == space.space.fingerprint
+    assert all(torch.equal(a, b) for a, b in zip(over.state_dict().values(), trained.state_dict().values(), strict=True))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():  # the extracted network computes what the trained weights do at that architecture
+        assert torch.allclose(net(x), over.eval()(x, arch), atol=1e-5)
