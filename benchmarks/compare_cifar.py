@@ -38,12 +38,18 @@ that search's ``timing.json``), and projects NetAdaptV1's time with the paper's 
 budget (four epochs of the training subset, §4.1.4) from per-sample times measured in the same
 process -- projected, not run, and labelled so.
 
+``scratch`` trains a finished target's discovered and uniform architectures from random weights
+(the same from-scratch schedule and epochs each, ``--seeds`` seeds paired by seed): the searched
+shape alone, without the super-network's weights (issue 15's second table).  It needs only the
+target's report, not the run's weights.
+
 Every result is a file written atomically; rerunning skips what exists.
 
     python benchmarks/compare_cifar.py run --size cpu --data data/cifar10-jpg --target 0.5
     python benchmarks/compare_cifar.py run --size cpu --data data/cifar10-jpg --target 0.3
     python benchmarks/compare_cifar.py run --size cpu --data data/cifar10-jpg --target 0.5 --metric latency
     python benchmarks/compare_cifar.py v1 --size cpu-v3 --data data/cifar10-jpg --target 0.5 --steps 10
+    python benchmarks/compare_cifar.py scratch --size cpu-v3 --data data/cifar10-jpg --target 0.5 --epochs 10
     python benchmarks/compare_cifar.py table --size cpu
 """
 
