@@ -212,6 +212,15 @@ def uniform_specs(goal: Goal, pretrained: Path, supernet: Path, other_space: boo
     return specs
 
 
+def between(lo: dict, hi: dict, w: float) -> dict:
+    """The row ``w`` of the way from row ``lo`` to row ``hi``: MACs, parameters (rounded), measured
+    latency where the rows have it, and each seed's top-1, all linear."""
+    row = {k: lo[k] + w * (hi[k] - lo[k]) for k in ("macs", "params", "latency_measured_ms") if k in lo}
+    row["params"] = round(row["params"])
+    row["top1"] = [a + w * (b - a) for a, b in zip(lo["top1"], hi["top1"], strict=True)]
+    return row
+
+
 def interpolate_uniform(rows: dict[str, dict], goal: Goal) -> list[str]:
     """Add ``uniform, interpolated (… weights)`` rows: each seed's top-1 (and the MACs, parameters
     and measured latency) linear in the resource between the two neighbours, at the budget; notes."""
@@ -219,11 +228,9 @@ def interpolate_uniform(rows: dict[str, dict], goal: Goal) -> list[str]:
     w = (goal.budget - below) / (above - below)
     for weights in ("trained", "super-network"):
         lo, hi = rows[f"uniform below ({weights} weights)"], rows[f"uniform above ({weights} weights)"]
-        row = {k: lo[k] + w * (hi[k] - lo[k]) for k in ("macs", "params", "latency_measured_ms") if k in lo}
-        row["params"] = round(row["params"])
+        row = between(lo, hi, w)
         if "latency_predicted_ms" in lo:
             row["latency_predicted_ms"] = goal.budget
-        row["top1"] = [a + w * (b - a) for a, b in zip(lo["top1"], hi["top1"], strict=True)]
         row["interpolated"] = {"weight_of_above": w, "below": below, "above": above}
         rows[f"uniform, interpolated ({weights} weights)"] = row
     unit = "ms predicted" if goal.metric == "latency" else "MACs"
@@ -984,22 +991,17 @@ def scratch(args: argparse.Namespace) -> int:
         archs[name] = space.space.validate(Architecture.from_dict(found))
     spec = [("scratch", arch, None, seed) for arch in archs.values() for seed in range(args.seeds)]
     results = ranking.standalone(spec, rsize, data, root / f"scratch-e{args.epochs}", args.jobs, options)
-    rows = {
-        name: {"macs": macs_of_module(space.extract(arch), space.input_size),
-               "params": sum(p.numel() for p in space.extract(arch).parameters()),
-               "top1": [results[("scratch", ranking.arch_key(arch), seed)] for seed in range(args.seeds)]}
-        for name, arch in archs.items()
-    }  # fmt: skip
+    rows = {}
+    for name, arch in archs.items():
+        compact = space.extract(arch)
+        rows[name] = {"macs": macs_of_module(compact, space.input_size), "params": sum(p.numel() for p in compact.parameters()),
+                      "top1": [results[("scratch", ranking.arch_key(arch), seed)] for seed in range(args.seeds)]}  # fmt: skip
     notes = []
     if len(uniform) > 1:  # no uniform network within 2% of the MACs: each seed interpolated between the two
         if args.metric != "macs":
             raise SystemExit("error: no uniform network matches this latency target; from scratch needs a matched one")
         lo, hi = rows["uniform neighbour 1"], rows["uniform neighbour 2"]
-        w = (rows["discovered"]["macs"] - lo["macs"]) / (hi["macs"] - lo["macs"])
-        rows["uniform, interpolated"] = {
-            "macs": lo["macs"] + w * (hi["macs"] - lo["macs"]), "params": round(lo["params"] + w * (hi["params"] - lo["params"])),
-            "top1": [a + w * (b - a) for a, b in zip(lo["top1"], hi["top1"], strict=True)],
-        }  # fmt: skip
+        rows["uniform, interpolated"] = between(lo, hi, (rows["discovered"]["macs"] - lo["macs"]) / (hi["macs"] - lo["macs"]))
         notes.append("no uniformly scaled network lies within 2% of the MACs; the interpolated row is linear in MACs "
                      "between the two neighbours, each trained for every seed")  # fmt: skip
     out = {
@@ -1032,12 +1034,17 @@ def format_scratch_table(report: dict) -> list[str]:
 def _common(parser: argparse.ArgumentParser) -> None:
     """The options ``run`` and ``v1`` share: which trained network, data, results and workers."""
     parser.add_argument("--recipe", choices=sorted(ranking.RECIPES), default="pre-spread-prog")
+    _where(parser)
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def _where(parser: argparse.ArgumentParser) -> None:
+    """The options every training command has: size, data, results folder, seeds and workers."""
     parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
     parser.add_argument("--data", default="data/cifar10-jpg")
     parser.add_argument("--out", default=None, help="results folder (default runs/compare-SIZE)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1071,10 +1078,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--target", type=float, default=0.5, help="the target of a finished run (its report is read)")
     s.add_argument("--metric", choices=("macs", "latency"), default="macs")
     s.add_argument("--epochs", type=int, default=10, help="training epochs of every network (from random weights)")
-    for option, default in (("--size", "cpu"), ("--data", "data/cifar10-jpg"), ("--out", None)):
-        s.add_argument(option, default=default, **({"choices": sorted(SIZES)} if option == "--size" else {}))
-    s.add_argument("--seeds", type=int, default=3)
-    s.add_argument("--jobs", type=int, default=2)
+    _where(s)
     t = sub.add_parser("table")
     t.add_argument("--size", choices=sorted(SIZES), default="cpu")
     t.add_argument("--out", default=None)
