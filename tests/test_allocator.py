@@ -13,7 +13,7 @@ from netadapt.cli import main
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
-# Six ordered-dropout training steps of a small MobileNetV1 after six of warm-up; prints the
+# Six ordered-dropout training steps of a small MobileNetV1 after ten of warm-up; prints the
 # minor page faults per step.  In a fresh process each: the setting is the whole process's.
 _STEPS = """
 import resource, sys, torch, torch.nn.functional as F
@@ -31,7 +31,7 @@ def step():
     widths, kernels = sampler.sample(64, gen)
     F.cross_entropy(net(x, widths=widths, kernels=kernels), y).backward()
     net.zero_grad(set_to_none=True)
-for _ in range(6):
+for _ in range(10):
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(6):
@@ -48,10 +48,12 @@ def _faults_per_step(setting: str) -> float:
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_retained_memory_spares_the_page_faults_of_a_training_step():
     system, retained = _faults_per_step("system"), _faults_per_step("retained")
-    # measured over eight pairs of runs: 1100-7900 faults per step with glibc's defaults, 0-260
-    # retained (a step that reaches a new peak of the heap still faults its new pages in)
-    assert system > 500
-    assert retained < system / 3
+    # Measured: 340-7900 faults per step with glibc's defaults (its dynamic mmap threshold makes
+    # the count vary from run to run), 0-260 retained (a step that reaches a new peak of the heap
+    # still faults its new pages in).  The claim is relative, so the check is: the default
+    # allocator did fault in this workload (else it measures nothing) and retaining cut that.
+    assert system > 100, f"the default allocator faulted only {system:.0f} times per step"
+    assert retained < system / 3, f"retained {retained:.0f} vs system {system:.0f} faults per step"
 
 
 def test_retain_freed_memory_says_whether_it_applied():
