@@ -147,6 +147,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     "pre-spread-prog-g8-top25": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_share": 0.25},
     # half the groups train the initial network; 9 plain epochs and a quarter of the groups
     "pre-spread-prog-g8-top50": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_share": 0.5},
+    # every step also trains the initial network on the whole batch (a second forward-backward
+    # pass, BigNAS's sandwich), so it sees every image of every epoch; with in-place distillation
+    # of the ordered-dropout pass from that pass's outputs (-kd)
+    "pre-spread-prog-g8-lp": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_pass": True},
+    "pre-spread-prog-g8-lp-kd": {
+        **SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_pass": True, "ordered_dropout.distill": 0.5,
+    },
     "pre9-spread-prog-g8-top25": {
         **SPREAD_PROG, "pretrain": 9, "ordered_dropout.group_size": 8, "ordered_dropout.largest_share": 0.25,
     },

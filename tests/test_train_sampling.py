@@ -196,3 +196,35 @@ def test_a_floor_leaves_out_narrow_widths() -> None:
     full = torch.tensor([layer.max_filters for layer in space.layers])
     assert (widths >= 0.5 * full).all()
     assert (widths < full).any()
+
+
+def test_largest_pass_adds_the_initial_networks_gradient_and_teaches_the_rest() -> None:
+    """``largest_pass``: the step's gradient is the full network's loss on the whole batch plus
+    the ordered-dropout loss distilled from that pass's outputs, computed by hand here."""
+    import torch.nn.functional as F
+
+    from netadapt.tasks import task_named
+    from netadapt.train.config import SupernetTrainConfig
+    from netadapt.train.loop import _forward_backward
+
+    torch.manual_seed(0)
+    net = build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=16, num_classes=10)
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(10, (8,))
+    widths, _ = OrderedDropoutSampler(net.space).sample(8, torch.Generator().manual_seed(0))
+    config = SupernetTrainConfig()
+    config.ordered_dropout.largest_pass, config.ordered_dropout.distill = True, 0.5
+    sums = _forward_backward(net, net, task_named("classification"), (x, y), widths, None, config, None, None)
+    got = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    net.zero_grad(set_to_none=True)
+
+    full = net(x)
+    sub = net(x, widths=widths)
+    soft = F.softmax(full.detach(), dim=1)
+    ce = F.cross_entropy(sub, y, label_smoothing=config.label_smoothing)
+    expected = F.cross_entropy(full, y, label_smoothing=config.label_smoothing) + 0.5 * ce + 0.5 * F.cross_entropy(sub, soft)
+    expected.backward()
+    assert set(got) == {n for n, p in net.named_parameters() if p.grad is not None}
+    for name, p in net.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(got[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert sums[2].item() == 8  # the ordered-dropout pass's images, as without the largest pass

@@ -100,6 +100,10 @@ class OrderedDropoutConfig:
     # Beyond the paper: the share of the images (of the groups, with group_size) that train the
     # largest sub-network, the initial network (the sandwich rule alone gives it one).
     largest_share: float = 0.0
+    # Beyond the paper (BigNAS's sandwich): every step also trains the largest sub-network on
+    # the whole batch with the labels, a second forward-backward pass; with ``distill`` the
+    # ordered-dropout pass distills from that pass's outputs instead of a pass without gradients.
+    largest_pass: bool = False
 
     def validate(self) -> None:
         if not 0.0 <= self.distill <= 1.0:

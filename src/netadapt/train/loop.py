@@ -684,6 +684,9 @@ def _forward_backward(
     od = config.ordered_dropout
     autocast = torch.autocast("cuda", dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     with autocast:
+        largest = None
+        if od.largest_pass and widths is not None:
+            largest = _largest_pass(model, task, x, y, config, scaler, weight)
         if widths is None:
             logits = model(x)
         else:
@@ -692,9 +695,12 @@ def _forward_backward(
         loss = task.loss(logits, y, label_smoothing=config.label_smoothing)
         if od.distill > 0 and widths is not None:
             # Beyond the paper: in-place distillation, soft targets from the largest sub-network
-            # (for depth: L1 to its predicted depth map).
-            with torch.no_grad():
-                soft = task.soft_target(raw(x))
+            # (for depth: L1 to its predicted depth map) -- the largest pass's outputs when there
+            # is one, else a pass without gradients.
+            if largest is None:
+                with torch.no_grad():
+                    largest = raw(x)
+            soft = task.soft_target(largest)
             loss = (1 - od.distill) * loss + od.distill * task.distill_loss(logits, soft)
         elif teacher is not None:
             # Knowledge distillation from a trained network (paper appendix A.1).
@@ -707,6 +713,21 @@ def _forward_backward(
         n = len(y) * weight
         correct = task.hits(logits, y).to(device) * weight
         return torch.stack([loss.detach().double() * n, correct, torch.full((), n, dtype=torch.float64, device=device)])
+
+
+def _largest_pass(
+    model: nn.Module, task: Task, x: Tensor, y: Tensor, config: SupernetTrainConfig, scaler: torch.amp.GradScaler | None,
+    weight: float,
+) -> Tensor:
+    """``ordered_dropout.largest_pass``: the largest sub-network (the initial network) on the whole
+    micro-batch with the task's loss, forward and backward; returns its detached outputs.  Under
+    DDP its gradients wait for the ordered-dropout pass's backward to be exchanged together
+    (``no_sync``), so a step still exchanges gradients once."""
+    with model.no_sync() if hasattr(model, "no_sync") else nullcontext():
+        logits = model(x)
+        loss = task.loss(logits, y, label_smoothing=config.label_smoothing) * (weight / config.accumulate)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+    return logits.detach()
 
 
 def _explain_validation(record: dict[str, Any], task: Task, info: Callable[..., None]) -> None:
