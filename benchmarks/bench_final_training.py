@@ -43,8 +43,10 @@ from bench_train_step import Step, interleave, minor_faults  # the shared interl
 
 from netadapt import build_supernet
 from netadapt.allocator import retain_freed_memory
+from netadapt.arch.files import load_architecture, read_architecture_file
 from netadapt.arch.space import Architecture
 from netadapt.config import config_from_dict
+from netadapt.model.checkpoint import supernet_from_build
 from netadapt.model.supernet import SuperNet
 from netadapt.search.baseline import uniform_matching
 from netadapt.tasks import task_named
@@ -73,12 +75,24 @@ def discovered_like(net: SuperNet, fraction: float, removed: int, *, tolerance: 
 
 
 def _setup(
-    model: str, width_mult: float, input_size: int, fraction: float, removed: int, recipe: str, channels_last: bool = True
+    model: str,
+    width_mult: float,
+    input_size: int,
+    fraction: float,
+    removed: int,
+    recipe: str,
+    channels_last: bool = True,
+    arch_file: str | None = None,
 ):
-    """The super-network (seeded), the discovered-like architecture and the training config."""
+    """The super-network (seeded), the discovered-like architecture -- or ``arch_file``'s, a
+    discovered network's file, on the space its file records -- and the training config."""
     torch.manual_seed(0)
-    net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10)
-    arch = discovered_like(net, fraction, removed)
+    if arch_file is None:
+        net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10)
+        arch = discovered_like(net, fraction, removed)
+    else:
+        net = supernet_from_build(read_architecture_file(arch_file)[1]["build"])
+        arch = load_architecture(arch_file, net.space)
     # The recipe's optimizer, label smoothing and weight average; the space stays the zoo's own.
     config = config_from_dict(
         SupernetTrainConfig, {"recipe": recipe, "ordered_dropout": {"enabled": False}, "channels_last": channels_last}
@@ -148,6 +162,7 @@ def measure(
     allocator: str = "retained",
     channels_last: bool = True,
     compiled: bool = False,
+    arch_file: str | None = None,
 ) -> dict:
     """The three kinds of final-training steps, interleaved step by step; the figures as a dict.
 
@@ -157,12 +172,15 @@ def measure(
     runs) or ``"system"`` (glibc's defaults).  ``channels_last=False``: every kind in the contiguous
     memory format (the compact and initial networks train channels-last on a CPU otherwise, as
     ``train/loop.py`` trains them).  ``compiled``: every kind's forward through ``torch.compile``
-    (compiled during the warm-up steps, which should then be at least 2).
+    (compiled during the warm-up steps, which should then be at least 2).  ``arch_file``: time
+    that architecture file's network (a search's ``final_arch.json``) on its own space instead of
+    a discovered-like network of ``model`` (``model``, ``width_mult``, ``input_size``,
+    ``fraction`` and ``removed`` then unused).
     """
     if allocator not in ("retained", "system"):
         raise ValueError(f"allocator must be retained or system, got {allocator!r}")
     setup = dict(model=model, width_mult=width_mult, input_size=input_size, fraction=fraction, removed=removed, recipe=recipe,
-                 channels_last=channels_last)  # fmt: skip
+                 channels_last=channels_last, arch_file=arch_file)  # fmt: skip
     net, arch, _ = _setup(**setup)  # the steps build their own (seeded alike), in this process or in theirs
     make_steps = functools.partial(_steps, setup, batch, allocator == "retained", compiled)
     times, faults = interleave(KINDS, make_steps, steps=steps, warmup=warmup, processes=processes)
@@ -170,9 +188,10 @@ def measure(
     least = {k: min(times[k]) for k in KINDS}
     full_macs = net.macs()
     return {
-        "model": model,
-        "width_mult": width_mult,
-        "input_size": input_size,
+        "model": net.name,
+        "width_mult": net.build_config().get("width_mult"),
+        "input_size": net.input_size,
+        "architecture_file": arch_file,
         "batch": batch,
         "steps": steps,
         "recipe": recipe,
@@ -212,6 +231,8 @@ def main() -> None:
     p.add_argument("--allocator", choices=("retained", "system"), default="retained", help="see netadapt.allocator")
     p.add_argument("--contiguous", action="store_true", help="every network in the contiguous memory format (before session 10)")
     p.add_argument("--compile", action="store_true", help="torch.compile every kind's forward (compile: true)")
+    p.add_argument("--arch", metavar="FILE", help="time this architecture file's network (e.g. a search's final_arch.json) "
+                   "on its own space instead of a discovered-like one")
     args = p.parse_args()
 
     if args.threads:
@@ -230,6 +251,7 @@ def main() -> None:
         allocator=args.allocator,
         channels_last=not args.contiguous,
         compiled=args.compile,
+        arch_file=args.arch,
     )
     print(json.dumps(result))
 

@@ -28,3 +28,23 @@ def test_bench_final_training_reports_every_kind() -> None:
         assert row[f"{kind}_ms"] > 0 and row[f"{kind}_faults_per_step"] >= 0
     assert row["compact_vs_initial"] == pytest.approx(row["compact_ms"] / row["initial_ms"], rel=0.01)
     assert row["masked_vs_initial"] == pytest.approx(row["masked_ms"] / row["initial_ms"], rel=0.01)
+
+
+def test_bench_final_training_times_an_architecture_file(tmp_path: Path) -> None:
+    """``--arch FILE``: a discovered network's file timed on the space its file records."""
+    from netadapt import build_supernet
+
+    net = build_supernet("mobilenet_v3_small_cifar", width_mult=0.25, input_size=16, num_classes=10, removal="block")
+    arch = net.space.full()
+    block = net.space.removal_groups()[0]
+    arch = net.space.validate(arch.replace(filters=[0 if i in block else max(1, f // 2) for i, f in enumerate(arch.filters)]))
+    path = tmp_path / "final_arch.json"
+    path.write_text(arch.to_json(net.space, build=net.build_config()))
+    args = ["--arch", str(path), "--batch", "4", "--steps", "2", "--warmup", "1", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    assert row["model"] == "mobilenet_v3_small_cifar" and row["input_size"] == 16 and row["architecture_file"] == str(path)
+    assert row["architecture"] == list(arch.filters) and row["removed_blocks"] == 1
+    assert row["macs_fraction"] == pytest.approx(net.macs(arch) / net.macs(), abs=1e-3)
