@@ -154,6 +154,14 @@ RECIPES: dict[str, dict[str, Any]] = {
     "pre-spread-prog-g8-lp-kd": {
         **SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_pass": True, "ordered_dropout.distill": 0.5,
     },
+    "pre-spread-prog-g8-lp-s1": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_pass": True, "seed": 1},
+    "pre-spread-prog-g8-lp-kd-s1": {
+        **SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_pass": True, "ordered_dropout.distill": 0.5,
+        "seed": 1,
+    },
+    # the control at equal compute: the default recipe for twice the epochs (a largest pass
+    # costs about a second step)
+    "pre-spread-prog-g8-x2": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "epochs_scale": 2},
     "pre9-spread-prog-g8-top25": {
         **SPREAD_PROG, "pretrain": 9, "ordered_dropout.group_size": 8, "ordered_dropout.largest_share": 0.25,
     },
@@ -217,7 +225,8 @@ def pretrained_dir(size: dict[str, Any], recipe: str, root: Path) -> Path:
 
 def supernet_config(size: dict[str, Any], data: Path, recipe: str, run_dir: Path) -> dict[str, Any]:
     """The super-network training config of ``recipe`` (a SupernetTrainConfig mapping)."""
-    epochs = epoch_split(size, recipe)[1]
+    # ``epochs_scale``: the same phases (fractions of the epochs) over a multiple of the epochs
+    epochs = epoch_split(size, recipe)[1] * RECIPES[recipe].get("epochs_scale", 1)
     base = {
         "run_dir": str(run_dir), "seed": 0, "epochs": epochs, "device": size["device"],
         "model": {"name": size["model"], "width_mult": size["width_mult"], "options": {}},
@@ -233,6 +242,8 @@ def supernet_config(size: dict[str, Any], data: Path, recipe: str, run_dir: Path
             changes["init_from"] = str(pretrained_dir(size, recipe, run_dir.parent.parent) / "supernet.pt")
         elif key == "epochs_total":
             changes["epochs"] = size["pretrain_epochs"] + size["epochs"]
+        elif key == "epochs_scale":  # applied to ``epochs`` above
+            continue
         else:
             _set(changes, key, value * epochs if key in FRACTION_KEYS else value)
     return merge_mappings(base, changes)
