@@ -231,21 +231,13 @@ class _ActivateMix(torch.autograd.Function):
         grad_z = grad_x = None
         needs_z, needs_x = ctx.needs_input_grad[:2]
         if needs_z:
-            if kind in ("relu", "relu6"):
-                # The saved output is 0 wherever the mask dropped a channel (beyond the passed
-                # ones), where the derivative then passes nothing: the activation's backward is
-                # the mask there.  Passed channels hold the bypass where dropped: masked after.
-                if kind == "relu":
-                    grad_z = aten.threshold_backward(grad, saved, 0)
-                else:
-                    grad_z = aten.hardtanh_backward(grad, saved, 0.0, 6.0)
-                if passed:
-                    head = grad_z if passed == grad_z.shape[1] else grad_z[:, :passed]
-                    head.mul_(keep if passed == keep.shape[1] else keep[:, :passed])
-            else:
-                grad_z = grad * keep  # (B, F, H', W')
-                if kind == "hardswish":
-                    grad_z = aten.hardswish_backward(grad_z, saved)
+            grad_z = grad * keep  # (B, F, H', W')
+            if kind == "relu":
+                aten.threshold_backward.grad_input(grad_z, saved, 0, grad_input=grad_z)
+            elif kind == "relu6":
+                aten.hardtanh_backward.grad_input(grad_z, saved, 0.0, 6.0, grad_input=grad_z)
+            elif kind == "hardswish":
+                grad_z = aten.hardswish_backward(grad_z, saved)
         if passed and ctx.link is not None:  # the convolution adds it into its input gradient
             ctx.link.grads.append((grad if passed == grad.shape[1] else grad[:, :passed], bypassed))
         elif passed and needs_x:
