@@ -22,6 +22,7 @@ from netadapt.config import config_to_dict, load_config, read_yaml_mapping
 from netadapt.pipeline.cli import DEMO_CONFIG
 from netadapt.pipeline.run import RunConfig
 from netadapt.train import SupernetTrainConfig, train_supernet
+from netadapt.train.recipes import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "configs").glob("*.yaml")) + [DEMO_CONFIG]
@@ -88,3 +89,16 @@ def test_every_shipped_config_trains(path, tmp_path, shapes):
     assert all(map(lambda x: x == x and x < 1e3, losses)), losses  # finite
     if "imagenet" not in path.name:
         assert min(losses[-2:]) < 0.95 * losses[0], f"{path.name}: training loss did not fall: {losses}"
+
+
+@pytest.mark.parametrize("recipe", sorted(set(RECIPES) - {"small", "paper"}))
+def test_every_other_recipe_trains(recipe, tmp_path, shapes):
+    """Each recipe no shipped config names (``small`` and ``paper`` are tried above through the
+    configs), on the digits config's network: its training loss falls."""
+    from netadapt.config import config_from_dict
+
+    torch.set_num_threads(1)
+    config = load_config(SupernetTrainConfig, ROOT / "configs" / "supernet_digits.yaml", [f"recipe={recipe}"])
+    train_supernet(config_from_dict(SupernetTrainConfig, _shrunk(config_to_dict(config), tmp_path / "run", shapes)))
+    losses = [json.loads(line)["train_loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == EPOCHS and min(losses[-2:]) < 0.95 * losses[0], f"{recipe}: training loss did not fall: {losses}"
