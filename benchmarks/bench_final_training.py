@@ -46,6 +46,7 @@ from netadapt.allocator import retain_freed_memory
 from netadapt.arch.files import load_architecture, read_architecture_file
 from netadapt.arch.space import Architecture
 from netadapt.config import config_from_dict
+from netadapt.errors import NetAdaptError
 from netadapt.model.checkpoint import supernet_from_build
 from netadapt.model.supernet import SuperNet
 from netadapt.search.baseline import uniform_matching
@@ -91,7 +92,10 @@ def _setup(
         net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10)
         arch = discovered_like(net, fraction, removed)
     else:
-        net = supernet_from_build(read_architecture_file(arch_file)[1]["build"])
+        recorded = read_architecture_file(arch_file)[1]
+        if "build" not in recorded:
+            raise NetAdaptError(f"{arch_file} does not record how to rebuild its network ('build'); use a search's final_arch.json")
+        net = supernet_from_build(recorded["build"])
         arch = load_architecture(arch_file, net.space)
     # The recipe's optimizer, label smoothing and weight average; the space stays the zoo's own.
     config = config_from_dict(
@@ -237,22 +241,25 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = measure(
-        args.model,
-        width_mult=args.width_mult,
-        input_size=args.input_size,
-        batch=args.batch,
-        steps=args.steps,
-        warmup=args.warmup,
-        fraction=args.fraction,
-        removed=args.removed,
-        recipe=args.recipe,
-        processes=args.processes,
-        allocator=args.allocator,
-        channels_last=not args.contiguous,
-        compiled=args.compile,
-        arch_file=args.arch,
-    )
+    try:
+        result = measure(
+            args.model,
+            width_mult=args.width_mult,
+            input_size=args.input_size,
+            batch=args.batch,
+            steps=args.steps,
+            warmup=args.warmup,
+            fraction=args.fraction,
+            removed=args.removed,
+            recipe=args.recipe,
+            processes=args.processes,
+            allocator=args.allocator,
+            channels_last=not args.contiguous,
+            compiled=args.compile,
+            arch_file=args.arch,
+        )
+    except NetAdaptError as exc:  # a bad --arch file: one line naming it
+        raise SystemExit(f"error: {exc}") from None
     print(json.dumps(result))
 
 

@@ -48,3 +48,11 @@ def test_bench_final_training_times_an_architecture_file(tmp_path: Path) -> None
     assert row["model"] == "mobilenet_v3_small_cifar" and row["input_size"] == 16 and row["architecture_file"] == str(path)
     assert row["architecture"] == list(arch.filters) and row["removed_blocks"] == 1
     assert row["macs_fraction"] == pytest.approx(net.macs(arch) / net.macs(), abs=1e-3)
+
+
+def test_bench_final_training_names_a_bad_architecture_file(tmp_path: Path) -> None:
+    bad = tmp_path / "arch.json"
+    bad.write_text("{not json")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run([sys.executable, str(SCRIPT), "--arch", str(bad)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode != 0 and result.stderr.count("\n") == 1 and str(bad) in result.stderr, result.stderr
