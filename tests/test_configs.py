@@ -84,7 +84,7 @@ def test_a_recipe_goes_under_the_configs_own_values():
     assert (config.ordered_dropout.full_epochs, config.ordered_dropout.width_epochs) == (3.0, 3.0)
     config = load_config(SupernetTrainConfig, None, ["recipe=small", "epochs=12", "ordered_dropout.width_epochs=0"])
     assert (config.ordered_dropout.full_epochs, config.ordered_dropout.width_epochs) == (3.0, 0.0)
-    with pytest.raises(NetAdaptError, match="unknown recipe 'fast'; choose one of: small, paper"):
+    with pytest.raises(NetAdaptError, match="unknown recipe 'fast'; choose one of: small, small-largest, paper"):
         load_config(SupernetTrainConfig, None, ["recipe=fast"])
 
 
