@@ -228,3 +228,33 @@ def test_largest_pass_adds_the_initial_networks_gradient_and_teaches_the_rest() 
         if p.grad is not None:
             torch.testing.assert_close(got[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
     assert sums[2].item() == 8  # the ordered-dropout pass's images, as without the largest pass
+
+
+def test_a_fixed_architecture_trained_masked_gets_no_largest_pass() -> None:
+    """Final training of one architecture inside the super-network (``masked``) runs with
+    ordered dropout disabled and fixed widths: the recipe's largest pass and distillation, kept in
+    the config, do not apply -- the gradient is the architecture's own loss's."""
+    import torch.nn.functional as F
+
+    from netadapt.tasks import task_named
+    from netadapt.train.config import SupernetTrainConfig
+    from netadapt.train.loop import _forward_backward
+
+    torch.manual_seed(0)
+    net = build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=16, num_classes=10)
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(10, (4,))
+    arch = [max(1, f // 2) for f in net.space.full().filters]
+    widths = torch.tensor([arch]).expand(4, -1)
+    grads = []
+    for largest_pass in (True, False):
+        config = SupernetTrainConfig()
+        config.ordered_dropout.enabled, config.ordered_dropout.distill = False, 0.5
+        config.ordered_dropout.largest_pass = largest_pass
+        _forward_backward(net, net, task_named("classification"), (x, y), widths, None, config, None, None)
+        grads.append({n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None})
+        net.zero_grad(set_to_none=True)
+    F.cross_entropy(net(x, widths=widths), y, label_smoothing=SupernetTrainConfig().label_smoothing).backward()
+    for name, p in net.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(grads[0][name], p.grad, msg=name)
+            torch.testing.assert_close(grads[1][name], p.grad, msg=name)

@@ -684,8 +684,11 @@ def _forward_backward(
     od = config.ordered_dropout
     autocast = torch.autocast("cuda", dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     with autocast:
+        # The largest pass and in-place distillation belong to ordered dropout: not to one fixed
+        # architecture trained masked (ordered dropout disabled, widths given).
+        sampled = od.enabled and widths is not None
         largest = None
-        if od.largest_pass and widths is not None:
+        if od.largest_pass and sampled:
             largest = _largest_pass(model, task, x, y, config, scaler, weight)
         if widths is None:
             logits = model(x)
@@ -693,7 +696,7 @@ def _forward_backward(
             k = None if kernels is None else kernels.to(device)
             logits = model(x, widths=widths.to(device), kernels=k, groups=groups)
         loss = task.loss(logits, y, label_smoothing=config.label_smoothing)
-        if od.distill > 0 and widths is not None:
+        if od.distill > 0 and sampled:
             # Beyond the paper: in-place distillation, soft targets from the largest sub-network
             # (for depth: L1 to its predicted depth map) -- the largest pass's outputs when there
             # is one, else a pass without gradients.
