@@ -90,6 +90,8 @@ SPREAD_PROG: dict[str, Any] = {
     "pretrain": True, "ordered_dropout.spread": 1, "ordered_dropout.sandwich": True, "ordered_dropout.width_epochs": 0.5,
 }  # fmt: skip
 SPREAD_DEEP: dict[str, Any] = {**SPREAD_PROG, "ordered_dropout.width_epochs": 0.25, "ordered_dropout.block_drop": 0.25}
+# groups of 8 and a second pass of the initial network on every batch (recipes -lp below)
+LARGEST_PASS: dict[str, Any] = {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_pass": True}
 
 RECIPES: dict[str, dict[str, Any]] = {
     # the initial network trained plainly for the recipes' whole budget (the reference of the goal
@@ -150,15 +152,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # every step also trains the initial network on the whole batch (a second forward-backward
     # pass, BigNAS's sandwich), so it sees every image of every epoch; with in-place distillation
     # of the ordered-dropout pass from that pass's outputs (-kd)
-    "pre-spread-prog-g8-lp": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_pass": True},
-    "pre-spread-prog-g8-lp-kd": {
-        **SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_pass": True, "ordered_dropout.distill": 0.5,
-    },
-    "pre-spread-prog-g8-lp-s1": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_pass": True, "seed": 1},
-    "pre-spread-prog-g8-lp-kd-s1": {
-        **SPREAD_PROG, "ordered_dropout.group_size": 8, "ordered_dropout.largest_pass": True, "ordered_dropout.distill": 0.5,
-        "seed": 1,
-    },
+    "pre-spread-prog-g8-lp": LARGEST_PASS,
+    "pre-spread-prog-g8-lp-kd": {**LARGEST_PASS, "ordered_dropout.distill": 0.5},
+    "pre-spread-prog-g8-lp-s1": {**LARGEST_PASS, "seed": 1},
+    "pre-spread-prog-g8-lp-kd-s1": {**LARGEST_PASS, "ordered_dropout.distill": 0.5, "seed": 1},
     # the control at equal compute: the default recipe for twice the epochs (a largest pass
     # costs about a second step)
     "pre-spread-prog-g8-x2": {**SPREAD_PROG, "ordered_dropout.group_size": 8, "epochs_scale": 2},
