@@ -94,7 +94,9 @@ def _setup(
     else:
         recorded = read_architecture_file(arch_file)[1]
         if "build" not in recorded:
-            raise NetAdaptError(f"{arch_file} does not record how to rebuild its network ('build'); use a search's final_arch.json")
+            raise NetAdaptError(
+                f"{arch_file} does not record how to rebuild its network ('build'); use a search's final_arch.json"
+            )
         net = supernet_from_build(recorded["build"])
         arch = load_architecture(arch_file, net.space)
     # The recipe's optimizer, label smoothing and weight average; the space stays the zoo's own.
@@ -235,8 +237,12 @@ def main() -> None:
     p.add_argument("--allocator", choices=("retained", "system"), default="retained", help="see netadapt.allocator")
     p.add_argument("--contiguous", action="store_true", help="every network in the contiguous memory format (before session 10)")
     p.add_argument("--compile", action="store_true", help="torch.compile every kind's forward (compile: true)")
-    p.add_argument("--arch", metavar="FILE", help="time this architecture file's network (e.g. a search's final_arch.json) "
-                   "on its own space instead of a discovered-like one")
+    p.add_argument(
+        "--arch",
+        metavar="FILE",
+        help="time this architecture file's network (e.g. a search's final_arch.json) "
+        "on its own space instead of a discovered-like one",
+    )
     args = p.parse_args()
 
     if args.threads:

@@ -54,5 +54,7 @@ def test_bench_final_training_names_a_bad_architecture_file(tmp_path: Path) -> N
     bad = tmp_path / "arch.json"
     bad.write_text("{not json")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    result = subprocess.run([sys.executable, str(SCRIPT), "--arch", str(bad)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--arch", str(bad)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
     assert result.returncode != 0 and result.stderr.count("\n") == 1 and str(bad) in result.stderr, result.stderr

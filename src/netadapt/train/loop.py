@@ -719,7 +719,12 @@ def _forward_backward(
 
 
 def _largest_pass(
-    model: nn.Module, task: Task, x: Tensor, y: Tensor, config: SupernetTrainConfig, scaler: torch.amp.GradScaler | None,
+    model: nn.Module,
+    task: Task,
+    x: Tensor,
+    y: Tensor,
+    config: SupernetTrainConfig,
+    scaler: torch.amp.GradScaler | None,
     weight: float,
 ) -> Tensor:
     """``ordered_dropout.largest_pass``: the largest sub-network (the initial network) on the whole
