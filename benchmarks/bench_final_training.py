@@ -44,7 +44,7 @@ from bench_train_step import Step, interleave, minor_faults  # the shared interl
 from netadapt import build_supernet
 from netadapt.allocator import retain_freed_memory
 from netadapt.arch.files import load_architecture, read_architecture_file
-from netadapt.arch.space import Architecture
+from netadapt.arch.space import Architecture, SearchSpace
 from netadapt.config import config_from_dict
 from netadapt.errors import NetAdaptError
 from netadapt.model.checkpoint import supernet_from_build
@@ -75,6 +75,20 @@ def discovered_like(net: SuperNet, fraction: float, removed: int, *, tolerance: 
     return net.space.validate(without_blocks(match.arch))
 
 
+def nearest_widths(arch: Architecture, space: SearchSpace, onto: SearchSpace) -> Architecture:
+    """``arch`` (of ``space``) moved onto ``onto``, the same network's space with other width
+    choices (another ``width_divisor``): every layer keeps the nearest width ``onto`` offers (the
+    larger on a tie; 0 only where it had 0, so a removed block stays removed and no layer
+    disappears) and its kernel size."""
+    if [layer.name for layer in space.layers] != [layer.name for layer in onto.layers]:
+        raise NetAdaptError("the two spaces have different layers")
+    filters = []
+    for layer, f in zip(onto.layers, arch.filters, strict=True):
+        options = [w for w in layer.widths if w > 0] if f else [0]
+        filters.append(min(options, key=lambda w: (abs(w - f), -w)))
+    return onto.validate(Architecture(model=arch.model, space=onto.fingerprint, filters=tuple(filters), kernels=arch.kernels))
+
+
 def _setup(
     model: str,
     width_mult: float,
@@ -84,12 +98,19 @@ def _setup(
     recipe: str,
     channels_last: bool = True,
     arch_file: str | None = None,
+    divisor: int | None = None,
 ):
     """The super-network (seeded), the discovered-like architecture -- or ``arch_file``'s, a
-    discovered network's file, on the space its file records -- and the training config."""
+    discovered network's file, on the space its file records -- and the training config.
+    ``divisor``: the space built with this ``width_divisor`` (channel counts multiples of it): the
+    discovered-like network is then found in it, at ``fraction`` of the MACs; ``arch_file``'s is
+    moved onto its nearest widths (:func:`nearest_widths`, the MACs move a little)."""
+    if divisor is not None and divisor < 1:
+        raise NetAdaptError(f"--divisor must be at least 1, got {divisor}")
     torch.manual_seed(0)
     if arch_file is None:
-        net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10)
+        options = {} if divisor is None else {"width_divisor": divisor}
+        net = build_supernet(model, width_mult=width_mult, input_size=input_size, num_classes=10, **options)
         arch = discovered_like(net, fraction, removed)
     else:
         recorded = read_architecture_file(arch_file)[1]
@@ -97,8 +118,13 @@ def _setup(
             raise NetAdaptError(
                 f"{arch_file} does not record how to rebuild its network ('build'); use a search's final_arch.json"
             )
-        net = supernet_from_build(recorded["build"])
+        build = recorded["build"]
+        net = supernet_from_build(build)
         arch = load_architecture(arch_file, net.space)
+        if divisor is not None:
+            torch.manual_seed(0)
+            onto = supernet_from_build({**build, "options": {**build.get("options", {}), "width_divisor": divisor}})
+            arch, net = nearest_widths(arch, net.space, onto.space), onto
     # The recipe's optimizer, label smoothing and weight average; the space stays the zoo's own.
     config = config_from_dict(
         SupernetTrainConfig, {"recipe": recipe, "ordered_dropout": {"enabled": False}, "channels_last": channels_last}
@@ -169,6 +195,7 @@ def measure(
     channels_last: bool = True,
     compiled: bool = False,
     arch_file: str | None = None,
+    divisor: int | None = None,
 ) -> dict:
     """The three kinds of final-training steps, interleaved step by step; the figures as a dict.
 
@@ -181,12 +208,13 @@ def measure(
     (compiled during the warm-up steps, which should then be at least 2).  ``arch_file``: time
     that architecture file's network (a search's ``final_arch.json``) on its own space instead of
     a discovered-like network of ``model`` (``model``, ``width_mult``, ``input_size``,
-    ``fraction`` and ``removed`` then unused).
+    ``fraction`` and ``removed`` then unused).  ``divisor``: the space built with this
+    ``width_divisor`` (channel counts multiples of it; see :func:`_setup`).
     """
     if allocator not in ("retained", "system"):
         raise ValueError(f"allocator must be retained or system, got {allocator!r}")
     setup = dict(model=model, width_mult=width_mult, input_size=input_size, fraction=fraction, removed=removed, recipe=recipe,
-                 channels_last=channels_last, arch_file=arch_file)  # fmt: skip
+                 channels_last=channels_last, arch_file=arch_file, divisor=divisor)  # fmt: skip
     net, arch, _ = _setup(**setup)  # the steps build their own (seeded alike), in this process or in theirs
     make_steps = functools.partial(_steps, setup, batch, allocator == "retained", compiled)
     times, faults = interleave(KINDS, make_steps, steps=steps, warmup=warmup, processes=processes)
@@ -198,6 +226,7 @@ def measure(
         "width_mult": net.build_config().get("width_mult"),
         "input_size": net.input_size,
         "architecture_file": arch_file,
+        "width_divisor": divisor,
         "batch": batch,
         "steps": steps,
         "recipe": recipe,
@@ -243,6 +272,13 @@ def main() -> None:
         help="time this architecture file's network (e.g. a search's final_arch.json) "
         "on its own space instead of a discovered-like one",
     )
+    p.add_argument(
+        "--divisor",
+        type=int,
+        metavar="N",
+        help="channel counts multiples of N: the space built with width_divisor N; the discovered-like "
+        "network is found in it, an --arch network moved onto its nearest widths",
+    )
     args = p.parse_args()
 
     if args.threads:
@@ -263,6 +299,7 @@ def main() -> None:
             channels_last=not args.contiguous,
             compiled=args.compile,
             arch_file=args.arch,
+            divisor=args.divisor,
         )
     except NetAdaptError as exc:  # a bad --arch file: one line naming it
         raise SystemExit(f"error: {exc}") from None
