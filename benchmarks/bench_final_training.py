@@ -125,7 +125,7 @@ def _setup(
             torch.manual_seed(0)
             onto = supernet_from_build({**build, "options": {**build.get("options", {}), "width_divisor": divisor}})
             arch, net = nearest_widths(arch, net.space, onto.space), onto
-    # The recipe's optimizer, label smoothing and weight average; the space stays the zoo's own.
+    # The recipe's optimizer, label smoothing and weight average (its space options are not used).
     config = config_from_dict(
         SupernetTrainConfig, {"recipe": recipe, "ordered_dropout": {"enabled": False}, "channels_last": channels_last}
     )
