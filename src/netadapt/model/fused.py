@@ -235,10 +235,8 @@ class _ActivateMix(torch.autograd.Function):
             # activation's own backward zeroes the dropped channels there: the mask multiplies the
             # passed channels only (an expansion layer's few of many).  Exact: masking before or
             # after selects the same values.
-            if kind == "relu":
-                grad_z = aten.threshold_backward(grad, saved, 0)
-            else:
-                grad_z = aten.hardtanh_backward(grad, saved, 0.0, 6.0)
+            relu = kind == "relu"
+            grad_z = aten.threshold_backward(grad, saved, 0) if relu else aten.hardtanh_backward(grad, saved, 0.0, 6.0)
             if passed:
                 grad_z[:, :passed].mul_(keep[:, :passed])
         elif needs_z:
