@@ -172,15 +172,17 @@ def test_depth_export_loads_and_agrees(finished_run):
     assert expected.shape == (2, 1, 32, 32)
     trained, _ = load_supernet(run_dir / "final" / "supernet.pt")
     arch = Architecture.from_dict(load_json(run_dir / "search" / "final_arch.json"))
-    with torch.no_grad():
-        assert torch.allclose(trained.eval()(x, arch), expected, atol=1e-5)
-    session = ort.InferenceSession(str(run_dir / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
-    (onnx_out,) = session.run(None, {"input": x.numpy()})
     # to 1e-5 of the output's scale: the briefly trained network's depths reach ~1e5 on some runs
     # (its BatchNorm statistics, recomputed on 64 scenes, have channels of variance ~1e-10), where
     # float32 rounding between runtimes differs by ~1e-6 of that scale (measured: 0.08 at 9.5e4),
-    # also on outputs near 0 (cancellation), so no bound per element holds
+    # also on outputs near 0 (cancellation), so no bound per element holds.  The super-network at
+    # the architecture against its extraction too: their convolutions sum over different channel
+    # counts (measured on an Intel Xeon VM: 3.5e-4 at an output of 24, scale 271, 1.3e-6 of it)
     scale = float(expected.abs().max())
+    with torch.no_grad():
+        assert torch.allclose(trained.eval()(x, arch), expected, rtol=0, atol=1e-5 * scale)
+    session = ort.InferenceSession(str(run_dir / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {"input": x.numpy()})
     assert torch.allclose(torch.from_numpy(onnx_out), expected, rtol=0, atol=1e-5 * scale)
     assert torch.allclose(torch.jit.load(str(run_dir / "export" / "model.ts"))(x), expected, atol=1e-5, rtol=1e-5)
 
