@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 
 import torch
 from compare_cifar import to_plain  # the hand-written form of a compact network (same folder)
 
 from netadapt import build_supernet
-from netadapt.resources.timing import Measurer, make_runner
+from netadapt.resources.timing import Measurer, cpu_name, make_runner
 
 
 def measure(model: str, width_mult: float, input_size: int, backend: str, rounds: int, window: float) -> list[dict]:
@@ -49,7 +48,7 @@ def measure(model: str, width_mult: float, input_size: int, backend: str, rounds
             "width_mult": width_mult,
             "arch": name,
             "backend": backend,
-            "machine": platform.processor() or platform.machine(),
+            "machine": cpu_name(),
             "extracted_ms": round(best[(name, "extracted")], 4),
             "plain_ms": round(best[(name, "plain")], 4),
             "ratio": round(best[(name, "extracted")] / best[(name, "plain")], 3),

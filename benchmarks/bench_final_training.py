@@ -33,7 +33,6 @@ import argparse
 import copy
 import functools
 import json
-import platform
 import statistics
 import time
 from collections.abc import Sequence
@@ -49,6 +48,7 @@ from netadapt.config import config_from_dict
 from netadapt.errors import NetAdaptError
 from netadapt.model.checkpoint import supernet_from_build
 from netadapt.model.supernet import SuperNet
+from netadapt.resources.timing import cpu_name
 from netadapt.search.baseline import uniform_matching
 from netadapt.tasks import task_named
 from netadapt.train import SupernetTrainConfig
@@ -230,7 +230,7 @@ def measure(
         "batch": batch,
         "steps": steps,
         "recipe": recipe,
-        "device": platform.processor() or platform.machine(),
+        "device": cpu_name(),
         "threads": torch.get_num_threads(),
         "processes": processes,
         "allocator": allocator,

@@ -26,7 +26,7 @@ import netadapt
 from netadapt.resources.lut import LatencyTableMetric
 from netadapt.resources.lut_build import build_table
 from netadapt.resources.metrics import MacsMetric
-from netadapt.resources.timing import Timing
+from netadapt.resources.timing import Timing, cpu_name
 
 GOAL = 10_000
 
@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = [bench(m, args.archs, args.seed, not args.no_table) for m in args.models]
-    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, torch {torch.__version__}")
+    print(f"machine: {cpu_name()}, python {platform.python_version()}, torch {torch.__version__}")
     for r in rows:
         line = f"{r['model']}: count_macs {r['count_macs_per_s']:,.0f} archs/s, MacsMetric {r['macs_metric_per_s']:,.0f} archs/s"
         if "lut_predict_per_s" in r:

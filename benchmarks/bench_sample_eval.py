@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import torch
 
 import netadapt
+from netadapt.resources.timing import cpu_name
 from netadapt.search.evaluate import EvalConfig, fold_bn_, shared_weight_evaluator
 from netadapt.search.shrink import Proposal, Shrinker
 
@@ -166,7 +166,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     machine = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 
 from netadapt import build_supernet
 from netadapt.allocator import retain_freed_memory
+from netadapt.resources.timing import cpu_name
 from netadapt.train import OrderedDropoutSampler, RMSpropTF
 from netadapt.train.sampling import group_sizes
 
@@ -258,7 +258,7 @@ def measure(
         "width_mult": width_mult,
         "input_size": input_size,
         "batch": batch,
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
         "threads": torch.get_num_threads(),
         "compile": compile,
         "precision": precision,

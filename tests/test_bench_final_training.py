@@ -22,6 +22,9 @@ def test_bench_final_training_reports_every_kind() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     row = json.loads(result.stdout.strip().splitlines()[-1])
     assert row["threads"] == 1 and row["processes"] is False
+    from netadapt.resources.timing import cpu_name
+
+    assert row["device"] == cpu_name() and row["device"]  # the CPU's model name: which machine the figure came from
     assert row["macs_fraction"] == pytest.approx(0.5, abs=0.05)
     assert row["removed_blocks"] == 2
     for kind in ("initial", "compact", "masked"):

@@ -42,6 +42,7 @@ __all__ = [
     "Measurer",
     "Timing",
     "check_statistic",
+    "cpu_name",
     "environment",
     "make_runner",
 ]
@@ -235,7 +236,9 @@ class Measurer:
         return {"warmup": self.warmup, "min_time": self.min_time, "block_time": self.block_time, "min_blocks": self.min_blocks}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module reports: which machine
+    a figure came from (two x86_64 VMs can be an AMD EPYC and an Intel Xeon)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -258,5 +261,5 @@ def environment(backend: str, threads: int) -> dict:
         device = torch.cuda.get_device_name()
         versions["cuda"] = str(torch.version.cuda)
     else:
-        device = _cpu_name()
+        device = cpu_name()
     return {"device": device, "platform": platform.platform(), "backend": backend, "threads": threads, "versions": versions}
