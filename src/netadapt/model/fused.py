@@ -230,22 +230,18 @@ class _ActivateMix(torch.autograd.Function):
         passed, stride, kind = ctx.passed, ctx.stride, ctx.kind
         grad_z = grad_x = None
         needs_z, needs_x = ctx.needs_input_grad[:2]
-        if needs_z and kind in ("relu", "relu6") and passed < grad.shape[1]:
+        if needs_z and kind in ("relu", "relu6"):
             # Beyond the passed channels the saved output is 0 wherever ``keep`` is 0, so the
             # activation's own backward zeroes the dropped channels there: the mask multiplies the
-            # passed channels only (an expansion layer's few of many).  Exact: masking before or
-            # after selects the same values.
+            # passed channels only (an expansion layer's few of many; all of a depthwise layer's,
+            # as many passes as masking first).  Exact: masking before or after selects the same values.
             relu = kind == "relu"
             grad_z = aten.threshold_backward(grad, saved, 0) if relu else aten.hardtanh_backward(grad, saved, 0.0, 6.0)
             if passed:
                 grad_z[:, :passed].mul_(keep[:, :passed])
         elif needs_z:
             grad_z = grad * keep  # (B, F, H', W')
-            if kind == "relu":
-                aten.threshold_backward.grad_input(grad_z, saved, 0, grad_input=grad_z)
-            elif kind == "relu6":
-                aten.hardtanh_backward.grad_input(grad_z, saved, 0.0, 6.0, grad_input=grad_z)
-            elif kind == "hardswish":
+            if kind == "hardswish":
                 grad_z = aten.hardswish_backward(grad_z, saved)
         if passed and ctx.link is not None:  # the convolution adds it into its input gradient
             ctx.link.grads.append((grad if passed == grad.shape[1] else grad[:, :passed], bypassed))
