@@ -116,3 +116,11 @@ def test_bench_final_training_names_a_bad_architecture_file(tmp_path: Path) -> N
         [sys.executable, str(SCRIPT), "--arch", str(bad)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
     )
     assert result.returncode != 0 and result.stderr.count("\n") == 1 and str(bad) in result.stderr, result.stderr
+
+
+def test_bench_final_training_names_a_bad_divisor() -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--divisor", "0"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
+    assert result.returncode != 0 and result.stderr == "error: --divisor must be at least 1, got 0\n", result.stderr
