@@ -40,6 +40,16 @@ def test_tuples_of_the_right_length_and_open_tuples_load() -> None:
     assert config.search.search.budgets == (0.5, 0.4, 0.3, 0.2)
 
 
+def test_numbers_in_exponent_notation_load_as_numbers(tmp_path) -> None:
+    """``1e-3`` (no dot) is a string to YAML 1.1, the usual way to write a learning rate."""
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 1e-3\n  weight_decay: 5E-5\n")
+    config = load_config(SupernetTrainConfig, path, ["optim.momentum=9e-1"])
+    assert (config.optim.lr, config.optim.weight_decay, config.optim.momentum) == (1e-3, 5e-5, 0.9)
+    with pytest.raises(NetAdaptError, match=r"^optim.lr: expected a number, got '1e'$"):
+        load_config(SupernetTrainConfig, None, ["optim.lr=1e"])
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_loads_with_the_config_classes(path):
     raw, config = _load(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -32,9 +33,27 @@ __all__ = [
     "parse_overrides",
     "read_yaml_mapping",
     "same_relative_path",
+    "yaml_value",
 ]
 
 T = TypeVar("T")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as YAML 1.2 does: ``1e-3`` (no dot) is a float, not
+    the string YAML 1.1 makes of it -- the usual way to write a learning rate."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_value(text: str) -> Any:
+    """The YAML document ``text`` (configs, overrides, run folders' saved configs)."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -183,7 +202,7 @@ def parse_overrides(pairs: list[str] | None) -> dict:
             raise NetAdaptError(f"override {pair!r} must look like key=value")
         key, text = pair.split("=", 1)
         try:
-            value = yaml.safe_load(text) if text else ""
+            value = yaml_value(text) if text else ""
         except yaml.YAMLError:
             value = text
         node = result
@@ -211,7 +230,7 @@ def read_yaml_mapping(path: str | Path) -> dict:
         raise NetAdaptError(f"config file {path} does not exist")
     text = read_text(path, "config file")
     try:
-        loaded = yaml.safe_load(text)
+        loaded = yaml_value(text)
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise NetAdaptError(f"config file {path} is not valid YAML: {first}") from None

@@ -135,8 +135,10 @@ def _describe_target(args: argparse.Namespace) -> tuple[SuperNet, Architecture |
 def _option_value(text: str) -> object:
     import yaml
 
+    from netadapt.config import yaml_value
+
     try:
-        return yaml.safe_load(text)
+        return yaml_value(text)
     except yaml.YAMLError:
         return text
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from netadapt.arch.space import Architecture
-from netadapt.config import config_differences, config_to_dict
+from netadapt.config import config_differences, config_to_dict, yaml_value
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write, load_json, read_text, save_json
 from netadapt.layout import RunLayout
@@ -134,7 +134,7 @@ def _check_run_folder(layout: RunLayout, config: RunConfig) -> None:
     text = yaml.safe_dump(resolved, sort_keys=False)
     if layout.config.exists():
         try:
-            previous = yaml.safe_load(read_text(layout.config, "run config"))
+            previous = yaml_value(read_text(layout.config, "run config"))
         except yaml.YAMLError:
             raise NetAdaptError(f"{layout.config} is not valid YAML; the run folder is damaged") from None
         if not isinstance(previous, dict):

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from netadapt.arch.files import load_architecture
 from netadapt.arch.space import Architecture
-from netadapt.config import config_differences, config_to_dict, flatten_mapping, same_relative_path
+from netadapt.config import config_differences, config_to_dict, flatten_mapping, same_relative_path, yaml_value
 from netadapt.data.batches import TrainBatchSampler, derive_seed, seeded_generator
 from netadapt.data.loaders import DataSets, build_datasets, calibration_set, make_eval_loader, make_train_loader, open_sources
 from netadapt.data.split import HELDOUT_FILE, HeldoutSplit, load_heldout, save_heldout
@@ -144,7 +144,7 @@ def _check_same_config(run_dir: Path, resolved: dict) -> bool:
     if not path.is_file():
         return False
     try:
-        saved = yaml.safe_load(read_text(path, "run config")) or {}
+        saved = yaml_value(read_text(path, "run config")) or {}
     except yaml.YAMLError:
         raise NetAdaptError(f"{path} is not valid YAML; delete the run folder to start over") from None
     old, new = flatten_mapping(saved), flatten_mapping(resolved)
