@@ -108,3 +108,19 @@ def test_describe_a_run_folder_and_explain_clipped_depthwise_widths(tmp_path, ca
     out = capsys.readouterr().out
     assert "8*" in out and "* b1.dw keeps 16 filters in the architecture but computes 8" in out
     assert "its input has 8 channels" in out
+
+
+def test_running_out_of_memory_is_a_one_line_error(monkeypatch, capsys):
+    """The CPU allocator's and a GPU's out-of-memory errors say what to lower, not a traceback."""
+    import netadapt.model.cli as model_cli
+
+    def exhausted(args):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:121] . DefaultCPUAllocator: can't allocate memory: you tried to allocate 32212254720 bytes."
+        )
+
+    monkeypatch.setattr(model_cli, "_cmd_zoo", exhausted)
+    assert main(["zoo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: out of memory (it tried to allocate 30.0 GiB); lower data.batch_size")
+    assert "\n" not in err

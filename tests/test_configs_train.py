@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from netadapt.config import config_to_dict, load_config, read_yaml_mapping
+from netadapt.errors import NetAdaptError
 from netadapt.pipeline.cli import DEMO_CONFIG
 from netadapt.pipeline.run import RunConfig
 from netadapt.train import SupernetTrainConfig, train_supernet
@@ -102,3 +103,23 @@ def test_every_other_recipe_trains(recipe, tmp_path, shapes):
     train_supernet(config_from_dict(SupernetTrainConfig, _shrunk(config_to_dict(config), tmp_path / "run", shapes)))
     losses = [json.loads(line)["train_loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == EPOCHS and min(losses[-2:]) < 0.95 * losses[0], f"{recipe}: training loss did not fall: {losses}"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("supernet.optim.momentum=-5", r"optim.momentum must be in \[0, 1\)"),
+        ("supernet.optim.weight_decay=-1", "optim.weight_decay not negative"),
+        ("supernet.model.width_mult=0", "model.width_mult must be positive"),
+        ("supernet.model.num_classes=0", "model.num_classes must be positive"),
+        ("supernet.data.std=[0, 0, 0]", "data.std must be positive in every channel"),
+        ("supernet.epochs=-1", "epochs must be at least 1, got -1"),
+        ("final.lr_scale=0", "final.lr_scale must be positive"),
+        ("latency_backend=bogus", "latency_backend: unknown backend 'bogus'"),
+    ],
+)
+def test_settings_used_late_in_a_run_are_checked_when_the_config_loads(override, message):
+    """A run must not train a super-network for hours, then stop at a setting of a later stage."""
+    with pytest.raises(NetAdaptError, match=message) as caught:
+        load_config(RunConfig, None, ["supernet.recipe=small", override])
+    assert "\n" not in str(caught.value)

@@ -190,6 +190,24 @@ def test_bad_inputs_give_one_line_errors():
         (lambda: netadapt.build_supernet("resnet50"), "unknown model 'resnet50'"),
         (lambda: netadapt.build_supernet("mobilenet_v2", depth=3), "unknown super-network option"),
         (lambda: netadapt.build_supernet("mobilenet_v2", bypass="sometimes"), "unknown bypass mode"),
+        (lambda: netadapt.build_supernet(3), "model name must be a string"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", width_mult=0), "width_mult must be a positive number, got 0"),
+        (lambda: netadapt.build_supernet("mobilenet_v2_cifar", width_mult=-1), "width_mult must be a positive number"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", width_mult=float("nan")), "positive number, got nan"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", width_mult="0.5"), "positive number, got '0.5'"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", width_mult=0.01), "leaves block b0 .* without filters"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", num_classes="3"), "num_classes must be a positive integer"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", in_channels=-1), "in_channels must be a positive integer"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", input_size=0), "input_size must be a positive integer"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", num_widths="abc"), "option num_widths: expected an integer"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", num_widths=1), "option num_widths must be at least 2"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", width_divisor=0), "option width_divisor must be at least 1"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", superkernel="no"), "option superkernel: expected true or false"),
+        (lambda: netadapt.build_supernet("mobilenet_v1_cifar", bypass_base=-1), "option bypass_base must be at least 1"),
+        (
+            lambda: netadapt.build_supernet("mobilenet_v1_cifar", min_width_fraction="x"),
+            "option min_width_fraction: expected a number",
+        ),
     ]
     for fn, message in cases:
         with pytest.raises(NetAdaptError, match=message) as info:

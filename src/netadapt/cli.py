@@ -18,6 +18,7 @@ import errno
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -91,6 +92,22 @@ def describe_os_error(exc: OSError) -> str:
     return f"{exc.filename}: {what}" if exc.filename is not None else what
 
 
+def out_of_memory(exc: BaseException) -> str | None:
+    """A one-line message for PyTorch running out of memory (a GPU's, or the CPU allocator's), else ``None``."""
+    text = str(exc)
+    torch = sys.modules.get("torch")  # loaded by whatever ran out of memory (this module does not import it)
+    gpu = torch is not None and isinstance(exc, torch.OutOfMemoryError)
+    if not gpu and "can't allocate memory" not in text:
+        return None
+    wanted = re.search(r"tried to allocate ([0-9.]+ ?[KMGT]i?B|(\d+) bytes)", text, re.IGNORECASE)
+    size = (f"{int(wanted.group(2)) / 2**30:.1f} GiB" if wanted.group(2) else wanted.group(1)) if wanted else None
+    return (
+        f"out of memory{f' (it tried to allocate {size})' if size else ''}; lower data.batch_size "
+        "(or data.eval_batch_size, search.batch_size), data.image_size or the model's width, then rerun the "
+        "same command to resume"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -118,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.errno not in _FILE_ERRORS:
             raise
         print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # torch.OutOfMemoryError (a GPU's) is one too
+        message = out_of_memory(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

@@ -24,6 +24,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.io import read_text
 
 __all__ = [
+    "check_fields",
     "config_differences",
     "config_from_dict",
     "config_to_dict",
@@ -120,6 +121,15 @@ def _check(value: Any, tp: Any, key: str) -> Any:
     if isinstance(tp, type) and not isinstance(value, tp):
         raise NetAdaptError(f"{key}: expected {tp.__name__}, got {value!r}")
     return value
+
+
+def check_fields(obj: Any, prefix: str = "") -> None:
+    """Check every field of dataclass instance ``obj`` against its annotation, as a config file's
+    values are (options given as keyword arguments or a mapping skip the file's checks); a
+    one-line error names ``prefix`` + the field."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        _check(getattr(obj, f.name), hints[f.name], prefix + f.name)
 
 
 def config_from_dict(cls: type[T], data: dict, *, prefix: str = "") -> T:

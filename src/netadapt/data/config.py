@@ -82,6 +82,8 @@ class DataConfig:
             raise NetAdaptError(f"data.root is required for data set {self.dataset!r}")
         if self.image_size is not None and self.image_size < 8:
             raise NetAdaptError(f"data.image_size must be at least 8, got {self.image_size}")
+        if self.std is not None and not min(self.std) > 0:
+            raise NetAdaptError(f"data.std must be positive in every channel, got {list(self.std)}")
         if self.batch_size < 1:
             raise NetAdaptError(f"data.batch_size must be positive, got {self.batch_size}")
         if self.eval_batch_size is not None and self.eval_batch_size < 1:

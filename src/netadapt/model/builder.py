@@ -9,6 +9,7 @@ from functools import partial
 from torch import nn
 
 from netadapt.arch.space import LayerSpec, SearchSpace, kernel_choices, width_choices
+from netadapt.config import check_fields
 from netadapt.errors import NetAdaptError
 from netadapt.model.blocks import ClassifierHead, ConvBlock, DecoderStage, InvertedResidual, Sequential
 from netadapt.model.definitions import Conv, Decoder, DepthwiseSeparable, MBConv, NetworkDef
@@ -135,6 +136,13 @@ def build_from_definition(
 
 
 def _check_options(options: BuildOptions) -> None:
+    check_fields(options, "option ")
+    if options.num_widths is not None and options.num_widths < 2:
+        raise NetAdaptError(f"option num_widths must be at least 2, got {options.num_widths}")
+    if options.width_divisor < 1:
+        raise NetAdaptError(f"option width_divisor must be at least 1, got {options.width_divisor}")
+    if options.bypass_base is not None and options.bypass_base < 1:
+        raise NetAdaptError(f"option bypass_base must be at least 1, got {options.bypass_base}")
     if not 0.0 <= options.min_width_fraction <= 1.0:
         raise NetAdaptError(f"min_width_fraction must be in [0, 1], got {options.min_width_fraction}")
     if options.bypass not in BYPASS_MODES:

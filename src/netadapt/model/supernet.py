@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 
@@ -69,6 +70,7 @@ class SuperNet(ElasticNet):
         width_mult: float | None = None,
     ) -> None:
         super().__init__()
+        _check_sizes(num_classes=num_classes, input_size=input_size, in_channels=in_channels)
         self.width_mult = width_mult  # recorded so that checkpoints can rebuild the network
         if num_classes is not None and definition.task == "classification":
             definition = _with_classes(definition, num_classes)
@@ -194,6 +196,28 @@ def init_weights_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def _check_sizes(**sizes: object) -> None:
+    """One-line errors for a size that is not a positive integer (``None``: the default)."""
+    for key, value in sizes.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise NetAdaptError(f"{key} must be a positive integer, got {value!r}")
+
+
+def _check_width_mult(width_mult: object) -> None:
+    if isinstance(width_mult, bool) or not isinstance(width_mult, int | float) or not 0 < width_mult < math.inf:
+        raise NetAdaptError(f"width_mult must be a positive number, got {width_mult!r}")
+
+
+def _check_scaled(definition: NetworkDef, width_mult: float) -> None:
+    """A ``width_mult`` small enough to leave a layer without filters is an error, not a crash."""
+    for i, row in enumerate(definition.blocks):
+        for part in ("filters", "expand"):
+            if getattr(row, part, 1) < 1:
+                raise NetAdaptError(
+                    f"width_mult {width_mult} leaves block b{i} of {definition.name} without filters; use a larger width_mult"
+                )
+
+
 def _with_classes(definition: NetworkDef, num_classes: int) -> NetworkDef:
     if num_classes < 1:
         raise NetAdaptError(f"num_classes must be positive, got {num_classes}")
@@ -220,6 +244,8 @@ def build_supernet(
     (:func:`netadapt.supernet_from_module`); ``options`` are then
     :class:`~netadapt.trace.TraceOptions` fields.
     """
+    if not isinstance(name, str):
+        raise NetAdaptError(f"the model name must be a string (netadapt zoo lists them), got {name!r}")
     if is_source_name(name):  # a source to trace (netadapt.trace registers its builder)
         if width_mult is not None:
             raise NetAdaptError("width_mult applies to zoo models; a traced network keeps its own widths")
@@ -228,7 +254,11 @@ def build_supernet(
     unknown = set(options) - fields
     if unknown:
         raise NetAdaptError(f"unknown super-network option(s) {sorted(unknown)}; known: {sorted(fields)}")
+    if width_mult is not None:
+        _check_width_mult(width_mult)
     definition = get_definition(name, **({"width_mult": width_mult} if width_mult is not None else {}))
+    if width_mult is not None:
+        _check_scaled(definition, width_mult)
     return SuperNet(
         definition,
         num_classes=num_classes,

@@ -29,6 +29,7 @@ from netadapt.layout import RunLayout
 from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, load_supernet_extra
 from netadapt.model.supernet import SuperNet
+from netadapt.resources.timing import BACKENDS
 from netadapt.search.baseline import uniform_matching, uniform_neighbours
 from netadapt.search.config import SearchConfig
 from netadapt.search.evaluate import EvalConfig
@@ -67,6 +68,8 @@ class FinalConfig:
             raise NetAdaptError(f"final.epochs must be at least 1, got {self.epochs}")
         if self.trajectory_epochs < 1 or self.trajectory_steps < 1:
             raise NetAdaptError("final.trajectory_epochs and final.trajectory_steps must be at least 1")
+        if not self.lr_scale > 0:
+            raise NetAdaptError(f"final.lr_scale must be positive, got {self.lr_scale}")
 
 
 @dataclass
@@ -116,6 +119,10 @@ class RunConfig:
         unknown = set(self.export) - set(EXPORT_FORMATS)
         if unknown:
             raise NetAdaptError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(EXPORT_FORMATS)}")
+        if self.latency_backend and self.latency_backend not in BACKENDS:
+            raise NetAdaptError(
+                f"latency_backend: unknown backend {self.latency_backend!r}; choose from {', '.join(BACKENDS)} (or null)"
+            )
 
 
 #: Keys that may change when a run resumes: they do not change what is computed (the run folder

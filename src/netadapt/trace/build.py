@@ -12,6 +12,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from torch.utils.flop_counter import FlopCounterMode
 
 from netadapt.arch.space import LayerSpec, SearchSpace, kernel_choices, width_choices
+from netadapt.config import check_fields
 from netadapt.errors import NetAdaptError
 from netadapt.trace.graph import Group, TracePlan
 from netadapt.trace.ops import is_leaf
@@ -38,6 +39,7 @@ class TraceOptions:
     superkernel: bool = False  # the user's kernels stay as trained unless asked
 
     def __post_init__(self) -> None:
+        check_fields(self, "option ")
         if self.removal not in REMOVAL_MODES:
             raise NetAdaptError(f"removal must be one of {', '.join(REMOVAL_MODES)} for a traced network, got {self.removal!r}")
         if not 0.0 <= self.min_width_fraction <= 1.0:

@@ -33,6 +33,16 @@ class ModelConfig:
     dropout: float | None = None  # None: the model's own (0.2 for MobileNetV2/V3, paper §4.1.1)
     options: dict[str, Any] = field(default_factory=dict)  # BuildOptions: num_widths, bypass, superkernel, …
 
+    def validate(self) -> None:
+        if self.width_mult is not None and not self.width_mult > 0:
+            raise NetAdaptError(f"model.width_mult must be positive, got {self.width_mult}")
+        for key in ("input_size", "num_classes", "in_channels"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise NetAdaptError(f"model.{key} must be positive, got {value}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise NetAdaptError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
 
 @dataclass
 class OptimConfig:
@@ -56,6 +66,13 @@ class OptimConfig:
             raise NetAdaptError(f"optim.lr must be positive and optim.lr_batch at least 1, got {self.lr}, {self.lr_batch}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise NetAdaptError(f"optim.grad_clip must be positive, got {self.grad_clip}")
+        for key in ("momentum", "rmsprop_decay"):
+            if not 0 <= getattr(self, key) < 1:
+                raise NetAdaptError(f"optim.{key} must be in [0, 1), got {getattr(self, key)}")
+        if self.eps <= 0 or self.weight_decay < 0:
+            raise NetAdaptError(
+                f"optim.eps must be positive and optim.weight_decay not negative, got {self.eps}, {self.weight_decay}"
+            )
 
 
 @dataclass

@@ -85,6 +85,8 @@ def apply_recipe(data: dict[str, Any], *, default_epochs: int = 10) -> dict[str,
     recipe = copy.deepcopy(RECIPES[name])
     shares = recipe.pop(PHASE_SHARES, {})
     epochs = data.get("epochs", default_epochs)
+    if isinstance(epochs, int | float) and not isinstance(epochs, bool) and epochs < 1:  # before it becomes phases
+        raise NetAdaptError(f"epochs must be at least 1, got {epochs}")
     if shares and isinstance(epochs, (int, float)):
         phases = {key: share * epochs for key, share in shares.items()}
         recipe["ordered_dropout"] = {**recipe.get("ordered_dropout", {}), **phases}
