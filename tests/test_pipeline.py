@@ -143,6 +143,30 @@ def test_run_folder_of_another_config_is_refused(finished_run):
         run_pipeline(tiny_config(run_dir, "final.epochs=3"))
 
 
+def test_a_metric_that_cannot_work_stops_the_run_before_training_and_is_mended_in_place(tmp_path, monkeypatch):
+    """The search's metric is checked against the built network before stage 1 trains; the run
+    folder then takes the mended metric (no stage read it), while a started stage's keys stay fixed."""
+    import netadapt.pipeline.run as pipeline
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(NetAdaptError, match="unknown metric 'flops'"):
+        run_pipeline(tiny_config(run_dir, "search.metric=flops"))
+    assert not list(run_dir.rglob("*.pt"))  # nothing trained
+
+    class FirstStep(Exception):
+        pass
+
+    def stop(step: int) -> None:
+        raise FirstStep
+
+    real = pipeline.train_supernet
+    monkeypatch.setattr(pipeline, "train_supernet", lambda config, **kw: real(config, on_step=stop, **kw))
+    with pytest.raises(FirstStep):  # the mended metric passes: stage 1 trains
+        run_pipeline(tiny_config(run_dir, "search.metric=params"))
+    with pytest.raises(NetAdaptError, match=r"differs in: supernet.seed\)"):
+        run_pipeline(tiny_config(run_dir, "search.metric=params", "supernet.seed=5"))
+
+
 def test_run_cli_bad_config_is_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("supernet:\n  epochs: three\n")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from netadapt.layout import RunLayout
 from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, load_supernet_extra
 from netadapt.model.supernet import SuperNet
+from netadapt.resources.parse import parse_metric
 from netadapt.resources.timing import BACKENDS
 from netadapt.search.baseline import uniform_matching, uniform_neighbours
 from netadapt.search.config import SearchConfig
@@ -130,9 +132,20 @@ class RunConfig:
 RESUMABLE_CHANGES = frozenset(
     {
         "run_dir", "search.metric_timeout", "search.device", "export", "data_note",  # the export and report rerun each time
+        "latency_backend",  # the summary's measured latency, measured again (cached per backend)
+        "search.eval.workers", "search.eval.threads_per_worker",  # the same samples, evaluated in parallel
         *(f"supernet.{key}" for key in TRAIN_RESUMABLE),
     }
 )  # fmt: skip
+
+#: The stage folder (a RunLayout property) that holds what each group of keys computes: until it
+#: exists, the stage has not started and its keys may still change.
+STAGE_OF_KEYS = (("supernet.", "supernet_dir"), ("search.", "search_dir"), ("final.", "final_dir"))
+
+
+def _stage_started(layout: RunLayout, key: str) -> bool:
+    folder = next((name for prefix, name in STAGE_OF_KEYS if key.startswith(prefix)), None)
+    return folder is None or getattr(layout, folder).exists()
 
 
 def _check_run_folder(layout: RunLayout, config: RunConfig) -> None:
@@ -146,14 +159,18 @@ def _check_run_folder(layout: RunLayout, config: RunConfig) -> None:
             raise NetAdaptError(f"{layout.config} is not valid YAML; the run folder is damaged") from None
         if not isinstance(previous, dict):
             raise NetAdaptError(f"{layout.config} is not a run config; the run folder is damaged")
-        changed = [
-            key for key in config_differences(previous, resolved, config_to_dict(RunConfig())) if key not in RESUMABLE_CHANGES
-        ]
+        differences = config_differences(previous, resolved, config_to_dict(RunConfig()))
+        changed = [key for key in differences if key not in RESUMABLE_CHANGES and _stage_started(layout, key)]
         if changed:
             raise NetAdaptError(
                 f"{layout.root} was made with another config (differs in: {', '.join(changed)}); use another run_dir"
             )
-        return
+        # Settings of stages that have not started yet (a metric refused before stage 1 trained)
+        # may be mended in place: the folder records the config the stages will run with.
+        pending = [key for key in differences if key not in RESUMABLE_CHANGES]
+        if not pending:
+            return
+        log.info("%s: settings of stages not started yet changed (%s)", layout.root, ", ".join(pending))
     atomic_write(layout.config, lambda f: f.write(text.encode()))
 
 
@@ -260,12 +277,18 @@ def run_pipeline(config: RunConfig) -> Path:
         return _run_pipeline(config, layout)
 
 
+def _check_metric(config: RunConfig, net: SuperNet) -> None:
+    """The search's resource metric must fit the network before stage 1 trains it (an unknown
+    metric, a missing script or a latency table of another network would stop stage 2)."""
+    parse_metric(config.search.metric, net, timeout=config.search.metric_timeout)
+
+
 def _run_pipeline(config: RunConfig, layout: RunLayout) -> Path:
     _check_run_folder(layout, config)
 
     # 1. super-network training (paper §2.3)
     log.info("stage 1/5 of %s: training the super-network (ordered dropout, §2.3)", layout.root)
-    supernet_file = train_supernet(_stage_config(config, layout.supernet_dir))
+    supernet_file = train_supernet(_stage_config(config, layout.supernet_dir), check=partial(_check_metric, config))
     net, _ = load_supernet(supernet_file)
     task = task_named(net.task)
     save_json(layout.build, net.build_config())

@@ -61,25 +61,32 @@ STAGE = "supernet"
 
 
 def train_supernet(
-    config: SupernetTrainConfig, *, on_step: Callable[[int], None] | None = None, label: str | None = None
+    config: SupernetTrainConfig,
+    *,
+    on_step: Callable[[int], None] | None = None,
+    label: str | None = None,
+    check: Callable[[SuperNet], None] | None = None,
 ) -> Path:
     """Train the super-network of ``config``; returns the path of ``run_dir/supernet.pt``.
 
     ``on_step(global_step)`` is called after every optimizer step (and after the checkpoint of
     that step, if any); an exception raised there stops training like a crash would.  A run whose
     ``supernet.pt`` is complete returns at once.  ``label`` names the network in the log lines
-    (e.g. "discovered network" for ``config.architecture``).
+    (e.g. "discovered network" for ``config.architecture``).  ``check(network)`` is called
+    with the built super-network before any step (also when resuming): a caller's later stages
+    refuse their settings there -- a resource metric that does not fit the network -- instead of
+    after hours of training.
     """
     config.validate()
     if config.pretrain_epochs and config.init_from is None and config.architecture is None:
-        pretrained = train_supernet(pretrain_config(config), on_step=on_step, label="initial network (pre-training)")
+        pretrained = train_supernet(pretrain_config(config), on_step=on_step, label="initial network (pre-training)", check=check)
         config = dataclasses.replace(config, init_from=str(pretrained))
     with (
         distributed(config.device) as ctx,
         deterministic_mode(config.deterministic),
         run_folder_lock(config.run_dir) if ctx.is_main else nullcontext(),  # one writer per run folder
     ):
-        return _train(config, ctx, on_step, label)
+        return _train(config, ctx, on_step, label, check)
 
 
 def pretrain_config(config: SupernetTrainConfig) -> SupernetTrainConfig:
@@ -234,7 +241,13 @@ class _Run:
         return "compact" if self.compact else "supernet"
 
 
-def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int], None] | None, label: str | None) -> Path:
+def _train(
+    config: SupernetTrainConfig,
+    ctx: DistContext,
+    on_step: Callable[[int], None] | None,
+    label: str | None,
+    check: Callable[[SuperNet], None] | None = None,
+) -> Path:
     info = log.info if ctx.is_main else (lambda *a, **k: None)
     run_dir = Path(config.run_dir)
     out_path, ckpt_path = run_dir / SUPERNET_FILE, run_dir / CHECKPOINT_FILE
@@ -244,7 +257,7 @@ def _train(config: SupernetTrainConfig, ctx: DistContext, on_step: Callable[[int
     if saved is not None and saved["epoch"] >= config.epochs and out_path.is_file():
         info("training of the %s in %s is complete: %s", label or "super-network", run_dir, out_path)
         return out_path
-    run, state = _set_up(config, ctx, saved, resolved, label, info)
+    run, state = _set_up(config, ctx, saved, resolved, label, info, check)
     _log_start(run, state, resumed=saved is not None)
     window = _Window(pending=torch.zeros(3, dtype=torch.float64, device=ctx.device))
     run.raw.train()
@@ -267,12 +280,15 @@ def _set_up(
     resolved: dict[str, Any],
     label: str | None,
     info: Callable[..., None],
+    check: Callable[[SuperNet], None] | None = None,
 ) -> tuple[_Run, TrainState]:
     """Data, network, optimizer and loaders of a run; restored from the checkpoint ``saved``."""
     run_dir = Path(config.run_dir)
     ckpt_path = run_dir / CHECKPOINT_FILE
     sets, split = _open_data(config, run_dir, saved)
     supernet, arch, teacher = _build_network(config, sets, saved)
+    if check is not None:
+        check(supernet)
     # One architecture trains as its extracted compact network (real, smaller convolutions: a
     # network of half the MACs trains at about half the cost); its weights go back into the
     # super-network's tensors at the end (implant_), so the result file is the same.  `masked`
