@@ -124,3 +124,16 @@ def test_running_out_of_memory_is_a_one_line_error(monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: out of memory (it tried to allocate 30.0 GiB); lower data.batch_size")
     assert "\n" not in err
+
+
+def test_the_summary_table_keeps_its_columns_apart_for_large_networks():
+    """A ResNet's billions of MACs and tens of millions of parameters stay separate columns."""
+    from netadapt.pipeline.cli import summary_lines
+
+    big = {"accuracy": 0.762, "macs": 4_089_184_256, "params": 25_557_032, "latency_ms": 19.8}
+    small = {"accuracy": 0.741, "macs": 2_044_592_128, "params": 12_001_000, "latency_ms": 10.1}
+    lines = summary_lines({"task": "classification", "initial": big, "discovered": small})
+    header, rows = lines[0], lines[1:3]
+    assert header.split() == ["network", "top-1", "%", "MACs", "params", "latency", "ms"]
+    assert rows[0].split()[-4:] == ["76.2", "4,089,184,256", "25,557,032", "19.800"]
+    assert {len(line) for line in (header, *rows)} == {len(header)}  # right-aligned under their titles

@@ -66,6 +66,21 @@ def test_end_to_end_run_writes_every_stage(finished_run):
         assert (report.parent / png).stat().st_size > 1000
 
 
+def test_the_baseline_matches_the_resource_the_search_recorded(finished_run):
+    """Not a second measurement of the discovered network (a measured latency would carry its noise)."""
+    from netadapt.arch.space import Architecture
+    from netadapt.layout import RunLayout
+    from netadapt.pipeline.run import _recorded_resource
+
+    run_dir, _ = finished_run
+    layout = RunLayout(run_dir)
+    discovered = Architecture.from_dict(load_json(layout.search_dir / "final_arch.json"))
+    assert _recorded_resource(layout, discovered) == load_json(run_dir / "summary.json")["discovered"]["macs"]
+    initial = Architecture.from_dict(load_json(layout.search_dir / "trajectory.json")[0]["arch"])
+    other = initial.replace(filters=[max(1, f - 1) for f in initial.filters])
+    assert _recorded_resource(layout, other) is None  # not searched: measured instead
+
+
 def test_exported_models_load_and_agree(finished_run):
     pytest.importorskip("onnxruntime")
     import onnxruntime as ort

@@ -247,17 +247,18 @@ def summary_lines(summary: dict) -> list[str]:
         columns = (("accuracy", "top-1 %", 100.0, 1),)
     widths = [max(9, len(title) + 2) for _, title, _, _ in columns]
     header = f"{'network':<25}" + "".join(f"{t:>{w}}" for (_, t, _, _), w in zip(columns, widths, strict=True))
-    lines.append(header + f"{'MACs':>12}{'params':>10}{'latency ms':>12}")
-    for key, title in _ROWS:
-        entry = summary.get(key)
-        if not entry:
-            continue
+    entries = [(title, summary[key]) for key, title in _ROWS if summary.get(key)]
+    # wide enough for a ResNet's billions of MACs and tens of millions of parameters
+    macs_w = max([12] + [len(f"{e['macs']:,}") + 2 for _, e in entries])
+    params_w = max([10] + [len(f"{e['params']:,}") + 2 for _, e in entries])
+    lines.append(header + f"{'MACs':>{macs_w}}{'params':>{params_w}}{'latency ms':>12}")
+    for title, entry in entries:
         cells = []
         for (name, _, scale, digits), w in zip(columns, widths, strict=True):
             value = entry.get(name)
             cells.append(f"{'-' if value is None else f'{scale * value:.{digits}f}':>{w}}")
         lat = "-" if entry.get("latency_ms") is None else f"{entry['latency_ms']:.3f}"
-        lines.append(f"{title:<25}" + "".join(cells) + f"{entry['macs']:>12,}{entry['params']:>10,}{lat:>12}")
+        lines.append(f"{title:<25}" + "".join(cells) + f"{entry['macs']:>{macs_w},}{entry['params']:>{params_w},}{lat:>12}")
     images = summary.get("images")
     if images:  # what the numbers are measured on
         where = f" ({images['val_source']})" if images.get("val_source") else ""
