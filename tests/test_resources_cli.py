@@ -52,6 +52,18 @@ def test_build_then_check(tmp_path, capsys):
     assert load_table(out).calibration["measured_with_check"] == 2
 
 
+def test_build_takes_the_zoo_models_search_space_options(tmp_path):
+    """`lut build MODEL --option width_divisor=8` builds the table of that space (docs/resources.md)."""
+    out = tmp_path / "lut.json"
+    common = ["--backend", "torch", "--threads", "1", "--warmup", "1", "--min-time", "0.002", "--no-progress"]
+    args = ["lut", "build", "mobilenet_v1_cifar", "--width-mult", "0.25", "--input-size", "16", "--option", "num_widths=2"]
+    assert run([*args, "--option", "bypass=none", "--out", str(out), "--calibrate", "2", "--network-time", "0.02", *common]) == 0
+    want = build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=16, num_widths=2, bypass="none")
+    assert load_table(out).space == want.space.fingerprint
+    with pytest.raises(NetAdaptError, match="--option apply to zoo models"):
+        run(["lut", "build", str(save_supernet(tmp_path / "s.pt", want)), "--option", "num_widths=3", "--out", str(out)])
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(NetAdaptError, match="unknown model"):
         run(["lut", "build", "resnet9000", "--out", str(tmp_path / "x.json")])

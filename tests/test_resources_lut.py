@@ -203,7 +203,9 @@ def test_table_for_another_model_or_space_is_rejected(v1_table):
     _, table = v1_table
     with pytest.raises(NetAdaptError, match="built for model mobilenet_v1_cifar"):
         LatencyTableMetric(table, tiny("mobilenet_v3_small_cifar"))
-    with pytest.raises(NetAdaptError, match="another search space"):
+    with pytest.raises(
+        NetAdaptError, match=r"another search space of mobilenet_v1_cifar \(options.num_widths=3, the network has 5\)"
+    ):
         LatencyTableMetric(table, tiny("mobilenet_v1_cifar", num_widths=5))
     other_size = build_supernet("mobilenet_v1_cifar", width_mult=0.25, input_size=24, num_classes=10, num_widths=3)
     with pytest.raises(NetAdaptError, match="input_size=16"):

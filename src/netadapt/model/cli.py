@@ -56,10 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=int, help="input resolution (default: the model's, or the file's)")
     p.add_argument("--num-classes", type=int, help="number of classes (default: the model's, or the file's)")
     p.add_argument("--width-mult", type=float, help="width multiplier (MobileNet models)")
-    p.add_argument(
-        "--option", action="append", metavar="KEY=VALUE",
-        help="search-space option (model.options of a run, e.g. min_width_fraction=0.5); repeatable",
-    )  # fmt: skip
+    add_option_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_describe)
 
@@ -119,7 +116,7 @@ def _describe_target(args: argparse.Namespace) -> tuple[SuperNet, Architecture |
     else:
         if args.model is None:
             raise NetAdaptError("name a model (see `netadapt zoo`), an architecture file (--arch) or a run folder (--run)")
-        options = {key: _option_value(value) for key, value in parse_pairs(args.option)}
+        options = option_values(args.option)
         net = build_supernet(
             args.model, num_classes=args.num_classes, input_size=args.input_size, width_mult=args.width_mult, **options
         )
@@ -132,25 +129,29 @@ def _describe_target(args: argparse.Namespace) -> tuple[SuperNet, Architecture |
     return net, arch, title
 
 
-def _option_value(text: str) -> object:
+def add_option_argument(p: argparse.ArgumentParser) -> None:
+    """``--option KEY=VALUE`` (repeatable): a search-space option of a zoo model."""
+    p.add_argument(
+        "--option", action="append", metavar="KEY=VALUE",
+        help="search-space option (model.options of a run, e.g. width_divisor=8); repeatable",
+    )  # fmt: skip
+
+
+def option_values(pairs: list[str] | None) -> dict[str, object]:
+    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values read as YAML); a pair without ``=`` is an error."""
     import yaml
 
     from netadapt.config import yaml_value
 
-    try:
-        return yaml_value(text)
-    except yaml.YAMLError:
-        return text
-
-
-def parse_pairs(pairs: list[str] | None) -> list[tuple[str, str]]:
-    """``["a=1", "b=x"]`` → ``[("a", "1"), ("b", "x")]``; a pair without ``=`` is an error."""
-    out = []
+    out: dict[str, object] = {}
     for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
             raise NetAdaptError(f"--option {pair!r} must look like key=value")
-        out.append((key.strip(), value))
+        try:
+            out[key.strip()] = yaml_value(text)
+        except yaml.YAMLError:
+            out[key.strip()] = text
     return out
 
 

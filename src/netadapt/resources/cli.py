@@ -9,6 +9,7 @@ from pathlib import Path
 from netadapt.errors import NetAdaptError
 from netadapt.io import save_json
 from netadapt.model.checkpoint import load_supernet, supernet_from_build
+from netadapt.model.cli import add_option_argument, option_values
 from netadapt.model.supernet import SuperNet, build_supernet
 from netadapt.resources.lut import load_table
 from netadapt.resources.lut_build import FITS, build_table, check_table
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=int, help="input resolution (default: the model's)")
     p.add_argument("--num-classes", type=int, help="number of classes (default: the model's)")
     p.add_argument("--width-mult", type=float, help="width multiplier (MobileNet models)")
+    add_option_argument(p)
     p.add_argument("--grid", type=int, help="measure channel counts on a grid of this step and interpolate (e.g. 8)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs per measurement (default: 5)")
     p.add_argument("--min-time", type=float, default=0.05, help="seconds of timed runs per layer (default: 0.05)")
@@ -93,11 +95,16 @@ def _network_options(p: argparse.ArgumentParser, time_flag: str, rounds_flag: st
 def _supernet(args: argparse.Namespace) -> SuperNet:
     path = Path(args.model)
     if path.suffix in (".pt", ".pth") or path.is_file():
-        if any(v is not None for v in (args.input_size, args.num_classes, args.width_mult)):
-            raise NetAdaptError("--input-size, --num-classes and --width-mult apply to zoo models, not super-network files")
+        if any(v is not None for v in (args.input_size, args.num_classes, args.width_mult, args.option)):
+            raise NetAdaptError(
+                "--input-size, --num-classes, --width-mult and --option apply to zoo models, not super-network files"
+            )
         net, _ = load_supernet(path)
         return net
-    return build_supernet(args.model, num_classes=args.num_classes, input_size=args.input_size, width_mult=args.width_mult)
+    return build_supernet(
+        args.model, num_classes=args.num_classes, input_size=args.input_size, width_mult=args.width_mult,
+        **option_values(args.option),
+    )  # fmt: skip
 
 
 def _cmd_build(args: argparse.Namespace) -> int:

@@ -89,9 +89,18 @@ class LatencyTable:
         if self.model != supernet.name:
             raise NetAdaptError(f"{self._where()} was built for model {self.model}, not {supernet.name}")
         if self.space != supernet.space.fingerprint:
+            from netadapt.config import flatten_mapping
+
+            mine, theirs = flatten_mapping(self.build), flatten_mapping(supernet.build_config())
+            named = [
+                f"{k}={mine.get(k)}, the network has {theirs.get(k)}"
+                for k in sorted(set(mine) | set(theirs))
+                if mine.get(k) != theirs.get(k)
+            ]
+            why = "; ".join(named) if named else f"space {self.space}, this one is {supernet.space.fingerprint}"
             raise NetAdaptError(
-                f"{self._where()} was built for another search space of {self.model} "
-                f"(space {self.space}, this one is {supernet.space.fingerprint}); rebuild it with the same options"
+                f"{self._where()} was built for another search space of {self.model} ({why}); rebuild it with the "
+                "network's settings (netadapt lut build --width-mult/--option, or from the super-network file)"
             )
         for key in ("input_size", "in_channels", "num_classes"):
             mine, theirs = self.build.get(key), getattr(supernet, key)

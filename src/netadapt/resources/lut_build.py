@@ -152,7 +152,7 @@ def _warn_odd_widths(supernet: SuperNet, backend: str) -> None:
         log.warning(
             "%d of %d searchable layers of %s offer channel counts that are not multiples of 8, which ONNX Runtime's "
             "CPU kernels may run far slower; for a latency search there, consider model.options.width_divisor: 8 "
-            "(docs/resources.md)",
+            "(`lut build --option width_divisor=8`; docs/resources.md)",
             odd, len(supernet.space.layers), supernet.name,
         )  # fmt: skip
 
