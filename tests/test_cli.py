@@ -137,3 +137,31 @@ def test_the_summary_table_keeps_its_columns_apart_for_large_networks():
     assert header.split() == ["network", "top-1", "%", "MACs", "params", "latency", "ms"]
     assert rows[0].split()[-4:] == ["76.2", "4,089,184,256", "25,557,032", "19.800"]
     assert {len(line) for line in (header, *rows)} == {len(header)}  # right-aligned under their titles
+
+
+def test_output_piped_into_a_reader_that_leaves_is_no_traceback():
+    """`netadapt zoo | head -1`: the reader closes the pipe; the command ends quietly."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "netadapt.cli", "zoo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the first line is written: every write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
+
+
+def test_an_architecture_files_build_and_layer_names_are_checked(tmp_path, capsys):
+    net = netadapt.build_supernet("mobilenet_v1_cifar", width_mult=0.25)
+    data = json.loads(net.space.full().to_json(net.space, build=net.build_config()))
+    cases = [
+        ({**data, "build": "x"}, "its build (how the network is built) is not a mapping"),
+        ({**data, "build": {**data["build"], "input_size": "abc"}}, "input_size must be a positive integer"),
+        ({**data, "build": {**data["build"], "width_mult": 0}}, "width_mult must be a positive number"),
+        ({**data, "layers": [{**data["layers"][0], "name": "bogus"}, *data["layers"][1:]]}, "layer 0 is named 'bogus'"),
+    ]
+    path = tmp_path / "arch.json"
+    for content, message in cases:
+        path.write_text(json.dumps(content))
+        assert main(["describe", "--arch", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: architecture file {path}: ") and message in err and err.count("\n") == 1, err

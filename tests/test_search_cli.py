@@ -118,8 +118,31 @@ def test_a_checkpoint_that_does_not_match_its_model_is_refused(supernet_file, tm
     bad = tmp_path / "supernet.pt"
     torch.save(data, bad)
     args = search_args(bad, tmp_path / "run", "--target", "0.6")
-    with pytest.raises(NetAdaptError, match="do not match"):
+    with pytest.raises(NetAdaptError, match=r"do not match mobilenet_v1_cifar: size mismatch for .*weight"):
         args.func(args)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: d.pop("build"), "is not a mapping"),
+        (lambda d: d.pop("state_dict"), "damaged super-network file"),
+        (lambda d: d.update(build="x"), "is not a mapping"),
+        (lambda d: d.update(extra="x"), "damaged super-network file"),
+        (lambda d: d["build"].update(input_size="abc"), "input_size must be a positive integer, got 'abc'"),
+        (lambda d: d["build"].pop("num_classes"), "description lacks 'num_classes'"),
+        (lambda d: d["build"]["options"].update(num_widths=-2), "option num_widths must be at least 2"),
+    ],
+)
+def test_a_damaged_super_network_file_is_a_one_line_error_naming_it(supernet_file, tmp_path, damage, message):
+    data = torch.load(supernet_file, weights_only=False)
+    damage(data)
+    bad = tmp_path / "supernet.pt"
+    torch.save(data, bad)
+    args = search_args(bad, tmp_path / "run", "--target", "0.6")
+    with pytest.raises(NetAdaptError, match=message) as info:
+        args.func(args)
+    assert str(info.value).startswith(str(bad)) and "\n" not in str(info.value)
 
 
 def test_search_timing_command(tmp_path, capsys):

@@ -289,6 +289,10 @@ def test_weights_file_loads_into_the_traced_network(tmp_path):
     torch.save({"stem.0.weight": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(NetAdaptError, match="weights do not fit ResidualConcat"):
         load_weights_(net, tmp_path / "bad.pt")
+    torch.save(trained, tmp_path / "pickled.pt")  # the whole module, not its weights
+    with pytest.raises(NetAdaptError, match=r"holds more than weights .* torch.save\(model.state_dict\(\), path\)") as info:
+        load_weights_(net, tmp_path / "pickled.pt")
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
 
 
 def test_describe_model_lists_fixed_layers_and_why(tmp_path, capsys):

@@ -131,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NetAdaptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # an OSError; `netadapt zoo | head`: the reader left; no traceback, no error on exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush of stdout at exit would fail again
+        return 0
     except OSError as exc:
         if exc.errno not in _FILE_ERRORS:
             raise

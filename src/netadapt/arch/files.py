@@ -60,9 +60,12 @@ def read_architecture_file(path: str | os.PathLike, *, what: str = "architecture
     except json.JSONDecodeError as exc:
         raise NetAdaptError(f"{what} {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     try:
-        return Architecture.from_dict(data), data
+        arch = Architecture.from_dict(data)
     except NetAdaptError as exc:
         raise NetAdaptError(f"{what} {path}: {exc}") from None
+    if not isinstance(data.get("build", {}), dict | None):
+        raise NetAdaptError(f"{what} {path}: its build (how the network is built) is not a mapping")
+    return arch, data
 
 
 def check_layer_names(data: object, space: SearchSpace) -> None:

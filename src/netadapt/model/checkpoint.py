@@ -31,6 +31,8 @@ SUPERNET_VERSION = 1
 
 def supernet_from_build(build: dict) -> SuperNet:
     """Rebuild a super-network (random weights) from :meth:`SuperNet.build_config`."""
+    if not isinstance(build, dict) or not isinstance(build.get("options", {}), dict):
+        raise NetAdaptError("the super-network description (build) is not a mapping with a mapping of options")
     if is_source_name(str(build.get("model", ""))):  # a traced network: trace its source again
         try:
             return build_source(
@@ -80,15 +82,33 @@ def _read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> 
 
 def load_supernet_extra(path: str | os.PathLike) -> dict[str, Any]:
     """The ``extra`` metadata of a super-network file, without building the network."""
-    return _read(path).get("extra", {})
+    extra = _read(path).get("extra", {})
+    if not isinstance(extra, dict):
+        raise NetAdaptError(f"{path}: damaged super-network file (its metadata is not a mapping)")
+    return extra
 
 
 def load_supernet(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[SuperNet, dict[str, Any]]:
     """Read a super-network file; returns the network and the file's ``extra`` metadata."""
     data = _read(path, map_location)
-    net = supernet_from_build(data["build"])
+    build, state, extra = data.get("build"), data.get("state_dict"), data.get("extra", {})
+    if not isinstance(state, dict) or not isinstance(extra, dict):
+        raise NetAdaptError(f"{path}: damaged super-network file (its weights or metadata are not mappings)")
     try:
-        net.load_state_dict(data["state_dict"])
+        net = supernet_from_build(build)
+    except NetAdaptError as exc:
+        raise NetAdaptError(f"{path}: {exc}") from None
+    try:
+        net.load_state_dict(state)
     except RuntimeError as exc:
-        raise NetAdaptError(f"{path}: weights do not match {data['build']['model']}: {str(exc).splitlines()[0]}") from None
-    return net, data.get("extra", {})
+        raise NetAdaptError(f"{path}: weights do not match {build.get('model')}: {state_dict_problem(exc)}") from None
+    return net, extra
+
+
+def state_dict_problem(exc: RuntimeError) -> str:
+    """The first of the problems ``load_state_dict`` lists (a missing key, a shape), and how many more."""
+    details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+    if not details:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    first = details[0] if len(details[0]) <= 300 else details[0][:297] + "..."
+    return first + (f" (and {len(details) - 1} more problem(s))" if len(details) > 1 else "")

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from netadapt.arch.files import NAMED_ARCHITECTURES, load_architecture, read_architecture_file
+from netadapt.arch.files import NAMED_ARCHITECTURES, check_layer_names, load_architecture, read_architecture_file
 from netadapt.arch.space import Architecture
 from netadapt.errors import NetAdaptError
 from netadapt.io import load_json
@@ -85,7 +85,8 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
 def _describe_target(args: argparse.Namespace) -> tuple[SuperNet, Architecture | None, str | None]:
     """(super-network, architecture or None, title) that ``describe``'s arguments name."""
     build: dict | None = None
-    arch = title = None
+    arch = title = where = None
+    data: dict = {}
     if args.run is not None and args.arch is not None:
         raise NetAdaptError("give --arch FILE or --run RUN_DIR, not both")
     if args.run is not None:
@@ -94,12 +95,14 @@ def _describe_target(args: argparse.Namespace) -> tuple[SuperNet, Architecture |
         if not final.is_file():
             raise NetAdaptError(f"{args.run} holds no finished search ({final} is missing)")
         arch, data = read_architecture_file(final)
+        where = final
         build = data.get("build") or (load_json(build_file) if build_file.is_file() else None)
         if build is None:
             raise NetAdaptError(f"{args.run} has no build.json; it is not a `netadapt run` folder")
         title = f"discovered network of {args.run}"
     elif args.arch is not None:
         arch, data = read_architecture_file(args.arch)
+        where = args.arch
         build = data.get("build")
         title = data.get("title")
     if build is not None:
@@ -112,7 +115,10 @@ def _describe_target(args: argparse.Namespace) -> tuple[SuperNet, Architecture |
             build["input_size"] = args.input_size
         if args.num_classes is not None:
             build["num_classes"] = args.num_classes
-        net = supernet_from_build(build)
+        try:
+            net = supernet_from_build(build)
+        except NetAdaptError as exc:
+            raise NetAdaptError(f"architecture file {where}: {exc}") from None
     else:
         if args.model is None:
             raise NetAdaptError("name a model (see `netadapt zoo`), an architecture file (--arch) or a run folder (--run)")
@@ -121,8 +127,9 @@ def _describe_target(args: argparse.Namespace) -> tuple[SuperNet, Architecture |
             args.model, num_classes=args.num_classes, input_size=args.input_size, width_mult=args.width_mult, **options
         )
     if arch is not None:
-        where = args.arch if args.arch is not None else f"{args.run}/search/final_arch.json"
         try:
+            if arch.space == net.space.fingerprint:  # (another space's file is refused as such by validate)
+                check_layer_names(data, net.space)
             arch = net.space.validate(arch)
         except NetAdaptError as exc:
             raise NetAdaptError(f"architecture file {where}: {exc}") from None

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
+from netadapt.arch.files import load_architecture
 from netadapt.arch.space import Architecture
 from netadapt.config import config_differences, config_to_dict, yaml_value
 from netadapt.errors import NetAdaptError
@@ -369,7 +370,7 @@ def _search_stage(config: RunConfig, layout: RunLayout, net: SuperNet, supernet_
         run_search(search_config)
     for step, value in load_timing(layout.search_dir / "timing.json").items():
         record_step(layout.timing, step, value)
-    return net.space.validate(Architecture.from_dict(load_json(layout.search_dir / "final_arch.json")))
+    return load_architecture(layout.search_dir / "final_arch.json", net.space, what="the search's result")
 
 
 def _train_discovered(config: RunConfig, layout: RunLayout, net: SuperNet, supernet_file: Path, discovered: Architecture) -> Path:

@@ -33,7 +33,12 @@ def load_weights_(net: GraphSuperNet, path: str | os.PathLike) -> GraphSuperNet:
     be in the file; entries of modules the forward never uses are ignored."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+    except pickle.UnpicklingError:  # weights_only refuses a pickled module (torch.save(model))
+        raise NetAdaptError(
+            f"{path} holds more than weights (a whole pickled model?); save the weights alone with "
+            "torch.save(model.state_dict(), path), whose model the factory (module:FILE:FUNCTION) builds"
+        ) from None
+    except (RuntimeError, EOFError) as exc:
         raise NetAdaptError(f"{path}: not a readable weights file ({str(exc).splitlines()[0]})") from None
     state = dict(_state_dict(data))
     # A file saved from the super-network itself names its weights model.<name>.
