@@ -136,6 +136,18 @@ def test_init_writes_a_config_to_edit(shapes, tmp_path, capsys):
     assert "exists; use --force" in capsys.readouterr().err
     assert main(["run", "--config", str(out), "--data", str(shapes)]) == 2
     assert "not both" in capsys.readouterr().err
+    # a config that could not run is not written
+    for extra, message in [
+        (["--model", "nosuch"], "unknown model 'nosuch'"),
+        (["--metric", "flops"], "unknown metric 'flops'"),
+        (["--model", "fastdepth"], "fastdepth is a depth network"),
+        (["--metric", "latency:missing.json"], "latency table missing.json does not exist"),
+    ]:
+        assert main(["init", "--data", str(shapes), *extra, "--out", str(tmp_path / "no.yaml")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "no.yaml").exists()
+    assert main(["init", "--data", str(shapes), "--out", str(tmp_path)]) == 2
+    assert "is a folder; --out names the config file" in capsys.readouterr().err
 
 
 def test_data_options_do_not_apply_to_a_config_file(tmp_path, capsys):

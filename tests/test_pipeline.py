@@ -152,6 +152,24 @@ def test_a_run_folder_written_before_the_score_rename_reports_and_resumes(finish
     assert search_section(again) == search_section(report)
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("summary.json", "[]", "summary.json holds list, not a mapping"),
+        ("search/trajectory.json", '{"a": 1}', "trajectory.json holds dict, not a list"),
+        ("search/trajectory.json", "[]", "trajectory.json is not a list of search records"),
+        ("search/family.json", "[1]", "family.json is not a list of search records"),
+    ],
+)
+def test_a_damaged_record_is_a_one_line_error_of_the_report(finished_run, tmp_path, name, content, message):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    (run_dir / name).write_text(content)
+    with pytest.raises(NetAdaptError, match=message) as info:
+        write_report(run_dir)
+    assert "\n" not in str(info.value)
+
+
 def test_run_folder_of_another_config_is_refused(finished_run):
     run_dir, _ = finished_run
     with pytest.raises(NetAdaptError, match="made with another config"):

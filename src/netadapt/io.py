@@ -85,17 +85,22 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
         raise NetAdaptError(f"{what} {path} cannot be read: {exc.strerror}") from None
 
 
-def load_json(path: str | os.PathLike) -> Any:
-    """The JSON value in ``path``; invalid JSON or text that is not UTF-8 is a one-line
-    :class:`NetAdaptError` (a missing file stays a ``FileNotFoundError``)."""
+def load_json(path: str | os.PathLike, expect: type | None = None) -> Any:
+    """The JSON value in ``path``; invalid JSON, text that is not UTF-8 or, with ``expect``
+    (``dict`` or ``list``), a value of another type is a one-line :class:`NetAdaptError` (a
+    missing file stays a ``FileNotFoundError``)."""
     with open(path, "rb") as f:
         raw = f.read()
     try:
-        return json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise NetAdaptError(f"{path} is not UTF-8 text (byte {exc.start}); the file is damaged") from None
     except json.JSONDecodeError as exc:
         raise NetAdaptError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); the file is damaged") from None
+    if expect is not None and not isinstance(value, expect):
+        wanted = {dict: "a mapping", list: "a list"}.get(expect, expect.__name__)
+        raise NetAdaptError(f"{path} holds {type(value).__name__}, not {wanted}; the file is damaged")
+    return value
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:

@@ -271,7 +271,10 @@ class _Builder:
         pw = self.conv(f"{name}.pw", c, row.filters, 1, 1, size, "relu")
         c, size = row.filters, size * 2
         if row.skip is not None and sizes[row.skip] != size:
-            raise ValueError(f"{self.definition.name}: skip from block {row.skip} has resolution {sizes[row.skip]}, not {size}")
+            raise NetAdaptError(
+                f"{self.definition.name} at input size {self.input_size}: skip from block {row.skip} has resolution "
+                f"{sizes[row.skip]}, not {size}; use an input size that is a multiple of 32"
+            )
         return DecoderStage(dw, pw), c, size, row.skip
 
     def head(self, c: int) -> nn.Module:

@@ -198,13 +198,34 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
     if args.data is None:  # a template: the quick budget on a folder still to be named
         raise NetAdaptError("give --data FOLDER: the config's input size, mean, std and classes are measured from it")
+    if args.out.is_dir():
+        raise NetAdaptError(f"{args.out} is a folder; --out names the config file to write (e.g. {args.out / 'run.yaml'})")
     config, profile = _config(args)
     if args.out.exists() and not args.force:
         raise NetAdaptError(f"{args.out} exists; use --force to overwrite it")
+    _check_network(config, profile)
     text = _commented(config, profile, args.budget or "quick")
     atomic_write(args.out, lambda f: f.write(text.encode()))
     print(f"wrote {args.out}; run it with: netadapt run --config {args.out}")
     return 0
+
+
+def _check_network(config: Any, profile: Any) -> None:
+    """The config's network builds for the folder's classes and images, and the search's metric
+    fits it: a config written by ``init`` runs (``run`` checks the same before training)."""
+    from netadapt.model.registry import get_definition, is_source_name
+    from netadapt.model.supernet import build_supernet
+    from netadapt.resources.parse import parse_metric
+
+    m = config.supernet.model
+    task = "classification" if is_source_name(m.name) else get_definition(m.name).task
+    if task != "classification":
+        raise NetAdaptError(f"{m.name} is a {task} network; an image folder holds classification data")
+    net = build_supernet(
+        m.name, num_classes=len(profile.classes), input_size=config.supernet.data.image_size or profile.image_size,
+        in_channels=m.in_channels, width_mult=m.width_mult, **m.options,
+    )  # fmt: skip
+    parse_metric(config.search.metric, net, timeout=config.search.metric_timeout)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

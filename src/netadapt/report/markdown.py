@@ -181,6 +181,14 @@ def _data_section(images: dict[str, Any]) -> list[str]:
     return ["## Data", "", _markdown_table(["split", "images", "what"], rows), ""]
 
 
+def _records(path: Path) -> list[dict]:
+    """A search's list of records (trajectory, family): a non-empty list of mappings with an architecture."""
+    records = load_json(path, list)
+    if not records or not all(isinstance(r, dict) and isinstance(r.get("arch"), dict) for r in records):
+        raise NetAdaptError(f"{path} is not a list of search records; the file is damaged")
+    return records
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``RUN_DIR/report/report.md`` and its plots; returns the report's path."""
     layout = RunLayout(Path(run_dir))
@@ -188,10 +196,10 @@ def write_report(run_dir: str | Path) -> Path:
     if not (search / "trajectory.json").exists():
         raise NetAdaptError(f"{run_dir} has no finished search (missing {search / 'trajectory.json'})")
     plt = _pyplot()
-    trajectory = load_json(search / "trajectory.json")
-    family = load_json(search / "family.json") if (search / "family.json").exists() else []
-    summary = load_json(layout.summary) if layout.summary.exists() else {}
-    build = summary.get("build") or load_json(layout.build)
+    trajectory = _records(search / "trajectory.json")
+    family = _records(search / "family.json") if (search / "family.json").exists() else []
+    summary = load_json(layout.summary, dict) if layout.summary.exists() else {}
+    build = summary.get("build") or load_json(layout.build, dict)
     supernet = supernet_from_build(build)
     final = Architecture.from_dict(load_json(search / "final_arch.json"))
     initial = Architecture.from_dict(trajectory[0]["arch"])

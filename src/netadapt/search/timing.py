@@ -58,7 +58,7 @@ def load_timing(path: str | os.PathLike) -> dict[str, StepTime]:
     if not path.exists():
         return {}
     data = load_json(path)
-    if not isinstance(data, dict) or data.get("format") != TIMING_FORMAT:
+    if not isinstance(data, dict) or data.get("format") != TIMING_FORMAT or not isinstance(data.get("steps", {}), dict):
         raise NetAdaptError(f"{path} is not a netadapt timing file")
     return {name: StepTime.from_dict(d) for name, d in data.get("steps", {}).items()}
 
