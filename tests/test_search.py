@@ -421,6 +421,33 @@ def test_timing_table_has_the_papers_breakdown(tmp_path):
     assert "search time: 9 device-hours (8, 1, -)" in table
 
 
+@pytest.mark.parametrize(
+    ("evaluate_fn", "message"),
+    [
+        (lambda archs: 0.5, "must return one score per architecture \\(a list\\), got 0.5"),
+        (lambda archs: ["high"] * len(archs), "evaluate_fn returned 'high'; a score is a number"),
+        (lambda archs: [None] * len(archs), "evaluate_fn returned None"),
+        (lambda archs: [math.nan] * len(archs), "scored the initial network nan"),
+    ],
+)
+def test_an_evaluate_fn_that_does_not_score_is_a_one_line_error(evaluate_fn, message):
+    with pytest.raises(NetAdaptError, match=message) as info:
+        run(evaluator=evaluate_fn)
+    assert "\n" not in str(info.value)
+
+
+def test_a_sample_scored_nan_is_never_chosen(tmp_path):
+    """A diverged sample (NaN) stays in the records and loses to every finite one."""
+
+    def some_nan(archs):
+        return [math.nan if sum(a.filters) % 3 == 0 and a != toy_space().full() else toy_accuracy(a) for a in archs]
+
+    result = run(tmp_path, evaluator=some_nan)
+    assert result.reached_target and all(math.isfinite(p.score) for p in result.trajectory)
+    scores = [record_score(r) for r in read_jsonl(tmp_path / "evaluated.jsonl")]
+    assert any(math.isnan(x) for x in scores) and any(math.isfinite(x) for x in scores)
+
+
 def test_a_search_whose_samples_all_fail_stops_as_stalled(tmp_path):
     # no single layer holds 90% of the network: every one-layer sample is discarded
     result = run(tmp_path, layers=1, samples=None, initial_reduction=0.9, target=0.5)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -108,11 +108,14 @@ class _Evaluations:
         for start in range(0, len(pending), max(size, 1)):
             part = pending[start : start + size]
             began = time.perf_counter()
-            scores = list(self.fn(part))
+            returned = self.fn(part)
             seconds = (time.perf_counter() - began) / len(part)
+            if not isinstance(returned, Iterable) or isinstance(returned, str | bytes):
+                raise NetAdaptError(f"evaluate_fn must return one score per architecture (a list), got {returned!r}")
+            scores = list(returned)
             if len(scores) != len(part):
                 raise NetAdaptError(f"evaluate_fn returned {len(scores)} values for {len(part)} architectures")
-            rows = [(arch, float(score), seconds) for arch, score in zip(part, scores, strict=True)]
+            rows = [(arch, _number(score), seconds) for arch, score in zip(part, scores, strict=True)]
             for arch, score, s in rows:
                 self.cache[arch] = (score, s)
             self.folder.append_evaluations(rows)
@@ -120,6 +123,15 @@ class _Evaluations:
     @property
     def seconds(self) -> float:
         return sum(s for _, s in self.cache.values())
+
+
+def _number(score: object) -> float:
+    if isinstance(score, bool):
+        raise NetAdaptError(f"evaluate_fn returned {score!r}; a score is a number")
+    try:
+        return float(score)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise NetAdaptError(f"evaluate_fn returned {score!r}; a score is a number") from None
 
 
 def _badness(score: float, higher_is_better: bool) -> float:
@@ -381,6 +393,8 @@ def _start(
     folder.truncate_history(-1)  # a crash before iteration 0 was saved: start the history again
     evaluations([initial_arch])
     score, seconds = evaluations.cache[initial_arch]
+    if not math.isfinite(score):  # a later sample may diverge (never chosen); the start must not
+        raise NetAdaptError(f"evaluate_fn scored the initial network {score}; the evaluation or the super-network is broken")
     start = TrajectoryPoint(0, initial_arch, res(initial_arch), initial_resource, score, 0.0, initial_resource)
     folder.append_history([_record(space, 0, 0, start.arch, start.resources, start.resource, score, seconds, [], False, True)])
     save([start], "running")
