@@ -238,6 +238,20 @@ def test_missing_or_empty_folder_is_one_line_error(tmp_path: Path) -> None:
         build_datasets(DataConfig(dataset="folder"))
 
 
+def test_an_empty_class_folder_is_an_error_in_training_and_a_warning_in_validation(folder: Path, caplog) -> None:
+    """Every training sub-folder is an output of the network: one without images is a mistake."""
+    (folder / "train" / "ship").mkdir()
+    with pytest.raises(NetAdaptError, match=r"class folder\(s\) ship hold no images") as info:
+        FolderSource(folder / "train")
+    assert "\n" not in str(info.value)
+    (folder / "train" / "ship").rmdir()
+    for image in (folder / "val" / "dog").iterdir():
+        image.unlink()
+    with caplog.at_level("WARNING"):
+        source = FolderSource(folder / "val", classes=("cat", "dog"))
+    assert source.classes == ("cat", "dog") and "no images of class(es) dog" in caplog.text
+
+
 def test_validation_folder_uses_training_labels(folder: Path) -> None:
     (folder / "val" / "cat").rename(folder / "val" / "zebra")
     with pytest.raises(NetAdaptError, match="zebra"):

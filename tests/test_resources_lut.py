@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 import torch
@@ -227,7 +228,7 @@ def test_bad_files_are_rejected(tmp_path):
     with pytest.raises(NetAdaptError, match="does not exist"):
         load_table(tmp_path / "none.json")
     (tmp_path / "x.json").write_text("{not json")
-    with pytest.raises(NetAdaptError, match="not readable JSON"):
+    with pytest.raises(NetAdaptError, match=r"latency table .*x.json is not valid JSON \(Expecting property name"):
         load_table(tmp_path / "x.json")
     (tmp_path / "y.json").write_text(json.dumps({"format": "something"}))
     with pytest.raises(NetAdaptError, match="not a netadapt latency table"):
@@ -235,6 +236,23 @@ def test_bad_files_are_rejected(tmp_path):
     (tmp_path / "z.json").write_text(json.dumps({"format": LUT_FORMAT, "version": 99}))
     with pytest.raises(NetAdaptError, match="version 99"):
         load_table(tmp_path / "z.json")
+
+
+def test_a_table_with_values_it_cannot_hold_is_rejected(v1_table, tmp_path):
+    _, table = v1_table
+    good = table.to_dict()
+    first = next(iter(good["entries"]))
+    negative = {**good["entries"][first], "median": -1.0, "min": -1.0}
+    for change, message in [
+        ({"grid": 0}, "grid must be positive"),
+        ({"scale": -1.0}, "scale must be positive"),
+        ({"calibration": "x"}, "calibration is not a mapping"),
+        ({"entries": {**good["entries"], first: negative}}, f"entry {re.escape(first)} is negative"),
+    ]:
+        (tmp_path / "t.json").write_text(json.dumps({**good, **change}))
+        with pytest.raises(NetAdaptError, match=f"malformed latency table \\({message}\\)") as info:
+            load_table(tmp_path / "t.json")
+        assert "\n" not in str(info.value)
 
 
 def test_build_resumes_after_interruption(tmp_path):

@@ -21,6 +21,7 @@ import itertools
 import logging
 import os
 import random
+from collections import Counter
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -130,6 +131,15 @@ class FolderSource:
             )
         if not self.paths:
             raise NetAdaptError(f"data folder {self.root} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        counts = Counter(self.targets)
+        empty = [name for label, name in enumerate(self.classes) if not counts[label]]
+        if empty and classes is None:  # the training folder: its sub-folders are the network's classes
+            raise NetAdaptError(
+                f"data folder {self.root}: class folder(s) {', '.join(empty[:3])}{' …' if len(empty) > 3 else ''} hold no "
+                "images; add images or remove the folder (every sub-folder is a class of the network)"
+            )
+        if empty:
+            log.warning("data folder %s: no images of class(es) %s", self.root, ", ".join(empty[:5]))
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -211,7 +211,7 @@ class LatencyTable:
             raise NetAdaptError(f"{where}: latency table version {d.get('version')!r} is not supported (expected {LUT_VERSION})")
         try:
             entries = {Op.from_key(k): Timing.from_dict(v) for k, v in d["entries"].items()}
-            return cls(
+            table = cls(
                 model=str(d["model"]),
                 space=str(d["space"]),
                 build=dict(d["build"]),
@@ -230,6 +230,14 @@ class LatencyTable:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise NetAdaptError(f"{where}: malformed latency table ({type(exc).__name__}: {exc})") from None
+        grid = 1 if table.grid is None else table.grid
+        bad = [f"{name} must be positive" for name, value in (("grid", grid), ("scale", table.scale)) if not value > 0]
+        bad += [f"entry {op.key} is negative" for op, t in table.entries.items() if not t.value(table.statistic) >= 0][:1]
+        if not isinstance(table.calibration, dict | None):
+            bad.append("calibration is not a mapping")
+        if bad:
+            raise NetAdaptError(f"{where}: malformed latency table ({bad[0]}); rebuild it with netadapt lut build")
+        return table
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write the table atomically (to ``path`` or where it was loaded from)."""
@@ -257,8 +265,10 @@ def load_table(path: str | os.PathLike) -> LatencyTable:
         raise NetAdaptError(f"latency table {path} does not exist")
     try:
         data = load_json(path)
-    except (OSError, ValueError) as exc:
-        raise NetAdaptError(f"latency table {path} is not readable JSON ({type(exc).__name__})") from None
+    except NetAdaptError as exc:  # not JSON, not UTF-8: it says where and what
+        raise NetAdaptError(f"latency table {exc}") from None
+    except OSError as exc:
+        raise NetAdaptError(f"latency table {path} is not readable ({exc.strerror or type(exc).__name__})") from None
     return LatencyTable.from_dict(data, path=path)
 
 
