@@ -123,3 +123,8 @@ def test_settings_used_late_in_a_run_are_checked_when_the_config_loads(override,
     with pytest.raises(NetAdaptError, match=message) as caught:
         load_config(RunConfig, None, ["supernet.recipe=small", override])
     assert "\n" not in str(caught.value)
+
+
+def test_train_supernet_refuses_a_mapping_for_its_config():
+    with pytest.raises(NetAdaptError, match="train_supernet takes a SupernetTrainConfig"):
+        train_supernet({"epochs": 1})

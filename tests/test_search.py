@@ -546,3 +546,17 @@ def test_eta_text():
     assert "ETA" not in eta.text(2)
     eta.began -= 30  # 30 s for 3 units: 5 left take 50 s
     assert eta.text(5).endswith("ETA 50s")
+
+
+def test_configs_built_in_python_are_type_checked():
+    """A SearchConfig made in Python gets the same one-line errors as a config file's values."""
+    for kwargs, message in [
+        ({"target": "x"}, "target: expected a number, got 'x'"),
+        ({"samples": "x"}, "samples: expected an integer"),
+        ({"budgets": ["a"]}, r"budgets\[0\]: expected a number"),
+    ]:
+        with pytest.raises(NetAdaptError, match=message):
+            SearchConfig(**kwargs)
+    space = toy_space()
+    with pytest.raises(NetAdaptError, match="config must be a SearchConfig"):
+        search(space, space.full(), toy_resource, CountingEvaluator(), {"target": 0.5}, rng_seed=0)

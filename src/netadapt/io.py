@@ -75,6 +75,8 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
     """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file is a one-line
     :class:`NetAdaptError` naming ``what`` (e.g. "architecture file")."""
     path = Path(path)
+    if path.is_dir():
+        raise NetAdaptError(f"{what} {path} is a folder, not a file")
     if not path.is_file():
         raise NetAdaptError(f"{what} {path} does not exist")
     try:

@@ -226,6 +226,8 @@ def _print_traced(net, arch, args: argparse.Namespace) -> int:
 
 
 def _cmd_check_zoo(args: argparse.Namespace) -> int:
+    if args.samples < 1:
+        raise NetAdaptError(f"--samples must be at least 1, got {args.samples}")
     unknown = [m for m in args.models or [] if m not in MODELS]
     if unknown:
         raise NetAdaptError(f"unknown model {unknown[0]!r}; choose from: {', '.join(list_models())}")

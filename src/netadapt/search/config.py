@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from netadapt.config import check_fields
 from netadapt.errors import NetAdaptError
 
 __all__ = ["SearchConfig"]
@@ -94,6 +95,7 @@ class SearchConfig:
             raise NetAdaptError(f"remove_blocks must be 'narrowest' or 'any', got {self.remove_blocks!r}")
 
     def __post_init__(self) -> None:
+        check_fields(self)  # a config built in Python skips the file's type checks
         object.__setattr__(self, "budgets", tuple(float(b) for b in self.budgets))
         self.validate()
 

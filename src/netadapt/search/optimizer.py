@@ -272,6 +272,8 @@ def optimize(
     """
     began = time.perf_counter()
     config = config or SearchConfig()
+    if not isinstance(config, SearchConfig):
+        raise NetAdaptError(f"config must be a SearchConfig (SearchConfig(**mapping) builds one), got {type(config).__name__}")
     config.validate()
     space.validate(initial_arch)
     folder = folder or RunFolder(None, score_name=score_name)

@@ -190,6 +190,10 @@ def run_search(config: SearchRunConfig) -> SearchResult:
 
     The run folder is locked (:mod:`netadapt.lock`) before anything is measured, and written
     only once its settings are known to match a search it holds, if any."""
+    if not isinstance(config, SearchRunConfig):
+        raise NetAdaptError(
+            f"run_search takes a SearchRunConfig (load_config(SearchRunConfig, 'file.yaml') reads one), got {type(config).__name__}"
+        )
     config.validate()
     run_dir = config.resolved_run_dir()
     main = int(os.environ.get("RANK", "0")) == 0  # torchrun's rank; only rank 0 writes

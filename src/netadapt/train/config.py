@@ -88,6 +88,10 @@ class ScheduleConfig:
     def validate(self) -> None:
         if self.decay_epochs <= 0 or self.warmup_epochs < 0:
             raise NetAdaptError("schedule.decay_epochs must be positive and schedule.warmup_epochs not negative")
+        if not 0 < self.decay <= 1 or not 0 <= self.min_factor <= 1:
+            raise NetAdaptError(
+                f"schedule.decay must be in (0, 1] and schedule.min_factor in [0, 1], got {self.decay}, {self.min_factor}"
+            )
 
 
 @dataclass

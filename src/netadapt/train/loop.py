@@ -77,6 +77,11 @@ def train_supernet(
     refuse their settings there -- a resource metric that does not fit the network -- instead of
     after hours of training.
     """
+    if not isinstance(config, SupernetTrainConfig):
+        raise NetAdaptError(
+            "train_supernet takes a SupernetTrainConfig (load_config(SupernetTrainConfig, 'file.yaml') reads one), "
+            f"got {type(config).__name__}"
+        )
     config.validate()
     if config.pretrain_epochs and config.init_from is None and config.architecture is None:
         pretrained = train_supernet(pretrain_config(config), on_step=on_step, label="initial network (pre-training)", check=check)
