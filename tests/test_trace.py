@@ -327,3 +327,22 @@ def test_search_and_onnx_export_of_a_traced_network(tmp_path):
     compact = netadapt.extract(net, best)
     path = export_onnx(compact, tmp_path / "model.onnx", input_size=SIZE, in_channels=3)
     assert check_onnx(compact.eval(), path, torch.randn(2, 3, SIZE, SIZE)) <= 1e-4
+
+
+def test_a_dotted_module_in_the_current_folder_says_how_to_import_it(tmp_path, monkeypatch):
+    """The `netadapt` script does not put the current folder on the import path (python -m does)."""
+    import os
+    import sys
+
+    from netadapt.trace.sources import load_source
+
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "net.py").write_text("import torch.nn as nn\n\ndef build():\n    return nn.Conv2d(3, 8, 3)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", os.getcwd())])
+    with pytest.raises(
+        NetAdaptError, match=r"not on the import path: run with PYTHONPATH=\. or name the file, module:mypkg/net\.py:build"
+    ):
+        load_source("module:mypkg.net:build")
+    assert isinstance(load_source("module:mypkg/net.py:build"), torch.nn.Conv2d)

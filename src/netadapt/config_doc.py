@@ -196,6 +196,8 @@ def _budgets_section() -> list[str]:
         "folder's training images), within the budget's bounds; the super-network recipe is",
         f"`{RECIPE}`. `--target` (default 0.5 of the initial network), `--metric` (default `macs`) and",
         "`--model` (default `mobilenet_v1_cifar`, or `mobilenet_v1` above 64 px) change the search.",
+        "The width multiplier applies to the default model; a model named with `--model` keeps its own",
+        "width (set `supernet.model.width_mult` to scale it).",
         "",
         "| budget | for | width ×  | epochs at 10k images (bounds) | final epochs at 10k | held out | J × L | first reduction | also trained |",
         "|---|---|---|---|---|---|---|---|---|",

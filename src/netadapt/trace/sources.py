@@ -19,6 +19,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from pathlib import Path
 
@@ -93,7 +94,13 @@ def _factory(kind: str, location: str, name: str):
         try:
             module = importlib.import_module(location)
         except ImportError as exc:
-            raise NetAdaptError(f"cannot import {location}: {exc}") from None
+            hint = ""
+            here, top = os.getcwd(), location.split(".")[0]
+            local = Path(here, top).exists() or Path(here, top + ".py").exists()  # a module here, not importable
+            if isinstance(exc, ModuleNotFoundError) and local and here not in sys.path and "" not in sys.path:
+                file = location.replace(".", "/") + ".py"
+                hint = f" (the current folder is not on the import path: run with PYTHONPATH=. or name the file, module:{file}:{name})"
+            raise NetAdaptError(f"cannot import {location}: {exc}{hint}") from None
     factory = getattr(module, name, None)
     if not callable(factory):
         raise NetAdaptError(f"{location} has no function {name}")
