@@ -292,3 +292,10 @@ def test_ordered_dropout_under_bf16_autocast():
         out = net(torch.randn(4, 3, 32, 32), widths=widths, kernels=kernels)
     out.float().sum().backward()
     assert torch.isfinite(out.float()).all()
+
+
+def test_torchvision_weights_of_the_wrong_kind_are_a_one_line_error():
+    from netadapt.model.pretrained import load_torchvision_weights
+
+    with pytest.raises(NetAdaptError, match="give a torchvision mobilenet_v2 model or its state dict, got str"):
+        load_torchvision_weights(netadapt.build_supernet("mobilenet_v2"), "weights.pth")

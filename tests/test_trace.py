@@ -346,3 +346,12 @@ def test_a_dotted_module_in_the_current_folder_says_how_to_import_it(tmp_path, m
     ):
         load_source("module:mypkg.net:build")
     assert isinstance(load_source("module:mypkg/net.py:build"), torch.nn.Conv2d)
+
+
+def test_an_example_input_the_model_refuses_is_a_one_line_error(capsys):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
+    with pytest.raises(
+        NetAdaptError, match=r"cannot run on an input of shape \(1, 5, 8, 8\): .*expected input.* 3 channels"
+    ) as info:
+        netadapt.supernet_from_module(model, torch.zeros(1, 5, 8, 8))
+    assert "\n" not in str(info.value) and "Traceback" not in capsys.readouterr().err

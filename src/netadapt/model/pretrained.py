@@ -29,6 +29,11 @@ def load_torchvision_weights(supernet: SuperNet, model_or_state_dict: nn.Module 
             f"{supernet.name} has no torchvision counterpart; weights load into mobilenet_v2, "
             "mobilenet_v3_large and mobilenet_v3_small (width 1.0)"
         )
+    if not isinstance(model_or_state_dict, nn.Module | Mapping):
+        raise NetAdaptError(
+            f"give a torchvision {expected} model or its state dict, got {type(model_or_state_dict).__name__} "
+            f"(e.g. torchvision.models.{expected}(weights='DEFAULT'))"
+        )
     source = model_or_state_dict.state_dict() if isinstance(model_or_state_dict, nn.Module) else dict(model_or_state_dict)
     ours = supernet.state_dict()
     if len(source) != len(ours):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import math
+from contextlib import redirect_stderr
 from dataclasses import dataclass
 
 import torch
@@ -95,17 +97,26 @@ def trace_module(model: nn.Module, example_input: Tensor) -> tuple[fx.GraphModul
     example = example_input[:1]
     was_training = gm.training
     gm.eval()
+    # ShapeProp prints the traceback of a failing node itself; the error below says it in a line.
     try:
         try:
             # The real weights enter the fake mode as they are used: no copy of the model (made
             # before the mode is entered, ShapeProp does not look for one and copy the weights).
             prop = ShapeProp(gm)
             mode = FakeTensorMode(allow_non_fake_inputs=True)
-            with FlopCounterMode(display=False) as counter, mode, torch.no_grad():
+            with FlopCounterMode(display=False) as counter, mode, torch.no_grad(), redirect_stderr(io.StringIO()):
                 prop.propagate(mode.from_tensor(example))
         except Exception:  # an op without a fake-tensor kernel: measure on real tensors
-            with FlopCounterMode(display=False) as counter, torch.no_grad():
-                ShapeProp(gm).propagate(example)
+            try:
+                with FlopCounterMode(display=False) as counter, torch.no_grad(), redirect_stderr(io.StringIO()):
+                    ShapeProp(gm).propagate(example)
+            except RuntimeError as exc:  # the model refuses the example (channels, size)
+                root: BaseException = exc
+                while root.__cause__ is not None:
+                    root = root.__cause__
+                first = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
+                shape = tuple(example_input.shape)
+                raise NetAdaptError(f"{type(model).__name__} cannot run on an input of shape {shape}: {first}") from None
     finally:
         gm.train(was_training)
     return gm, counter.get_total_flops() // 2
