@@ -95,3 +95,11 @@ def test_shipped_paper_architectures_are_the_tables():
     for short, name in NAMED_ARCHITECTURES.items():
         _, _, text = shipped_architecture(name)
         assert architecture_path(short).read_text() == text, f"rewrite it: python -m tests.paper_tables ({name})"
+
+
+def test_counting_something_that_is_no_network_is_a_one_line_error():
+    from netadapt import NetAdaptError, count_macs, count_params
+
+    for count in (count_macs, count_params):
+        with pytest.raises(NetAdaptError, match=f"{count.__name__} counts a super-network or an nn.Module, got NoneType"):
+            count(None)

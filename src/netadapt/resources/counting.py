@@ -33,6 +33,8 @@ def count_macs(
         return model.macs(arch)
     if isinstance(model, SuperNet):
         return sum(c.macs for c in model.costs(arch))
+    if not isinstance(model, nn.Module):
+        raise NetAdaptError(f"count_macs counts a super-network or an nn.Module, got {type(model).__name__}")
     if arch is not None:
         raise NetAdaptError("an architecture can only be counted on a SuperNet; pass the super-network")
     return counted_macs(model, input_size=input_size)
@@ -42,6 +44,8 @@ def count_params(model: SuperNet | GraphSuperNet | nn.Module, arch: Architecture
     """Parameters of ``arch`` of a super-network (analytic), or of any module (counted)."""
     if isinstance(model, (SuperNet, GraphSuperNet)):
         return sum(c.params for c in model.costs(arch))
+    if not isinstance(model, nn.Module):
+        raise NetAdaptError(f"count_params counts a super-network or an nn.Module, got {type(model).__name__}")
     if arch is not None:
         raise NetAdaptError("an architecture can only be counted on a SuperNet; pass the super-network")
     return counted_params(model)
