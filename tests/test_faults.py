@@ -618,3 +618,21 @@ def test_search_resumes_identically_after_kill_9(tmp_path: Path) -> None:
         return [{k: v for k, v in r.items() if k != "eval_seconds"} for r in records]
 
     assert strip(read_jsonl(run / "history.jsonl")) == strip(read_jsonl(tmp_path / "reference" / "history.jsonl"))
+
+
+def test_a_temporary_file_left_by_a_killed_write_is_removed_by_a_later_write(tmp_path: Path) -> None:
+    """A write killed before its rename (SIGKILL) leaves `.NAME.XXXX.tmp`; the next finished write
+    of the same file removes it once it is older than any write could take, and no other file."""
+    from netadapt.io import STALE_SECONDS, atomic_write
+
+    target = tmp_path / "summary.json"
+    stale, fresh = (tmp_path / f".summary.json.{k}.tmp" for k in ("old1", "new1"))
+    other = tmp_path / ".other.json.old2.tmp"
+    for f in (stale, fresh, other):
+        f.write_text("{")
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    atomic_write(target, lambda f: f.write(b"{}"))
+    assert target.read_text() == "{}"
+    assert not stale.exists() and fresh.exists() and other.exists()

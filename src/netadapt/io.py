@@ -9,10 +9,12 @@ a one-line :class:`NetAdaptError` naming the file.
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,7 +49,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _remove_stale_temporaries(path)
     return path
+
+
+#: A temporary file of a write this much older than a finished write of the same file is left
+#: by a process killed while writing (SIGKILL, power loss): nothing will rename it any more.
+STALE_SECONDS = 3600.0
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    now = time.time()
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if now - stale.stat().st_mtime > STALE_SECONDS:
+                stale.unlink()
+        except OSError:  # gone already, or not ours to remove
+            pass
 
 
 def _with_path(exc: OSError, path: Path) -> OSError:
