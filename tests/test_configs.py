@@ -50,6 +50,16 @@ def test_numbers_in_exponent_notation_load_as_numbers(tmp_path) -> None:
         load_config(SupernetTrainConfig, None, ["optim.lr=1e"])
 
 
+def test_saved_configs_read_back_the_same_strings_and_numbers():
+    """A string that reads as a number in exponent notation is quoted when a run folder saves it."""
+    from netadapt.config import yaml_text, yaml_value
+
+    value = {"run_dir": "1e5", "data_note": "2E-3", "lr": 1e-05, "decay": 0.963, "name": "abc", "list": [1.5e-7, "3e1"]}
+    assert yaml_value(yaml_text(value, sort_keys=False)) == value
+    config = load_config(RunConfig, None, ["run_dir='1e5'"])
+    assert config.run_dir == "1e5"
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_loads_with_the_config_classes(path):
     raw, config = _load(path)

@@ -34,6 +34,7 @@ __all__ = [
     "parse_overrides",
     "read_yaml_mapping",
     "same_relative_path",
+    "yaml_text",
     "yaml_value",
 ]
 
@@ -45,16 +46,26 @@ class _Loader(yaml.SafeLoader):
     the string YAML 1.1 makes of it -- the usual way to write a learning rate."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting a string that :class:`_Loader` would read as a number (``"1e5"``)."""
+
+
+for _yaml_class in (_Loader, _Dumper):
+    _yaml_class.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
 
 
 def yaml_value(text: str) -> Any:
     """The YAML document ``text`` (configs, overrides, run folders' saved configs)."""
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
+def yaml_text(value: Any, **options: Any) -> str:
+    """``value`` as YAML that :func:`yaml_value` reads back the same (``yaml.safe_dump``'s options)."""
+    return yaml.dump(value, Dumper=_Dumper, **options)
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:

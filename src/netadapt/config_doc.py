@@ -22,7 +22,7 @@ import typing
 from functools import cache
 from typing import Any
 
-import yaml
+from netadapt.config import yaml_text
 
 __all__ = ["commented_yaml", "config_reference", "field_comments"]
 
@@ -79,7 +79,7 @@ def _flow(value: Any) -> str:
     """A value as one line of YAML."""
     if isinstance(value, tuple):
         value = list(value)
-    text = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
+    text = yaml_text(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
     return text.removesuffix("...").strip()
 
 

@@ -24,7 +24,7 @@ import yaml
 
 from netadapt.arch.files import load_architecture
 from netadapt.arch.space import Architecture
-from netadapt.config import config_differences, config_to_dict, yaml_value
+from netadapt.config import config_differences, config_to_dict, yaml_text, yaml_value
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write, load_json, read_text, save_json
 from netadapt.layout import RunLayout
@@ -152,7 +152,7 @@ def _stage_started(layout: RunLayout, key: str) -> bool:
 def _check_run_folder(layout: RunLayout, config: RunConfig) -> None:
     """Refuse a run folder made with another config (a rerun must be the same run)."""
     resolved = config_to_dict(config)
-    text = yaml.safe_dump(resolved, sort_keys=False)
+    text = yaml_text(resolved, sort_keys=False)
     if layout.config.exists():
         try:
             previous = yaml_value(read_text(layout.config, "run config"))

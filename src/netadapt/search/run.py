@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from netadapt.arch.files import load_architecture
 from netadapt.arch.space import Architecture
-from netadapt.config import config_to_dict
+from netadapt.config import config_to_dict, yaml_text
 from netadapt.errors import NetAdaptError
 from netadapt.io import atomic_write, read_jsonl, save_json
 from netadapt.lock import run_folder_lock
@@ -235,7 +234,7 @@ def _run_search(config: SearchRunConfig, run_dir: Path) -> SearchResult:
         if ctx.is_main:
             # A rerun with other settings is refused before it can overwrite the record of the run.
             check_run_folder(run_dir, space, initial, search_config, rng_seed=config.seed, metadata=metadata)
-            text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+            text = yaml_text(config_to_dict(config), sort_keys=False)
             atomic_write(run_dir / "run_config.yaml", lambda f: f.write(text.encode()))
         with evaluator:
             result = search(

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from netadapt.arch.files import load_architecture
 from netadapt.arch.space import Architecture
-from netadapt.config import config_differences, config_to_dict, flatten_mapping, same_relative_path, yaml_value
+from netadapt.config import config_differences, config_to_dict, flatten_mapping, same_relative_path, yaml_text, yaml_value
 from netadapt.data.batches import TrainBatchSampler, derive_seed, seeded_generator
 from netadapt.data.loaders import DataSets, build_datasets, calibration_set, make_eval_loader, make_train_loader, open_sources
 from netadapt.data.split import HELDOUT_FILE, HeldoutSplit, load_heldout, save_heldout
@@ -406,7 +406,7 @@ def _write_run_folder(
         run_dir.mkdir(parents=True, exist_ok=True)
         if split is None:
             save_heldout(run_dir, sets.split)
-        text = yaml.safe_dump(resolved, sort_keys=False)
+        text = yaml_text(resolved, sort_keys=False)
         atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(text.encode()))
     ctx.barrier()
 
