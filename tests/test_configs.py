@@ -50,6 +50,16 @@ def test_numbers_in_exponent_notation_load_as_numbers(tmp_path) -> None:
         load_config(SupernetTrainConfig, None, ["optim.lr=1e"])
 
 
+def test_a_key_given_twice_is_an_error_and_merge_keys_still_override(tmp_path):
+    """PyYAML keeps the last of two equal keys silently: `lr` twice in one mapping is a typo."""
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 0.1\n  momentum: 0.9\n  lr: 0.2\n")
+    with pytest.raises(NetAdaptError, match=r"is not valid YAML: duplicate key 'lr' \(line 4\)"):
+        load_config(SupernetTrainConfig, path)
+    path.write_text("base: &b {lr: 0.1, momentum: 0.5}\noptim:\n  <<: *b\n  lr: 0.2\n")
+    assert read_yaml_mapping(path)["optim"] == {"lr": 0.2, "momentum": 0.5}
+
+
 def test_saved_configs_read_back_the_same_strings_and_numbers():
     """A string that reads as a number in exponent notation is quoted when a run folder saves it."""
     from netadapt.config import yaml_text, yaml_value

@@ -43,7 +43,20 @@ T = TypeVar("T")
 
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader reading numbers as YAML 1.2 does: ``1e-3`` (no dot) is a float, not
-    the string YAML 1.1 makes of it -- the usual way to write a learning rate."""
+    the string YAML 1.1 makes of it -- the usual way to write a learning rate.  A key given twice
+    in one mapping is an error (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[str] = set()
+        for key_node, _ in node.value:  # the keys as written (a merge key's mapping may be overridden)
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key_node.value!r} (line {key_node.start_mark.line + 1})", key_node.start_mark
+                )
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
 
 
 class _Dumper(yaml.SafeDumper):
