@@ -128,3 +128,21 @@ def test_settings_used_late_in_a_run_are_checked_when_the_config_loads(override,
 def test_train_supernet_refuses_a_mapping_for_its_config():
     with pytest.raises(NetAdaptError, match="train_supernet takes a SupernetTrainConfig"):
         train_supernet({"epochs": 1})
+
+
+def test_the_hint_for_a_weak_initial_network_suggests_only_settings_that_are_off():
+    from netadapt.tasks import task_named
+    from netadapt.train.config import OrderedDropoutConfig
+    from netadapt.train.loop import _explain_validation
+
+    lines: list[str] = []
+
+    def info(message, *args):
+        lines.append(message % args)
+
+    record = {"val_top1": 0.5, "val_top1_half": 0.6}
+    task = task_named("classification")
+    _explain_validation(record, task, info, OrderedDropoutConfig(sandwich=True))
+    assert "try ordered_dropout.largest_pass / ordered_dropout.distill, or recipe small-largest" in lines[-1]
+    _explain_validation(record, task, info, OrderedDropoutConfig(sandwich=True, largest_pass=True, distill=0.5))
+    assert lines[-1].endswith("(try recipe small-largest)") and "sandwich" not in lines[-1]

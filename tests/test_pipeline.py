@@ -184,6 +184,8 @@ def test_a_metric_that_cannot_work_stops_the_run_before_training_and_is_mended_i
     run_dir = tmp_path / "run"
     with pytest.raises(NetAdaptError, match="unknown metric 'flops'"):
         run_pipeline(tiny_config(run_dir, "search.metric=flops"))
+    with pytest.raises(NetAdaptError, match="classification samples are scored by top1, not 'rmse'"):
+        run_pipeline(tiny_config(run_dir, "search.score=rmse"))
     assert not list(run_dir.rglob("*.pt"))  # nothing trained
 
     class FirstStep(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from netadapt.config import load_config
 from netadapt.config_flags import Flag, add_flags, flag_overrides
@@ -18,7 +19,8 @@ def run_train_supernet(args: argparse.Namespace) -> int:
     """Handler of ``train-supernet``: load the config, apply overrides, train; exit code 0."""
     config = load_config(SupernetTrainConfig, args.config, args.set, flags=flag_overrides(args, FLAGS))
     path = train_supernet(config)
-    print(path)  # the result, for scripts: the one line on standard output
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process prints it
+        print(path)  # the result, for scripts: the one line on standard output
     return 0
 
 

@@ -626,7 +626,7 @@ def _end_epoch(run: _Run, state: TrainState) -> None:
             record.update(validation_numbers(task, net, run.val_loader, ctx))
         else:
             record.update(validate_networks(task, net, run.val_loader, ctx, arch=run.arch, calibration=run.calibration))
-        _explain_validation(record, task, run.info)
+        _explain_validation(record, task, run.info, config.ordered_dropout)
     state.history.append(record)
     state.meters.update(dict.fromkeys(state.meters, 0.0))
     state.epoch, state.step = epoch + 1, 0
@@ -759,16 +759,24 @@ def _largest_pass(
     return logits.detach()
 
 
-def _explain_validation(record: dict[str, Any], task: Task, info: Callable[..., None]) -> None:
+def _explain_validation(record: dict[str, Any], task: Task, info: Callable[..., None], od: Any = None) -> None:
     """Say so when the initial network validates worse than one of its sub-networks: with every
-    network's BatchNorm recalibrated that is real -- the training favours narrow sub-networks."""
+    network's BatchNorm recalibrated that is real -- the training favours narrow sub-networks.
+    ``od`` (the ordered-dropout settings): the remedies suggested are those not already on."""
     full, key = record.get(task.val_key), task.val_key
     better = [k for k in record if k.startswith(f"{key}_") and full is not None and task.better(record[k], full)]
     if better:
+        remedies = [
+            f"ordered_dropout.{name}" for name, on in (
+                ("sandwich", getattr(od, "sandwich", False)), ("largest_pass", getattr(od, "largest_pass", False)),
+                ("distill", getattr(od, "distill", 0.0) > 0),
+            ) if not on
+        ]  # fmt: skip
         info(
             "the initial network (%s %.4g) validates worse than its sub-network(s) %s with recalibrated BatchNorm: "
-            "the training favours narrow sub-networks (try ordered_dropout.sandwich / distill)",
+            "the training favours narrow sub-networks%s",
             key, full, ", ".join(f"{k} {record[k]:.4g}" for k in better),
+            f" (try {' / '.join(remedies)}, or recipe small-largest)" if remedies else " (try recipe small-largest)",
         )  # fmt: skip
 
 
