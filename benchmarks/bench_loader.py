@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -40,6 +39,7 @@ import torch
 from PIL import Image
 
 from netadapt.data import DataConfig, TrainBatchSampler, build_datasets, make_train_loader
+from netadapt.resources.timing import cpu_name
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CASES = {"cifar": (32, (32, 32)), "imagenet": (224, (500, 375))}  # output size, generated image size
@@ -95,9 +95,13 @@ def torchvision_loader(root: Path, case: str, batch: int, workers: int) -> Itera
 
 
 def images_per_s(loader: Iterable, batches: int) -> float:
-    """Images/s over ``batches`` batches, after a first batch that starts the workers."""
+    """Images/s over ``batches`` batches, after the batches the workers prepare before the first
+    one is asked for (``num_workers × prefetch_factor``; counted, they would inflate a short
+    run's rate)."""
     it = iter(loader)
-    next(it)
+    workers = getattr(loader, "num_workers", 0)
+    for _ in range(max(1, workers * (getattr(loader, "prefetch_factor", None) or 2))):
+        next(it)
     count, t0 = 0, time.perf_counter()
     for _ in range(batches):
         x = next(it)[0]
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch": args.batch,
         "workers": args.workers,
         "threads": args.threads,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {_cpus()} CPUs",
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} torch threads, {_cpus()} CPUs",
         "netadapt_images_per_s": round(ours, 1),
         "torchvision_images_per_s": round(theirs, 1),
         "ratio": round(statistics.median(ratios), 3),
