@@ -34,6 +34,7 @@ __all__ = [
     "parse_overrides",
     "read_yaml_mapping",
     "same_relative_path",
+    "text_value",
     "yaml_text",
     "yaml_value",
 ]
@@ -74,6 +75,15 @@ for _yaml_class in (_Loader, _Dumper):
 def yaml_value(text: str) -> Any:
     """The YAML document ``text`` (configs, overrides, run folders' saved configs)."""
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
+def text_value(text: str) -> Any:
+    """A command-line value (``--set k=TEXT``, ``--option k=TEXT``) read as YAML (``1e-3`` a number,
+    ``[1, 2]`` a list), or the text itself when it is not valid YAML."""
+    try:
+        return yaml_value(text)
+    except yaml.YAMLError:
+        return text
 
 
 def yaml_text(value: Any, **options: Any) -> str:
@@ -235,10 +245,7 @@ def parse_overrides(pairs: list[str] | None) -> dict:
         if "=" not in pair:
             raise NetAdaptError(f"override {pair!r} must look like key=value")
         key, text = pair.split("=", 1)
-        try:
-            value = yaml_value(text) if text else ""
-        except yaml.YAMLError:
-            value = text
+        value = text_value(text) if text else ""
         node = result
         parts = key.strip().split(".")
         for part in parts[:-1]:

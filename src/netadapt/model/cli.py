@@ -146,19 +146,14 @@ def add_option_argument(p: argparse.ArgumentParser) -> None:
 
 def option_values(pairs: list[str] | None) -> dict[str, object]:
     """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values read as YAML); a pair without ``=`` is an error."""
-    import yaml
-
-    from netadapt.config import yaml_value
+    from netadapt.config import text_value
 
     out: dict[str, object] = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
             raise NetAdaptError(f"--option {pair!r} must look like key=value")
-        try:
-            out[key.strip()] = yaml_value(text)
-        except yaml.YAMLError:
-            out[key.strip()] = text
+        out[key.strip()] = text_value(text)
     return out
 
 

@@ -219,8 +219,6 @@ def _check_scaled(definition: NetworkDef, width_mult: float) -> None:
 
 
 def _with_classes(definition: NetworkDef, num_classes: int) -> NetworkDef:
-    if num_classes < 1:
-        raise NetAdaptError(f"num_classes must be positive, got {num_classes}")
     return replace(definition, num_classes=num_classes)
 
 

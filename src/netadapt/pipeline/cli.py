@@ -212,20 +212,12 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _check_network(config: Any, profile: Any) -> None:
     """The config's network builds for the folder's classes and images, and the search's metric
-    fits it: a config written by ``init`` runs (``run`` checks the same before training)."""
-    from netadapt.model.registry import get_definition, is_source_name
-    from netadapt.model.supernet import build_supernet
-    from netadapt.resources.parse import parse_metric
+    and score fit it: a config written by ``init`` runs (``run`` checks the same before training)."""
+    from netadapt.pipeline.run import check_search
+    from netadapt.train.loop import model_for
 
-    m = config.supernet.model
-    task = "classification" if is_source_name(m.name) else get_definition(m.name).task
-    if task != "classification":
-        raise NetAdaptError(f"{m.name} is a {task} network; an image folder holds classification data")
-    net = build_supernet(
-        m.name, num_classes=len(profile.classes), input_size=config.supernet.data.image_size or profile.image_size,
-        in_channels=m.in_channels, width_mult=m.width_mult, **m.options,
-    )  # fmt: skip
-    parse_metric(config.search.metric, net, timeout=config.search.metric_timeout)
+    size = config.supernet.data.image_size or profile.image_size
+    check_search(config, model_for(config.supernet, len(profile.classes), size))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -294,7 +294,7 @@ def run_pipeline(config: RunConfig) -> Path:
         return _run_pipeline(config, layout)
 
 
-def _check_search(config: RunConfig, net: SuperNet) -> None:
+def check_search(config: RunConfig, net: SuperNet) -> None:
     """The search's resource metric and score must fit the network before stage 1 trains it (an
     unknown metric, a missing script, a latency table of another network or a score of another
     task would stop stage 2)."""
@@ -307,7 +307,7 @@ def _run_pipeline(config: RunConfig, layout: RunLayout) -> Path:
 
     # 1. super-network training (paper §2.3)
     log.info("stage 1/5 of %s: training the super-network (ordered dropout, §2.3)", layout.root)
-    supernet_file = train_supernet(_stage_config(config, layout.supernet_dir), check=partial(_check_search, config))
+    supernet_file = train_supernet(_stage_config(config, layout.supernet_dir), check=partial(check_search, config))
     net, _ = load_supernet(supernet_file)
     task = task_named(net.task)
     save_json(layout.build, net.build_config())

@@ -89,14 +89,10 @@ class LatencyTable:
         if self.model != supernet.name:
             raise NetAdaptError(f"{self._where()} was built for model {self.model}, not {supernet.name}")
         if self.space != supernet.space.fingerprint:
-            from netadapt.config import flatten_mapping
+            from netadapt.config import config_differences, flatten_mapping
 
             mine, theirs = flatten_mapping(self.build), flatten_mapping(supernet.build_config())
-            named = [
-                f"{k}={mine.get(k)}, the network has {theirs.get(k)}"
-                for k in sorted(set(mine) | set(theirs))
-                if mine.get(k) != theirs.get(k)
-            ]
+            named = [f"{k}={mine.get(k)}, the network has {theirs.get(k)}" for k in config_differences(mine, theirs, {})]
             why = "; ".join(named) if named else f"space {self.space}, this one is {supernet.space.fingerprint}"
             raise NetAdaptError(
                 f"{self._where()} was built for another search space of {self.model} ({why}); rebuild it with the "

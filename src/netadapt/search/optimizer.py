@@ -126,12 +126,12 @@ class _Evaluations:
 
 
 def _number(score: object) -> float:
-    if isinstance(score, bool):
-        raise NetAdaptError(f"evaluate_fn returned {score!r}; a score is a number")
-    try:
-        return float(score)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise NetAdaptError(f"evaluate_fn returned {score!r}; a score is a number") from None
+    if not isinstance(score, bool):
+        try:
+            return float(score)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            pass
+    raise NetAdaptError(f"evaluate_fn returned {score!r}; a score is a number")
 
 
 def _badness(score: float, higher_is_better: bool) -> float:

@@ -40,6 +40,7 @@ from netadapt.io import atomic_write, read_text
 from netadapt.lock import run_folder_lock
 from netadapt.model.checkpoint import load_supernet, save_supernet
 from netadapt.model.norm import recalibrate_bn_
+from netadapt.model.registry import get_definition, is_source_name
 from netadapt.model.supernet import SuperNet, build_supernet
 from netadapt.progress import Eta
 from netadapt.tasks import Task, task_for, validate_networks, validation_numbers
@@ -51,7 +52,7 @@ from netadapt.train.logs import MetricsWriter, progress_bar
 from netadapt.train.optim import ModelEma, build_optimizer, lr_factor, scaled_lr, set_lr
 from netadapt.train.sampling import OrderedDropoutSampler, group_sizes
 
-__all__ = ["CONFIG_FILE", "SUPERNET_FILE", "TrainState", "build_model", "deterministic_mode", "train_supernet"]
+__all__ = ["CONFIG_FILE", "SUPERNET_FILE", "TrainState", "build_model", "deterministic_mode", "model_for", "train_supernet"]
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +128,26 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
 
 def build_model(config: SupernetTrainConfig, sets: DataSets) -> SuperNet:
     """The super-network of ``config.model`` sized for the data of ``sets``."""
+    return model_for(config, sets.num_classes, sets.image_size)
+
+
+def model_for(config: SupernetTrainConfig, num_classes: int, size: int) -> SuperNet:
+    """The super-network of ``config.model`` for data of ``num_classes`` classes and ``size``×``size``
+    images (:func:`build_model` measures them from the data; ``netadapt init`` from a folder)."""
     m = config.model
-    size = sets.image_size
     task = task_for(config.data)
-    classes = sets.num_classes if task.name == "classification" else None  # a depth network has one output map
+    classes = num_classes if task.name == "classification" else None  # a depth network has one output map
     if m.input_size is not None and m.input_size != size:
         raise NetAdaptError(f"model.input_size={m.input_size} but the data's images are {size}x{size}; set data.image_size")
     if m.num_classes is not None and classes is not None and m.num_classes != classes:
         raise NetAdaptError(f"model.num_classes={m.num_classes} but the data has {classes} classes")
+
+    def wrong_task(kind: str) -> NetAdaptError:
+        return NetAdaptError(f"{m.name} is a {kind} network but data.dataset={config.data.dataset!r} holds {task.name} data")
+
+    # A zoo model's task is known before it is built (a depth network may not build at this size).
+    if not is_source_name(m.name) and get_definition(m.name).task != task.name:
+        raise wrong_task(get_definition(m.name).task)
     # Initial weights from the run's seed, without disturbing the caller's global generator.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "init"))
@@ -142,7 +155,7 @@ def build_model(config: SupernetTrainConfig, sets: DataSets) -> SuperNet:
             m.name, num_classes=classes, input_size=size, in_channels=m.in_channels, width_mult=m.width_mult, **m.options
         )
     if net.task != task.name:
-        raise NetAdaptError(f"{m.name} is a {net.task} network but data.dataset={config.data.dataset!r} holds {task.name} data")
+        raise wrong_task(net.task)
     if m.dropout is not None:
         for module in net.modules():
             if isinstance(module, nn.Dropout):
