@@ -240,3 +240,25 @@ def test_folding_bn_into_the_convolutions_keeps_the_outputs():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     with torch.no_grad():
         torch.testing.assert_close(folded(x), plain(x), rtol=1e-4, atol=1e-5)
+
+
+def test_channels_last_sample_evaluation_scores_alike():
+    """search.eval.channels_last (the default) runs each sample's network in the channels-last
+    memory format: the same scores as the contiguous format, up to rounding."""
+    net = tiny("mobilenet_v3_small_cifar", 0.5)
+    heldout, calib = batches(3, seed=1), batches(2, seed=2)
+    archs = [half(net), net.space.sample(torch.Generator().manual_seed(3))]
+
+    def mean_logit(outputs, targets):
+        return float(outputs.sum()), outputs.numel()
+
+    scores = {}
+    for channels_last in (True, False):
+        config = EvalConfig(calibration_images=16, channels_last=channels_last)
+        scores[channels_last] = (
+            shared_weight_evaluator(net, heldout, calib, config)(archs),
+            shared_weight_evaluator(net, heldout, calib, config, metric_fn=mean_logit)(archs),
+        )
+    assert scores[True][0] == scores[False][0]
+    assert scores[True][1] == pytest.approx(scores[False][1], rel=1e-4, abs=1e-5)
+    assert EvalConfig().channels_last

@@ -110,6 +110,7 @@ class EvalConfig:
     threads_per_worker: int = 1  # torch threads of each worker process
     autocast: bool = False  # bfloat16 autocast on CUDA (throughput; rankings are what matter)
     fold_bn: bool = True  # extract mode: fold BN into the convolutions after recalibration (faster)
+    channels_last: bool = True  # extract mode: the sample's network in the channels-last memory format (faster)
 
     def validate(self) -> None:
         if self.calibration_images < 1:
@@ -123,10 +124,18 @@ class EvalConfig:
 class SharedWeights:
     """Prepares a sample from the super-network's weights, BN recalibrated on ``calibration``."""
 
-    def __init__(self, calibration: list[tuple[Tensor, Tensor]] | None, *, mode: str = "extract", fold_bn: bool = True) -> None:
+    def __init__(
+        self,
+        calibration: list[tuple[Tensor, Tensor]] | None,
+        *,
+        mode: str = "extract",
+        fold_bn: bool = True,
+        channels_last: bool = True,
+    ) -> None:
         self.calibration = calibration
         self.mode = mode
         self.fold_bn = fold_bn
+        self.channels_last = channels_last
 
     def _images(self, device: torch.device) -> Iterator[Tensor]:
         for batch in self.calibration or []:
@@ -136,6 +145,8 @@ class SharedWeights:
     def __call__(self, supernet: SuperNet, arch: Architecture, device: torch.device) -> Iterator[Forward]:
         if self.mode == "extract":
             net = supernet.extract(arch)
+            if self.channels_last:  # oneDNN's and cuDNN's faster convolutions (benchmarks/bench_eval.py)
+                net = net.to(memory_format=torch.channels_last)
             if self.calibration is not None:
                 recalibrate_bn_(net, self._images(device))
             net.eval()
@@ -287,7 +298,7 @@ def shared_weight_evaluator(
     return SampleEvaluator(
         supernet,
         heldout,
-        SharedWeights(fixed, mode=config.mode, fold_bn=config.fold_bn),
+        SharedWeights(fixed, mode=config.mode, fold_bn=config.fold_bn, channels_last=config.channels_last),
         metric_fn=metric_fn,
         finalize=finalize,
         device=config.device,
