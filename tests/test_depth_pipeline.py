@@ -58,8 +58,11 @@ def _search(supernet: Path, run_dir: Path, score: str) -> None:
 
 def _rmse_by_hand(net: torch.nn.Module, arch: Architecture, heldout, calibration) -> float:
     """FastDepth's RMSE of ``arch``, computed here from scratch: BN recalibrated on the search's
-    calibration images, then each held-out image's RMSE over its valid pixels, averaged."""
-    compact = net.extract(arch)
+    calibration images, then each held-out image's RMSE over its valid pixels, averaged.  In the
+    channels-last memory format, as the search runs it (``search.eval.channels_last``): this
+    barely trained network has channels of variance ~1e-10, where the other format's rounding
+    moves later BatchNorm statistics enough to change the RMSE by up to 1e-3 (relative)."""
+    compact = net.extract(arch).to(memory_format=torch.channels_last)
     recalibrate_bn_(compact, (x for x, _ in calibration))
     per_image = []
     with torch.no_grad():
