@@ -8,8 +8,10 @@ This script runs the pipeline's own final training (:func:`netadapt.train.train_
 image folder, for the discovered network and for the initial network (its full architecture,
 extracted the same way), each in its own fresh process and run folder, alternating kind by kind
 for ``--rounds`` rounds.  The figure is the ``wall_seconds`` each run records in its result file
--- what the run's report and ``netadapt search-timing`` add up as training time -- and, beside
-it, each process's whole time (start-up, opening the data sets, building the network).
+-- what the run's report and ``netadapt search-timing`` add up as training time --, the part of
+it spent in the training loops (from the images/s of ``metrics.jsonl``; the rest is validation,
+checkpoints and the result file) and each process's whole time (start-up, opening the data
+sets, building the network).
 
     python benchmarks/bench_final_epochs.py --data data/cifar10-jpg --threads 1 \\
         --arch docs/results/compare-cpu-v3-wd8/search-latency-0.55/final_arch.json
@@ -98,13 +100,26 @@ def _train(config: dict, threads: int, conn) -> None:
     try:
         out = train_supernet(config_from_dict(SupernetTrainConfig, config))
         recorded = float(load_supernet_extra(out)["timing"]["wall_seconds"])
-        conn.send((recorded, time.perf_counter() - began))
+        conn.send((recorded, time.perf_counter() - began, training_seconds(out.parent, config["data"]["batch_size"])))
     except Exception as exc:  # the parent reports it
         conn.send(f"{type(exc).__name__}: {exc}")
 
 
-def run_once(config: dict, threads: int) -> tuple[float, float]:
-    """``config``'s training in a fresh process: (recorded wall seconds, whole process seconds)."""
+def training_seconds(run_dir: Path, batch: int) -> float:
+    """Seconds the run's epochs spent in their training loops (batches in, optimizer steps out),
+    from the images/s its ``metrics.jsonl`` records per epoch; the rest of the recorded time is
+    validation, checkpoints and the result file."""
+    seconds, step = 0.0, 0
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        seconds += (record["step"] - step) * batch / record["images_per_s"]
+        step = record["step"]
+    return seconds
+
+
+def run_once(config: dict, threads: int) -> tuple[float, float, float]:
+    """``config``'s training in a fresh process: (recorded wall seconds, whole process seconds,
+    seconds in the training loops)."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     began = time.perf_counter()
@@ -114,7 +129,7 @@ def run_once(config: dict, threads: int) -> tuple[float, float]:
     proc.join()
     if not isinstance(reply, tuple):
         raise NetAdaptError(f"the training in {config['run_dir']} failed: {reply or f'exit status {proc.exitcode}'}")
-    return reply[0], time.perf_counter() - began
+    return reply[0], time.perf_counter() - began, reply[2]
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -127,15 +142,22 @@ def measure(args: argparse.Namespace) -> dict:
     build = net.build_config()
     recorded: dict[str, list[float]] = {k: [] for k in KINDS}
     whole: dict[str, list[float]] = {k: [] for k in KINDS}
+    loops: dict[str, list[float]] = {k: [] for k in KINDS}
     for r in range(args.rounds):
         for kind in KINDS if r % 2 == 0 else KINDS[::-1]:  # ABBA: drift on a shared machine falls on both
             config = train_config(build, files[kind], root / f"{kind}-{r}", args)
-            seconds, process = run_once(config, args.threads)
+            seconds, process, training = run_once(config, args.threads)
             recorded[kind].append(round(seconds, 2))
             whole[kind].append(round(process, 2))
-            print(f"round {r + 1}/{args.rounds} {kind}: {seconds:.1f} s recorded, {process:.1f} s process", flush=True)
+            loops[kind].append(round(training, 2))
+            print(
+                f"round {r + 1}/{args.rounds} {kind}: {seconds:.1f} s recorded ({training:.1f} s in the training loops), "
+                f"{process:.1f} s process",
+                flush=True,
+            )
     median = {k: statistics.median(v) for k, v in recorded.items()}
     median_whole = {k: statistics.median(v) for k, v in whole.items()}
+    median_loops = {k: statistics.median(v) for k, v in loops.items()}
     return {
         "model": net.name,
         "width_mult": build.get("width_mult"),
@@ -155,8 +177,10 @@ def measure(args: argparse.Namespace) -> dict:
         "torch": torch.__version__,
         "recorded_seconds": recorded,
         "process_seconds": whole,
+        "training_loop_seconds": loops,
         "discovered_vs_initial": round(median["discovered"] / median["initial"], 3),
         "discovered_vs_initial_process": round(median_whole["discovered"] / median_whole["initial"], 3),
+        "discovered_vs_initial_training_loops": round(median_loops["discovered"] / median_loops["initial"], 3),
         "run_folders": str(root),
     }
 
