@@ -47,7 +47,10 @@ def test_bench_final_epochs_times_whole_runs(tmp_path: Path) -> None:
     assert row["macs_fraction"] == pytest.approx(0.5, abs=0.05) and row["removed_blocks"] == 2
     for kind in ("initial", "discovered"):
         assert len(row["recorded_seconds"][kind]) == 2 and min(row["recorded_seconds"][kind]) > 0
-        assert all(0 < loop < whole for loop, whole in zip(row["training_loop_seconds"][kind], row["recorded_seconds"][kind]))
+        assert all(
+            0 < loop < whole
+            for loop, whole in zip(row["training_loop_seconds"][kind], row["recorded_seconds"][kind], strict=True)
+        )
         for r in range(2):  # each training its own finished run folder
             assert (tmp_path / "runs" / f"{kind}-{r}" / "supernet.pt").is_file()
     median = {k: statistics.median(v) for k, v in row["recorded_seconds"].items()}
