@@ -355,3 +355,40 @@ def test_an_example_input_the_model_refuses_is_a_one_line_error(capsys):
     ) as info:
         netadapt.supernet_from_module(model, torch.zeros(1, 5, 8, 8))
     assert "\n" not in str(info.value) and "Traceback" not in capsys.readouterr().err
+
+
+class ViewFlatten(nn.Module):
+    """A classifier that flattens a 4x4 map with ``view`` -- fails on a channels-last tensor as written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(3, 16, 3, stride=2), conv_bn(16, 24, 3, stride=2), nn.MaxPool2d(2))
+        self.fc = nn.Linear(24 * (SIZE // 8) ** 2, 10)
+
+    def forward(self, x):
+        x = self.body(x)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_a_view_flatten_runs_in_the_channels_last_format():
+    """Compact networks train channels-last on a CPU and the search's samples run in it: the
+    tracer turns the model's ``view`` into ``reshape`` (same values) so that they can."""
+    from netadapt.search.evaluate import EvalConfig, shared_weight_evaluator
+
+    model, net = traced(ViewFlatten())
+    x = torch.randn(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    assert not any(n.op == "call_method" and n.target == "view" for n in net.model.graph.nodes)
+    with pytest.raises(RuntimeError, match="view"):
+        model.to(memory_format=torch.channels_last)(x)  # the model as written
+    check_archs(net, count=4)
+    arch = net.space.sample(random.Random(3))
+    compact = net.extract(arch).eval()
+    with torch.no_grad():
+        expected = compact(x)
+        torch.testing.assert_close(compact.to(memory_format=torch.channels_last)(x), expected, rtol=1e-4, atol=1e-5)
+    data = [(x, torch.arange(4))]
+    scores = [
+        shared_weight_evaluator(net, data, data, EvalConfig(calibration_images=4, channels_last=cl))([arch])
+        for cl in (True, False)
+    ]
+    assert scores[0] == scores[1]

@@ -88,6 +88,7 @@ def trace_module(model: nn.Module, example_input: Tensor) -> tuple[fx.GraphModul
             f"torch.fx cannot trace {type(model).__name__}: {first}. Make the forward free of "
             "Python control flow on tensor values, or wrap the offending part in a module of its own"
         ) from None
+    _reshape_views(graph)
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
@@ -120,6 +121,18 @@ def trace_module(model: nn.Module, example_input: Tensor) -> tuple[fx.GraphModul
     finally:
         gm.train(was_training)
     return gm, counter.get_total_flops() // 2
+
+
+def _reshape_views(graph: fx.Graph) -> None:
+    """Every ``tensor.view(shape)`` of the model's code as ``tensor.reshape(shape)``: the same
+    values (a view wherever one is possible), but also on tensors whose strides forbid a view --
+    a flatten written ``x.view(x.size(0), -1)`` after a convolution fails on a channels-last
+    tensor, the memory format compact networks train in on a CPU and the search's samples run
+    in.  ``view(dtype)`` (a reinterpretation, not a shape) is left as it is."""
+    for node in graph.nodes:
+        dtypes = [a for a in (*node.args[1:], *node.kwargs.values()) if isinstance(a, torch.dtype)]
+        if node.op == "call_method" and node.target == "view" and not dtypes:
+            node.target = "reshape"
 
 
 def _widths(group: Group, options: TraceOptions) -> tuple[int, ...]:
