@@ -108,7 +108,7 @@ def bench_sample(name: str, args: argparse.Namespace) -> dict:
             seconds[cl].append(time.perf_counter() - began)
     now, before = min(seconds[True][1:]), min(seconds[False][1:])  # the first sample of each warms up
     return {"figure": "sample", "model": name, "heldout": args.heldout, "calibration": args.calibration,
-            "batch": args.sample_batch, "seconds_per_sample": round(now, 3), "before_seconds_per_sample": round(before, 3),
+            "batch": args.sample_batch, "seconds_per_sample": round(now, 5), "before_seconds_per_sample": round(before, 5),
             "speedup": round(before / now, 3)}  # fmt: skip
 
 
