@@ -12,7 +12,8 @@ against the way they ran before (same run, interleaved).
 * ``sample``: the search's whole-sample evaluation (extraction, BatchNorm recalibrated on
   ``--calibration`` images, BatchNorm folded, top-1 on ``--heldout`` images) with the network in
   the channels-last memory format (``search.eval.channels_last: true``, the default) against the
-  contiguous one.
+  contiguous one.  A model named by a source (``torchvision:resnet18``) is traced at 32x32 and
+  only its samples are timed, against the way they ran before: contiguous, BatchNorm unfolded.
 
 Figures are images/s (validation) and seconds per sample, the best of ``--rounds`` interleaved
 rounds, and the ratio now / before (speed-up).  Random tensors stand in for images (the time
@@ -20,6 +21,7 @@ does not depend on the pixels).
 
     python benchmarks/bench_eval.py --threads 1
     python benchmarks/bench_eval.py --threads 1 --models mobilenet_v3_large --images 256 --batch 32
+    python benchmarks/bench_eval.py --threads 1 --models torchvision:resnet18 torchvision:mobilenet_v2
 """
 
 from __future__ import annotations
@@ -85,8 +87,18 @@ def _evaluate_as_is(model: torch.nn.Module, loader: list) -> dict:
 
 
 def bench_sample(name: str, args: argparse.Namespace) -> dict:
+    """Whole samples of a CIFAR zoo model, or of a traced model (``name`` a source such as
+    ``torchvision:resnet18``, traced at 32x32: BatchNorm folded by torch.fx's fusion, before this
+    session not folded at all)."""
     torch.manual_seed(0)
-    net = netadapt.build_supernet(name, input_size=32, num_classes=10).eval()
+    if ":" in name:
+        from netadapt.trace import supernet_from_source
+
+        net = supernet_from_source(name, num_classes=10, input_size=32).eval()
+        old_way = EvalConfig(calibration_images=args.calibration, channels_last=False, fold_bn=False)
+    else:
+        net = netadapt.build_supernet(name, input_size=32, num_classes=10).eval()
+        old_way = EvalConfig(calibration_images=args.calibration, channels_last=False)
     heldout = _data(args.heldout, args.sample_batch, 32, 10, 2)
     calibration = _data(args.calibration, args.sample_batch, 32, 10, 3)
     g = torch.Generator().manual_seed(0)
@@ -96,17 +108,15 @@ def bench_sample(name: str, args: argparse.Namespace) -> dict:
         arch = net.space.sample(g)
         if 0.35 * full <= netadapt.count_macs(net, arch) <= 0.65 * full and arch not in archs:
             archs.append(arch)
-    evaluators = {
-        cl: shared_weight_evaluator(net, heldout, calibration, EvalConfig(calibration_images=args.calibration, channels_last=cl))
-        for cl in (True, False)
-    }
-    seconds: dict = {True: [], False: []}
+    configs = {"now": EvalConfig(calibration_images=args.calibration), "before": old_way}
+    evaluators = {kind: shared_weight_evaluator(net, heldout, calibration, config) for kind, config in configs.items()}
+    seconds: dict = {kind: [] for kind in evaluators}
     for arch in archs:
-        for cl, evaluator in evaluators.items():
+        for kind, evaluator in evaluators.items():
             began = time.perf_counter()
             evaluator([arch])
-            seconds[cl].append(time.perf_counter() - began)
-    now, before = min(seconds[True][1:]), min(seconds[False][1:])  # the first sample of each warms up
+            seconds[kind].append(time.perf_counter() - began)
+    now, before = min(seconds["now"][1:]), min(seconds["before"][1:])  # the first sample of each warms up
     return {"figure": "sample", "model": name, "heldout": args.heldout, "calibration": args.calibration,
             "batch": args.sample_batch, "seconds_per_sample": round(now, 5), "before_seconds_per_sample": round(before, 5),
             "speedup": round(before / now, 3)}  # fmt: skip
@@ -132,10 +142,10 @@ def main() -> None:
     print(json.dumps({"machine": machine}), flush=True)
     rows = []
     for name in args.models:
-        for row in bench_validation(name, args):
+        for row in bench_validation(name, args) if ":" not in name else ():  # traced: samples only
             rows.append(row)
             print(json.dumps(row), flush=True)
-        if not args.skip_samples and name in CIFAR and args.samples > 1:
+        if not args.skip_samples and (name in CIFAR or ":" in name) and args.samples > 1:
             rows.append(bench_sample(name, args))
             print(json.dumps(rows[-1]), flush=True)
     if args.json:

@@ -61,3 +61,12 @@ def test_bench_final_epochs_times_whole_runs(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120,
     )  # fmt: skip
     assert result.returncode != 0 and "--data" in result.stderr and "no such folder" in result.stderr
+
+
+def test_bench_eval_times_a_traced_models_samples() -> None:
+    pytest.importorskip("torchvision")
+    args = ["--threads", "1", "--models", "torchvision:resnet18", "--samples", "2", "--heldout", "16", "--calibration", "8"]
+    rows = _run("bench_eval.py", [*args, "--sample-batch", "8"])
+    (sample,) = rows[1:]  # samples only: no validation figures for a traced model
+    assert sample["figure"] == "sample" and sample["model"] == "torchvision:resnet18"
+    assert sample["speedup"] == pytest.approx(sample["before_seconds_per_sample"] / sample["seconds_per_sample"], rel=0.01)

@@ -392,3 +392,30 @@ def test_a_view_flatten_runs_in_the_channels_last_format():
         for cl in (True, False)
     ]
     assert scores[0] == scores[1]
+
+
+def test_a_traced_networks_samples_fold_batchnorm():
+    """The search folds BatchNorm into the convolutions of a traced network's samples too
+    (torch.fx's conv-BN fusion): no BatchNorm left, the same outputs and scores."""
+    from netadapt.model.norm import fold_bn_
+    from netadapt.search.evaluate import EvalConfig, shared_weight_evaluator
+
+    _, net = traced(ResidualConcat())
+    arch = net.space.sample(random.Random(5))
+    x = torch.randn(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    compact = net.extract(arch).eval()
+    folded = fold_bn_(net.extract(arch).eval())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in compact.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), compact(x), rtol=1e-4, atol=1e-5)
+    data = [(x, torch.arange(4))]
+
+    def mean_logit(outputs, targets):
+        return float(outputs.sum()), outputs.numel()
+
+    scores = [
+        shared_weight_evaluator(net, data, data, EvalConfig(calibration_images=4, fold_bn=fold), metric_fn=mean_logit)([arch])[0]
+        for fold in (True, False)
+    ]
+    assert scores[0] == pytest.approx(scores[1], rel=1e-4, abs=1e-5)

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
+from torch.fx.experimental.optimization import fuse
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from netadapt.errors import NetAdaptError
@@ -81,8 +82,12 @@ def recalibrated_bn(model: nn.Module, images: Iterable[Tensor], *, forward: Forw
 def fold_bn_(net: nn.Module) -> nn.Module:
     """Fold every eval-mode BatchNorm that directly follows a convolution of an
     :class:`~netadapt.model.layers.ElasticConv` into that convolution's weight and bias (in
-    place; for an extracted copy whose statistics are final).  The outputs are unchanged up to
-    rounding; one pass over every activation map is saved per layer."""
+    place; for an extracted copy whose statistics are final), and return the network.  The
+    outputs are unchanged up to rounding; one pass over every activation map is saved per layer.
+    A traced network's compact module (a ``torch.fx.GraphModule``) is folded by torch.fx's own
+    conv-BatchNorm fusion, which returns a new module sharing nothing with ``net``."""
+    if isinstance(net, fx.GraphModule):
+        return fuse(net, inplace=True, no_trace=True)
     for m in net.modules():
         if isinstance(m, ElasticConv) and m.conv is not None and isinstance(m.bn, nn.BatchNorm2d):
             conv, bn = m.conv, m.bn

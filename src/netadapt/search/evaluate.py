@@ -150,7 +150,11 @@ class SharedWeights:
             if self.calibration is not None:
                 recalibrate_bn_(net, self._images(device))
             net.eval()
-            yield fold_bn_(net) if self.fold_bn else net
+            if self.fold_bn:
+                net = fold_bn_(net)
+                if self.channels_last:  # a traced network's folded convolutions are new modules
+                    net = net.to(memory_format=torch.channels_last)
+            yield net
             return
 
         def forward(x: Tensor) -> Tensor:
