@@ -85,7 +85,7 @@ def fold_bn_(net: nn.Module) -> nn.Module:
     place; for an extracted copy whose statistics are final), and return the network.  The
     outputs are unchanged up to rounding; one pass over every activation map is saved per layer.
     A traced network's compact module (a ``torch.fx.GraphModule``) is folded by torch.fx's own
-    conv-BatchNorm fusion, which returns a new module sharing nothing with ``net``."""
+    conv-BatchNorm fusion, whose graph is a new module: use the one returned."""
     if isinstance(net, fx.GraphModule):
         return fuse(net, inplace=True, no_trace=True)
     for m in net.modules():
