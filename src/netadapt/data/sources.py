@@ -235,7 +235,8 @@ def _list_images(folder: Path, links: list[str]) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         links.extend(os.path.join(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d)))
-        rel = os.path.relpath(dirpath, base)  # once per folder: one relpath per file was 5x slower (CIFAR-10's 50,000 training files: 0.24 s)
+        # one relpath per folder: one per file was 5x slower (CIFAR-10's 50,000 training files: 0.24 s)
+        rel = os.path.relpath(dirpath, base)
         out.extend(os.path.join(rel, f) for f in filenames if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
     return out
 
