@@ -6,7 +6,7 @@ against the way they ran before (same run, interleaved).
   the network's :func:`~netadapt.evaluate.inference_copy` (BatchNorm folded into the
   convolutions, channels-last weights); *before*: the network as trained (``fast=False``: the
   super-network's contiguous weights, or a compact network's channels-last ones with BatchNorm
-  unfolded).  Three networks: the initial network as the super-network's validation runs it, and
+  unfolded).  Two networks: the initial network as the super-network's validation runs it, and
   a network at about half the MACs as a compact network's validation does (trained channels-last
   on a CPU).
 * ``sample``: the search's whole-sample evaluation (extraction, BatchNorm recalibrated on

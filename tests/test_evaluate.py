@@ -70,3 +70,12 @@ def test_other_modules_are_evaluated_as_they_are():
     model(torch.zeros(1, 3, 16, 16))
     assert inference_copy(model) is model
     assert evaluate(model, _batches())["images"] == 24
+
+
+def test_a_model_with_forward_hooks_is_evaluated_itself():
+    """A copy would run copies of the hooks, whose effects the caller would never see."""
+    net = _net()
+    calls = []
+    net.register_forward_hook(lambda module, inputs, output: calls.append(len(output)))
+    assert inference_copy(net) is net
+    assert evaluate(net, _batches())["images"] == 24 and calls == [8, 8, 8]

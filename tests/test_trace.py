@@ -408,7 +408,11 @@ def test_a_traced_networks_samples_fold_batchnorm():
     assert any(isinstance(m, nn.BatchNorm2d) for m in compact.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     with torch.no_grad():
-        torch.testing.assert_close(folded(x), compact(x), rtol=1e-4, atol=1e-5)
+        before = compact(x)
+        torch.testing.assert_close(folded(x), before, rtol=1e-4, atol=1e-5)
+        again = fold_bn_(compact)  # the network given is left as it was
+        assert torch.equal(compact(x), before) and any(isinstance(m, nn.BatchNorm2d) for m in compact.modules())
+        assert (again.input_size, again.in_channels) == (compact.input_size, compact.in_channels)
     data = [(x, torch.arange(4))]
 
     def mean_logit(outputs, targets):
@@ -419,3 +423,27 @@ def test_a_traced_networks_samples_fold_batchnorm():
         for fold in (True, False)
     ]
     assert scores[0] == pytest.approx(scores[1], rel=1e-4, abs=1e-5)
+
+
+class ViewKinds(nn.Module):
+    """``view`` as a shape (rewritten to ``reshape``), as a dtype read from a tensor and written
+    through in place (both left as views)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = conv_bn(3, 8, 3, stride=4)
+        self.fc = nn.Linear(8 * (SIZE // 4) ** 2, 10)
+
+    def forward(self, x):
+        x = self.body(x)
+        same = x.view(x.dtype)  # a reinterpretation (here to the same dtype)
+        inner = x.view(x.size(0), -1)
+        inner.mul_(1.0)  # written through in place: must stay a view of x
+        return self.fc(same.view(x.size(0), -1)) + inner.sum()
+
+
+def test_views_that_are_not_shapes_stay_views():
+    _, net = traced(ViewKinds())
+    views = [n for n in net.model.graph.nodes if n.op == "call_method" and n.target in ("view", "reshape")]
+    assert [n.target for n in views] == ["view", "view", "reshape"]
+    check_archs(net, count=3)

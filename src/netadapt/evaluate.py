@@ -154,9 +154,11 @@ def inference_copy(model: nn.Module) -> nn.Module:
     BatchNorm folded into its convolution (:func:`~netadapt.model.norm.fold_bn_`) and the weights
     in the channels-last memory format -- the same outputs up to rounding, one pass over every
     activation map fewer per layer, and oneDNN's and cuDNN's faster convolutions
-    (``benchmarks/bench_eval.py``).  ``model`` itself is untouched; any other module is
-    returned as it is."""
-    if not any(isinstance(m, ElasticConv) for m in model.modules()):
+    (``benchmarks/bench_eval.py``).  ``model`` itself is untouched.  Returned as it is: any
+    other module, and a model with forward hooks (a copy would run copies of them, whose effects
+    the caller would not see)."""
+    modules = list(model.modules())
+    if not any(isinstance(m, ElasticConv) for m in modules) or any(m._forward_hooks or m._forward_pre_hooks for m in modules):
         return model
     copied = fold_bn_(copy.deepcopy(model).eval())
     return copied.to(memory_format=torch.channels_last)
@@ -221,12 +223,13 @@ def evaluate(
     device: torch.device | str | None = None,
     context: Collective | None = None,
     max_batches: int | None = None,
+    fast: bool = True,
 ) -> dict[str, float]:
     """Top-1 accuracy (fraction) and mean cross-entropy of classifier ``model`` over ``loader``
     (:func:`evaluate_metrics` with a :class:`ClassificationState`).  Returns ``{"top1",
     "loss", "images", "skipped"}``."""
     state = ClassificationState()
-    return evaluate_metrics(model, loader, state, arch, device=device, context=context, max_batches=max_batches)
+    return evaluate_metrics(model, loader, state, arch, device=device, context=context, max_batches=max_batches, fast=fast)
 
 
 def evaluate_depth(
@@ -237,10 +240,11 @@ def evaluate_depth(
     device: torch.device | str | None = None,
     context: Collective | None = None,
     max_batches: int | None = None,
+    fast: bool = True,
 ) -> dict[str, float]:
     """Depth metrics of ``model`` over ``loader``'s (images, depth maps, …) batches
     (:func:`evaluate_metrics` with a :class:`DepthState`): RMSE, REL, δ1–δ3 and MAE per image
     averaged over images, the L1 loss over valid pixels.  Returns ``{"rmse", "rel", "delta1",
     "delta2", "delta3", "mae", "loss", "images", "skipped"}``."""
     state = DepthState()
-    return evaluate_metrics(model, loader, state, arch, device=device, context=context, max_batches=max_batches)
+    return evaluate_metrics(model, loader, state, arch, device=device, context=context, max_batches=max_batches, fast=fast)

@@ -84,10 +84,15 @@ def fold_bn_(net: nn.Module) -> nn.Module:
     :class:`~netadapt.model.layers.ElasticConv` into that convolution's weight and bias (in
     place; for an extracted copy whose statistics are final), and return the network.  The
     outputs are unchanged up to rounding; one pass over every activation map is saved per layer.
-    A traced network's compact module (a ``torch.fx.GraphModule``) is folded by torch.fx's own
-    conv-BatchNorm fusion, whose graph is a new module: use the one returned."""
+    A traced network's compact module (a ``torch.fx.GraphModule``, in eval mode) is folded by
+    torch.fx's own conv-BatchNorm fusion into a new module, returned, with ``net``'s
+    ``input_size`` and ``in_channels``; ``net`` itself is left as it was."""
     if isinstance(net, fx.GraphModule):
-        return fuse(net, inplace=True, no_trace=True)
+        folded = fuse(net, inplace=False, no_trace=True)
+        for name in ("input_size", "in_channels"):
+            if hasattr(net, name):
+                setattr(folded, name, getattr(net, name))
+        return folded
     for m in net.modules():
         if isinstance(m, ElasticConv) and m.conv is not None and isinstance(m.bn, nn.BatchNorm2d):
             conv, bn = m.conv, m.bn

@@ -88,7 +88,6 @@ def trace_module(model: nn.Module, example_input: Tensor) -> tuple[fx.GraphModul
             f"torch.fx cannot trace {type(model).__name__}: {first}. Make the forward free of "
             "Python control flow on tensor values, or wrap the offending part in a module of its own"
         ) from None
-    _reshape_views(graph)
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
@@ -120,19 +119,50 @@ def trace_module(model: nn.Module, example_input: Tensor) -> tuple[fx.GraphModul
                 raise NetAdaptError(f"{type(model).__name__} cannot run on an input of shape {shape}: {first}") from None
     finally:
         gm.train(was_training)
+    _reshape_views(gm)
     return gm, counter.get_total_flops() // 2
 
 
-def _reshape_views(graph: fx.Graph) -> None:
+def _reshape_views(gm: fx.GraphModule) -> None:
     """Every ``tensor.view(shape)`` of the model's code as ``tensor.reshape(shape)``: the same
     values (a view wherever one is possible), but also on tensors whose strides forbid a view --
     a flatten written ``x.view(x.size(0), -1)`` after a convolution fails on a channels-last
     tensor, the memory format compact networks train in on a CPU and the search's samples run
-    in.  ``view(dtype)`` (a reinterpretation, not a shape) is left as it is."""
-    for node in graph.nodes:
-        dtypes = [a for a in (*node.args[1:], *node.kwargs.values()) if isinstance(a, torch.dtype)]
-        if node.op == "call_method" and node.target == "view" and not dtypes:
+    in.  Left as views (read from the shapes just propagated): ``view(dtype)``, a reinterpretation
+    rather than a shape, and a view written through in place (``y = x.view(...); y.mul_(2)``),
+    where a copy would lose the write."""
+    modules = dict(gm.named_modules())
+    changed = False
+    for node in gm.graph.nodes:
+        if node.op != "call_method" or node.target != "view" or node.kwargs:
+            continue
+        if all(_shape_argument(a) for a in node.args[1:]) and not any(_in_place(u, modules) for u in node.users):
             node.target = "reshape"
+            changed = True
+    if changed:
+        gm.recompile()
+
+
+def _shape_argument(value: object) -> bool:
+    if isinstance(value, fx.Node):  # its value's type, recorded by the shape propagation
+        kind = value.meta.get("type")
+        return isinstance(kind, type) and issubclass(kind, (int, tuple)) and not issubclass(kind, bool)
+    if isinstance(value, (tuple, list)):
+        return all(_shape_argument(v) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _in_place(user: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``user`` may write into its input: an in-place method or function (``mul_``,
+    ``+=``) or a module built with ``inplace=True``."""
+    if user.op == "call_module":
+        return bool(getattr(modules.get(str(user.target)), "inplace", False))
+    name = user.target if isinstance(user.target, str) else getattr(user.target, "__name__", "")
+    return (name.endswith("_") and not name.startswith("__")) or name.strip("_") in _AUGMENTED
+
+
+#: Augmented assignments as torch.fx records them (``operator.iadd`` …, ``Tensor.__iadd__`` …).
+_AUGMENTED = frozenset({"iadd", "isub", "imul", "itruediv", "ifloordiv", "imod", "ipow", "iand", "ior", "ixor"})
 
 
 def _widths(group: Group, options: TraceOptions) -> tuple[int, ...]:
