@@ -413,6 +413,8 @@ def test_a_traced_networks_samples_fold_batchnorm():
         again = fold_bn_(compact)  # the network given is left as it was
         assert torch.equal(compact(x), before) and any(isinstance(m, nn.BatchNorm2d) for m in compact.modules())
         assert (again.input_size, again.in_channels) == (compact.input_size, compact.in_channels)
+        fused = fold_bn_(net.extract(arch).to(memory_format=torch.channels_last).eval())  # as the search folds
+        assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in fused.modules() if isinstance(m, nn.Conv2d))
     data = [(x, torch.arange(4))]
 
     def mean_logit(outputs, targets):

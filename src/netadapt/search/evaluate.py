@@ -150,11 +150,7 @@ class SharedWeights:
             if self.calibration is not None:
                 recalibrate_bn_(net, self._images(device))
             net.eval()
-            if self.fold_bn:
-                net = fold_bn_(net)
-                if self.channels_last:  # a traced network's folded convolutions are new modules
-                    net = net.to(memory_format=torch.channels_last)
-            yield net
+            yield fold_bn_(net) if self.fold_bn else net  # folded weights keep the memory format
             return
 
         def forward(x: Tensor) -> Tensor:
