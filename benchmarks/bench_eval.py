@@ -35,6 +35,7 @@ import torch
 import netadapt
 from netadapt.evaluate import evaluate
 from netadapt.resources.timing import cpu_name
+from netadapt.search.baseline import uniform_matching
 from netadapt.search.evaluate import EvalConfig, shared_weight_evaluator
 
 CIFAR = ("mobilenet_v1_cifar", "mobilenet_v2_cifar", "mobilenet_v3_small_cifar", "mobilenet_v3_large_cifar")
@@ -46,21 +47,12 @@ def _data(images: int, batch: int, size: int, classes: int, seed: int) -> list[t
     return [(torch.randn(n, 3, size, size, generator=g), torch.randint(classes, (n,), generator=g)) for n in sizes]
 
 
-def _half(net: netadapt.SuperNet) -> netadapt.Architecture:
-    """The uniform architecture nearest above half the MACs (bisection on the width ratio)."""
-    lo, hi, full = 0.05, 1.0, netadapt.count_macs(net)
-    for _ in range(25):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if netadapt.count_macs(net, net.space.uniform(mid)) > 0.5 * full else (mid, hi)
-    return net.space.uniform(hi)
-
-
 def bench_validation(name: str, args: argparse.Namespace) -> list[dict]:
     cifar = name in CIFAR
     size, classes = (32, 10) if cifar else (224, 1000)
     torch.manual_seed(0)
     net = netadapt.build_supernet(name, input_size=size, num_classes=classes)
-    half = _half(net)
+    half = uniform_matching(net.space, net.macs, 0.5 * net.macs()).arch  # the uniform baseline at half the MACs
     compact = net.extract(half).to(memory_format=torch.channels_last)  # as a compact network trains on a CPU
     loader = _data(args.images, args.batch or (64 if cifar else 32), size, classes, 1)
     networks = {"initial (super-network)": net, "half MACs (compact)": compact}
